@@ -1,0 +1,272 @@
+"""Plain dataclasses that cross the service boundary (core -> CLI, TUI, SSH server).
+
+Nothing here imports an SDK; every field is a builtin type so state can be recorded to JSON
+from the real lab and replayed for deterministic UI tests (see :mod:`core.recorded`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the inventory, validated."""
+
+    name: str
+    address: str                      # IP, host name or ~/.ssh/config alias used to connect
+    user: str | None = None           # None: ssh config / local user decides
+    port: int | None = None           # None: ssh config / 22
+    key: str | None = None            # private key path; None: ssh config / default keys
+    known_hosts: str | None = None    # None: ~/.ssh/known_hosts
+    connect_timeout: float = 5.0
+    command_timeout: float = 30.0
+    advertise: str | None = None      # underlay IP for etcd and Docker; None: address if it is an IP
+    capture_interface: str | None = None  # None: the interface holding the advertise address
+
+    @property
+    def ssh_target(self) -> str:
+        return f"{self.user + '@' if self.user else ''}{self.address}{':' + str(self.port) if self.port else ''}"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Cluster-wide settings from the inventory's [cluster] table."""
+
+    etcd_token: str = "etcd-cluster-01"
+    etcd_client_port: int = 2379
+    etcd_peer_port: int = 2380
+    etcd_data_dir: str = "/var/lib/etcd"
+    vxlan_port: int = 4789
+    network: str = "demo"             # the runbook's overlay network
+    probe_image: str = "overlay-tui/busybox:1"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    nodes: tuple[NodeSpec, ...]
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+
+    def node(self, name: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+
+@dataclass
+class CommandResult:
+    node: str
+    command: str
+    exit_status: int | None
+    stdout: str
+    stderr: str
+    duration: float                   # seconds
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    address: str
+    reachable: bool
+    latency_ms: float | None = None
+    hostname: str | None = None
+    kernel: str | None = None
+    docker_version: str | None = None
+    store_mode: str | None = None     # "etcd (classic)", "swarm", "local", or None if unknown
+    etcd_state: str | None = None     # "running", "stopped", "not installed", or None if unknown
+    error: str | None = None
+
+
+@dataclass
+class EtcdMember:
+    id: str                           # hex, as etcdctl prints it
+    name: str
+    peer_urls: list[str]
+    client_urls: list[str]
+    healthy: bool = False
+    leader: bool = False
+    latency_ms: float | None = None
+    version: str | None = None
+    db_size: int | None = None
+    raft_term: int | None = None
+    raft_index: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class EtcdCluster:
+    members: list[EtcdMember]
+    healthy: bool
+    summary: list[str]                # lines like `etcdctl cluster-health`
+    error: str | None = None
+
+
+@dataclass
+class KeyEntry:
+    """One key of etcd's v3 space or Docker's v2 tree; ``value`` is pretty JSON when it parses."""
+
+    key: str
+    value: str | None
+    is_dir: bool = False
+    source: str = "v3"                # "v3" or "v2"
+
+
+@dataclass
+class ContainerInfo:
+    name: str
+    node: str
+    network: str
+    ip: str | None
+    mac: str | None
+
+
+@dataclass
+class NetworkInfo:
+    """One network as the whole cluster sees it (merged over nodes)."""
+
+    id: str
+    name: str
+    driver: str
+    scope: str
+    subnet: str | None
+    vni: int | None
+    nodes: list[str]                  # nodes on which it is visible
+    containers: list[ContainerInfo] = field(default_factory=list)
+    attachable: bool = False
+
+
+@dataclass
+class ConvergeResult:
+    network: str
+    id: str
+    seconds: float
+    nodes: dict[str, bool]            # node -> visible with that ID and scope global
+
+
+@dataclass
+class PingResult:
+    src: str                          # node name of the probe that pinged
+    dst: str                          # node name of the target probe
+    target: str                       # name or address pinged
+    by: str                           # "name" or "address"
+    sent: int
+    received: int
+    rtt_ms: float | None              # average RTT
+    error: str | None = None
+
+    @property
+    def loss(self) -> float:
+        return 1.0 if self.sent == 0 else 1.0 - self.received / self.sent
+
+
+@dataclass
+class StepState:
+    """A runbook step's plan and, once applied or verified, its result."""
+
+    id: str
+    title: str
+    ok: bool | None = None            # None: not run yet or not available
+    detail: str = ""
+    commands: list[str] = field(default_factory=list)   # exact commands, "node: cmd"
+    running: bool = False
+
+
+@dataclass
+class RunbookEvent:
+    """Progress of an apply: one step (and optionally one node) changed."""
+
+    step: StepState
+    node: str | None = None
+    message: str = ""
+
+
+@dataclass(slots=True)
+class Frame:
+    """One captured underlay frame, decoded by the fast path.
+
+    Addresses are strings already formatted only when the frame is shown (see
+    :func:`core.vxlan_decode.format_frame`); the raw bytes stay for detail and pcap writing.
+    """
+
+    ts: float                         # epoch seconds
+    node: str                         # where it was captured ("" for files)
+    raw: bytes                        # captured bytes (snap length)
+    wire_len: int                     # original length on the wire
+    outer_src: str = ""
+    outer_dst: str = ""
+    outer_sport: int = 0
+    outer_dport: int = 0
+    vni: int | None = None
+    inner_src: str = ""               # IP (or MAC for non-IP frames)
+    inner_dst: str = ""
+    inner_src_mac: str = ""
+    inner_dst_mac: str = ""
+    proto: str = ""                   # "ICMP", "TCP", "UDP", "ARP", "IPv6", ... or "MALFORMED"/"NOT-VXLAN"
+    info: str = ""                    # ports, ICMP type/code, ARP who-has ...
+    length: int = 0                   # inner frame length
+    network: str | None = None        # VNI's network name, when known
+    src_name: str | None = None       # inner source's container name, when known
+    dst_name: str | None = None
+    outer_src_name: str | None = None # outer source's node name, when known
+    outer_dst_name: str | None = None
+    error: str | None = None          # why it is malformed
+
+
+@dataclass
+class FrameBatch:
+    frames: list[Frame]
+    dropped: int = 0                  # frames the bounded buffer had to drop
+    malformed: int = 0
+    notices: list[str] = field(default_factory=list)   # e.g. "docker-node2: capture ended: ..."
+
+
+@dataclass
+class FrameDetail:
+    layers: str                       # scapy's show() text
+    hexdump: str
+
+
+@dataclass
+class FlowStat:
+    vni: int | None
+    network: str | None
+    inner_src: str
+    inner_dst: str
+    proto: str
+    packets: int
+    bytes: int
+    pps: float = 0.0                  # current rate
+    bps: float = 0.0
+    src_name: str | None = None
+    dst_name: str | None = None
+
+
+@dataclass
+class Names:
+    """What the capture names things by: VNI -> network, IP/MAC -> container@node, IP -> node."""
+
+    networks: dict[int, str] = field(default_factory=dict)
+    containers: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LogLines:
+    node: str
+    source: str                       # "etcd" or "dockerd"
+    lines: list[str]
+
+
+@dataclass
+class ClusterEvent:
+    """A change seen by a watch: kind is "member", "key" or "network"."""
+
+    kind: str
+    action: str                       # "put", "delete", "added", "removed", "changed"
+    key: str
+    value: str | None = None

@@ -1,0 +1,80 @@
+"""The nodes part of :class:`core.live_service.LiveService`: reachability, facts, commands, logs."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from core.errors import OverlayError, UsageError
+from core.model import CommandResult, LogLines, NodeStatus
+
+# One round trip gathers every fact; each line is KEY=VALUE so a missing tool leaves a blank.
+FACTS_SCRIPT = (
+    "echo hostname=$(hostname); echo kernel=$(uname -r); "
+    "echo docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null); "
+    "echo store=$(docker info --format '{{.ClusterStore}}|{{.Swarm.LocalNodeState}}' 2>/dev/null); "
+    "if pgrep -x etcd >/dev/null 2>&1; then echo etcd=running; "
+    "elif command -v etcd >/dev/null 2>&1; then echo etcd=stopped; else echo etcd=not installed; fi"
+)
+
+LOG_SOURCES = {
+    "etcd": "/var/log/etcd.log",
+    "dockerd": "/var/log/dockerd.log",
+}
+
+
+def _store_mode(raw: str) -> str | None:
+    if not raw:
+        return None
+    store, _, swarm = raw.partition("|")
+    if store and store != "<no value>":
+        return "etcd (classic)" if store.startswith("etcd") else store
+    if swarm == "active":
+        return "swarm"
+    return "local"
+
+
+class NodesMixin:
+    """Node status, commands and log following."""
+
+    async def node_status(self, name: str) -> NodeStatus:
+        spec = self.inventory.node(name)
+        t0 = time.monotonic()
+        try:
+            res = await self.pool.run(spec, FACTS_SCRIPT, timeout=spec.command_timeout)
+        except OverlayError as e:
+            return NodeStatus(name=spec.name, address=spec.address, reachable=False, error=str(e))
+        facts = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        return NodeStatus(
+            name=spec.name, address=spec.address, reachable=True,
+            latency_ms=round((time.monotonic() - t0) * 1000, 1),
+            hostname=facts.get("hostname") or None, kernel=facts.get("kernel") or None,
+            docker_version=facts.get("docker") or None, store_mode=_store_mode(facts.get("store", "")),
+            etcd_state=facts.get("etcd") or None,
+        )
+
+    async def nodes(self) -> list[NodeStatus]:
+        """Every node's status, gathered concurrently (one round trip, not N)."""
+        return list(await asyncio.gather(*(self.node_status(n.name) for n in self.inventory.nodes)))
+
+    async def run_command(self, node: str, command: str) -> CommandResult:
+        self.require_writable("running commands on nodes")
+        if not command.strip():
+            raise UsageError("the command is empty")
+        return await self.pool.run(node, command)
+
+    async def follow_log(self, node: str, source: str) -> AsyncIterator[LogLines]:
+        """Tail a node's etcd or dockerd log; lines arrive in batches (about 10 a second at most)."""
+        path = LOG_SOURCES.get(source)
+        if path is None:
+            raise UsageError(f"unknown log {source!r}; choose one of {', '.join(LOG_SOURCES)}")
+        stream = await self.pool.stream(node, f"tail -n 200 -F {path} 2>&1")
+        buf = b""
+        try:
+            async for chunk in stream.chunks():
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                if lines:
+                    yield LogLines(node, source, [ln.decode(errors="replace") for ln in lines])
+        finally:
+            await stream.stop()

@@ -1,0 +1,214 @@
+"""An asyncssh connection pool: one reused connection per node.
+
+Run commands, start and stop detached processes, stream a process's stdout as bytes, and
+forward a local unix socket to a remote one (the Docker SDK rides on that). Host keys are
+always checked against a known_hosts file; every failure becomes a typed :mod:`core.errors`
+error, and every wait has a timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncssh
+
+from core.errors import (AuthError, CommandFailed, CommandTimeout, HostKeyError, NodeUnreachable, SSHError)
+from core.model import CommandResult, NodeSpec
+
+
+def _known_hosts_path(node: NodeSpec) -> str:
+    return node.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+
+
+def map_ssh_error(node: NodeSpec, exc: BaseException) -> SSHError:
+    """Turn an asyncssh/OS error into the typed error an operator can act on."""
+    where = f"{node.address}{':' + str(node.port) if node.port else ''}"
+    if isinstance(exc, SSHError):
+        return exc
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return HostKeyError(node.name, f"host key of {where} is not trusted by {_known_hosts_path(node)} "
+                            "(unknown or changed); check the host, then add its key with "
+                            f"`ssh-keyscan -p {node.port or 22} {node.address} >> {_known_hosts_path(node)}`")
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return AuthError(node.name, f"{where} refused our key{' ' + node.key if node.key else ''} for user "
+                         f"{node.user or 'default'}; add its public key to the node's authorized_keys")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return NodeUnreachable(node.name, f"no answer from {where} within {node.connect_timeout:g} s; "
+                               "check that the host is up and sshd listens there")
+    if isinstance(exc, ConnectionRefusedError):
+        return NodeUnreachable(node.name, f"{where} refused the connection; is sshd running on that port?")
+    if isinstance(exc, OSError):
+        return NodeUnreachable(node.name, f"cannot reach {where}: {exc.strerror or exc}")
+    if isinstance(exc, asyncssh.Error):
+        return NodeUnreachable(node.name, f"SSH to {where} failed: {exc.reason}")
+    return NodeUnreachable(node.name, f"SSH to {where} failed: {exc!r}")
+
+
+class RemoteStream:
+    """A remote process whose stdout arrives as bytes chunks; ``stop()`` kills it by pid."""
+
+    def __init__(self, pool: SSHPool, node: NodeSpec, process: asyncssh.SSHClientProcess, pid: int) -> None:
+        self.pool, self.node, self.process, self.pid = pool, node, process, pid
+
+    async def chunks(self, size: int = 65536) -> AsyncIterator[bytes]:
+        while True:
+            data = await self.process.stdout.read(size)
+            if not data:
+                return
+            yield data
+
+    async def stderr_text(self) -> str:
+        try:
+            data = await asyncio.wait_for(self.process.stderr.read(), 2)
+        except (asyncio.TimeoutError, asyncssh.Error, OSError):
+            return ""
+        return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+
+    async def stop(self) -> None:
+        """Kill the remote process (signals over the channel are not honoured by OpenSSH)."""
+        try:
+            await self.pool.kill(self.node, self.pid)
+        except SSHError:
+            pass
+        self.process.close()
+
+
+class SSHPool:
+    """One asyncssh connection per node, opened on first use and reused."""
+
+    def __init__(self, nodes: tuple[NodeSpec, ...] | list[NodeSpec]) -> None:
+        self.nodes = {n.name: n for n in nodes}
+        self._conns: dict[str, asyncssh.SSHClientConnection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._forward_dir: str | None = None
+
+    def spec(self, node: NodeSpec | str) -> NodeSpec:
+        return node if isinstance(node, NodeSpec) else self.nodes[node]
+
+    async def connection(self, node: NodeSpec | str) -> asyncssh.SSHClientConnection:
+        spec = self.spec(node)
+        lock = self._locks.setdefault(spec.name, asyncio.Lock())
+        async with lock:
+            conn = self._conns.get(spec.name)
+            if conn is not None and not conn.is_closed():
+                return conn
+            kh = _known_hosts_path(spec)
+            if not os.path.isfile(kh):
+                raise HostKeyError(spec.name, f"known_hosts file {kh} does not exist, so the host key of "
+                                   f"{spec.address} cannot be verified; create it with ssh-keyscan after checking the host")
+            opts: dict = dict(known_hosts=kh, connect_timeout=spec.connect_timeout,
+                              keepalive_interval=15, keepalive_count_max=3)
+            if spec.user:
+                opts["username"] = spec.user
+            if spec.port:
+                opts["port"] = spec.port
+            if spec.key:
+                opts["client_keys"] = [spec.key]
+                opts["agent_path"] = None
+            try:
+                conn = await asyncio.wait_for(asyncssh.connect(spec.address, **opts), spec.connect_timeout + 1)
+            except BaseException as e:  # noqa: BLE001 - mapped to a typed error
+                if isinstance(e, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                    raise
+                raise map_ssh_error(spec, e) from None
+            self._conns[spec.name] = conn
+            return conn
+
+    async def run(self, node: NodeSpec | str, command: str, *, timeout: float | None = None,
+                  check: bool = False, input: str | None = None) -> CommandResult:
+        """Run ``command`` through the node's shell; return status, output and duration."""
+        spec = self.spec(node)
+        limit = timeout or spec.command_timeout
+        conn = await self.connection(spec)
+        t0 = time.monotonic()
+        try:
+            res = await asyncio.wait_for(conn.run(command, input=input, check=False), limit)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise CommandTimeout(spec.name, f"`{command}` did not finish within {limit:g} s") from None
+        except (OSError, asyncssh.Error) as e:
+            self._conns.pop(spec.name, None)
+            raise map_ssh_error(spec, e) from None
+        out = CommandResult(spec.name, command, res.exit_status, _text(res.stdout), _text(res.stderr),
+                            time.monotonic() - t0)
+        if check and not out.ok:
+            raise CommandFailed(spec.name, command, out.exit_status, out.stderr or out.stdout)
+        return out
+
+    async def start_detached(self, node: NodeSpec | str, command: str, log: str) -> int:
+        """Start ``command`` detached (it outlives the session), output to ``log``; return its pid."""
+        inner = f"exec {command}"
+        wrapped = (f"mkdir -p {shlex.quote(os.path.dirname(log) or '.')} && "
+                   f"nohup setsid sh -c {shlex.quote(inner)} > {shlex.quote(log)} 2>&1 < /dev/null & echo $!")
+        res = await self.run(node, wrapped, check=True)
+        try:
+            return int(res.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise CommandFailed(self.spec(node).name, command, res.exit_status,
+                                f"expected a pid, got {res.stdout!r}") from None
+
+    async def kill(self, node: NodeSpec | str, pid: int, signal: str = "TERM", wait: float = 10.0) -> bool:
+        """Send ``signal`` to ``pid`` and wait until it is gone; True if it was running."""
+        cmd = (f"kill -{signal} {int(pid)} 2>/dev/null || exit 3; "
+               f"for i in $(seq {int(wait * 10)}); do kill -0 {int(pid)} 2>/dev/null || exit 0; sleep 0.1; done; exit 4")
+        res = await self.run(node, cmd, timeout=wait + 5)
+        if res.exit_status == 4:
+            raise CommandFailed(self.spec(node).name, f"kill -{signal} {pid}", 4, f"pid {pid} still running after {wait:g} s")
+        return res.exit_status == 0
+
+    async def stream(self, node: NodeSpec | str, command: str) -> RemoteStream:
+        """Start ``command`` with stdout as raw bytes; the remote pid is read from stderr first."""
+        spec = self.spec(node)
+        conn = await self.connection(spec)
+        try:
+            proc = await conn.create_process(f"echo $$ >&2; exec {command}", encoding=None)
+            line = await asyncio.wait_for(proc.stderr.readline(), spec.command_timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise CommandTimeout(spec.name, f"`{command}` did not start within {spec.command_timeout:g} s") from None
+        except (OSError, asyncssh.Error) as e:
+            raise map_ssh_error(spec, e) from None
+        try:
+            pid = int(line.strip())
+        except ValueError:
+            raise CommandFailed(spec.name, command, None, f"could not read its pid (got {line!r})") from None
+        return RemoteStream(self, spec, proc, pid)
+
+    async def forward_unix(self, node: NodeSpec | str, remote_path: str) -> str:
+        """Forward a fresh local unix socket to ``remote_path`` on the node; return the local path."""
+        spec = self.spec(node)
+        conn = await self.connection(spec)
+        if self._forward_dir is None:
+            self._forward_dir = tempfile.mkdtemp(prefix="overlay-tui-fwd-")
+        local = str(Path(self._forward_dir) / f"{spec.name}-{abs(hash(remote_path)) & 0xffff:x}.sock")
+        if os.path.exists(local):
+            os.unlink(local)
+        try:
+            await conn.forward_local_path(local, remote_path)
+        except (OSError, asyncssh.Error) as e:
+            raise map_ssh_error(spec, e) from None
+        return local
+
+    async def close(self) -> None:
+        conns, self._conns = list(self._conns.values()), {}
+        for c in conns:
+            c.close()
+        for c in conns:
+            try:
+                await asyncio.wait_for(c.wait_closed(), 2)
+            except (asyncio.TimeoutError, OSError, asyncssh.Error):
+                pass
+        if self._forward_dir:
+            for f in Path(self._forward_dir).glob("*"):
+                f.unlink(missing_ok=True)
+            os.rmdir(self._forward_dir)
+            self._forward_dir = None
+
+
+def _text(v: object) -> str:
+    if v is None:
+        return ""
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)

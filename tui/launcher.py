@@ -1,0 +1,22 @@
+"""The ``overlay-tui`` entry point: subcommands go to core's CLI, no subcommand opens the console."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def run_console(args: argparse.Namespace) -> int:
+    """Open the Textual console on the live nodes (or on recorded state)."""
+    from tui.app import run_app  # imported here so subcommands never load textual
+
+    return run_app(inventory=args.inventory, read_only=args.read_only, replay_state=args.replay_state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.cli import main as cli_main
+
+    return cli_main(argv, console=run_console)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
