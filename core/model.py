@@ -38,6 +38,7 @@ class ClusterSpec:
     etcd_data_dir: str = "/var/lib/etcd"
     vxlan_port: int = 4789
     network: str = "demo"             # the runbook's overlay network
+    network_subnet: str | None = None # its subnet; None lets Docker choose (the lab pins one in 198.19.0.0/16)
     probe_image: str = "overlay-tui/busybox:1"
 
 
