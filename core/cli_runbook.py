@@ -8,6 +8,7 @@ import sys
 from core.cli import run_async
 from core.errors import UsageError
 from core.model import StepState
+from core.runbook_service import STEPS
 
 MARK = {True: "ok  ", False: "FAIL", None: "n/a "}
 
@@ -77,6 +78,9 @@ async def _apply(args: argparse.Namespace) -> int:
     finally:
         await svc.close()
     final = [steps.get(s.id, s) for s in plan]
+    for s in final:
+        if s.id not in steps:
+            s.detail = "not run: an earlier step failed"
     result = _steps_json(final)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -88,6 +92,6 @@ async def _apply(args: argparse.Namespace) -> int:
 def _progress(step: StepState, message: str, index: int, live: bool) -> None:
     if step.running:
         if live:
-            print(f"[{index}/8] {step.title}: {message}", flush=True)
+            print(f"[{index}/{len(STEPS)}] {step.title}: {message}", flush=True)
         return
-    print(f"[{index}/8] {MARK[step.ok]} {step.title}" + (f"\n        {step.detail}" if step.detail else ""), flush=True)
+    print(f"[{index}/{len(STEPS)}] {MARK[step.ok]} {step.title}" + (f"\n        {step.detail}" if step.detail else ""), flush=True)
