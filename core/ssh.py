@@ -192,6 +192,19 @@ class SSHPool:
             raise map_ssh_error(spec, e) from None
         return local
 
+    async def forward_tcp(self, node: NodeSpec | str, host: str, port: int) -> int:
+        """Forward a fresh 127.0.0.1 port to ``host:port`` as the node sees it; return the local port.
+
+        Used to reach a node's etcd client URL (plain HTTP, v2 keys) when it is not routable from here.
+        """
+        spec = self.spec(node)
+        conn = await self.connection(spec)
+        try:
+            listener = await conn.forward_local_port("127.0.0.1", 0, host, int(port))
+        except (OSError, asyncssh.Error) as e:
+            raise map_ssh_error(spec, e) from None
+        return listener.get_port()
+
     async def close(self) -> None:
         conns, self._conns = list(self._conns.values()), {}
         for c in conns:
