@@ -1,0 +1,220 @@
+"""One lab node: its files, its process tree, and how that tree is stopped.
+
+A node is one process tree started as::
+
+    nsenter --net=/run/netns/ot-LAB-nI unshare --uts --mount --pid --fork --kill-child --mount-proc sh init.sh
+
+``init.sh`` (pid 1 of the node's own pid namespace) gives the node a private /run and node-local
+/etc/docker, /var/lib/docker, /var/lib/etcd, /var/log and /etc/hosts, an empty /root/.bashrc and the
+hostname ``docker-nodeI``; then it starts dockerd exactly as the Docker service would (default
+paths: /var/run/docker.pid, /var/run/docker.sock, /var/log/dockerd.log) and OpenSSH's sshd. So
+whatever connects over SSH sees an ordinary host: no lab-specific path anywhere.
+
+Killing ``unshare`` (or pid 1) takes the whole pid namespace down with it, containers included.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import LabError
+
+DAEMON_JSON = {
+    # Keep every address Docker picks inside 198.18.0.0/15 (isolated per node namespace, never routed).
+    "bip": "198.19.255.1/24",
+    "default-address-pools": [{"base": "198.19.192.0/18", "size": 24}],
+}
+# Host paths the node gets its own copy of (source dir name under the node dir -> mount point).
+NODE_LOCAL_DIRS = {"etc-docker": "/etc/docker", "var-lib-docker": "/var/lib/docker",
+                   "var-lib-etcd": "/var/lib/etcd", "var-log": "/var/log"}
+# Paths hidden inside the node (so the lab's own files must not live below them).
+MASKED_PATHS = ["/run", "/var/run", *NODE_LOCAL_DIRS.values()]
+
+SSHD_CONFIG = """\
+# sshd of lab node {name} (lab {lab}); written by `overlay-tui lab up`.
+ListenAddress {address}:22
+HostKey {host_key}
+PidFile /run/sshd.pid
+AuthorizedKeysFile {authorized_keys}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+# the lab's keys may live below a world-writable directory (a test's /tmp)
+StrictModes no
+AllowTcpForwarding yes
+AllowStreamLocalForwarding yes
+X11Forwarding no
+PrintMotd no
+PrintLastLog no
+UseDNS no
+AcceptEnv LANG LC_*
+Subsystem sftp /usr/lib/openssh/sftp-server
+"""
+
+INIT_SCRIPT = """\
+#!/bin/sh
+# pid 1 of lab node {name} (lab {lab}); written by `overlay-tui lab up`.
+set -e
+mount --make-rprivate /
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mkdir -p /run/sshd /run/lock
+{mounts}
+hostname {name}
+# dockerd as the Docker service starts it: default paths, detached from this script
+nohup setsid dockerd > /var/log/dockerd.log 2>&1 < /dev/null &
+/usr/sbin/sshd -f {sshd_config}
+echo "node {name} started"
+set +e
+# stay pid 1; a foreground child makes sh reap orphans (waitpid(-1)) while it waits
+while :; do sleep 3600; done
+"""
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """Everything needed to create and start node ``i`` of a lab."""
+
+    lab: str
+    i: int
+    address: str
+    netns: str
+    dir: Path            # node-local files: sshd config, host key, mounted dirs, init script, log
+    lab_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"docker-node{self.i}"
+
+    @property
+    def host_key(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key"
+
+
+def keygen(path: Path, comment: str) -> subprocess.Popen:
+    """Start ssh-keygen for a fresh ed25519 key at ``path`` (caller waits)."""
+    return subprocess.Popen(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def write_node_files(plan: NodePlan, all_nodes: list[tuple[str, str]]) -> None:
+    """Node-local dirs, daemon.json, /etc/hosts, sshd config and init script (host key made separately)."""
+    for src in NODE_LOCAL_DIRS:
+        (plan.dir / src).mkdir(parents=True, exist_ok=True)
+    (plan.dir / "etc-docker" / "daemon.json").write_text(json.dumps(DAEMON_JSON, indent=2) + "\n")
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    hosts += [f"{addr}\t{name}" for name, addr in all_nodes]
+    (plan.dir / "hosts").write_text("\n".join(hosts) + "\n")
+    (plan.dir / "sshd_config").write_text(SSHD_CONFIG.format(
+        name=plan.name, lab=plan.lab, address=plan.address, host_key=plan.host_key,
+        authorized_keys=plan.lab_dir / "authorized_keys"))
+    mounts = []
+    for src, dst in NODE_LOCAL_DIRS.items():
+        mounts.append(f"mkdir -p {dst} && mount --bind {shlex.quote(str(plan.dir / src))} {dst}")
+    mounts.append(f"mount --bind {shlex.quote(str(plan.dir / 'hosts'))} /etc/hosts")
+    if os.path.isfile("/root/.bashrc"):   # Debian root's rc may be slow (pyenv): give sessions an empty one
+        mounts.append(f"mount --bind {shlex.quote(str(plan.lab_dir / 'empty_rc'))} /root/.bashrc")
+    (plan.dir / "init.sh").write_text(INIT_SCRIPT.format(
+        name=plan.name, lab=plan.lab, mounts="\n".join(mounts), sshd_config=shlex.quote(str(plan.dir / "sshd_config"))))
+
+
+def start_node(plan: NodePlan) -> subprocess.Popen:
+    """Start the node's process tree (returns at once); its pid is ``unshare``'s, in the root pid namespace."""
+    log = open(plan.dir / "init.log", "wb")
+    try:
+        return subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{plan.netns}", "unshare", "--uts", "--mount", "--pid", "--fork",
+             "--kill-child", "--mount-proc", "sh", str(plan.dir / "init.sh")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    finally:
+        log.close()
+
+
+def init_pid(unshare_pid: int, timeout: float = 2.0) -> int | None:
+    """The host pid of the node's pid 1 (``unshare``'s only child)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            kids = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
+        except OSError:
+            return None
+        if kids:
+            return int(kids[0])
+        time.sleep(0.01)
+    return None
+
+
+def ns_id(pid: int, kind: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def pids_in(netns: tuple[int, int] | None, pidns: tuple[int, int] | None) -> list[int]:
+    """Live pids whose network namespace is ``netns`` or whose pid namespace is ``pidns``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        if pid == os.getpid():
+            continue
+        if (netns and ns_id(pid, "net") == netns) or (pidns and ns_id(pid, "pid") == pidns):
+            if alive(pid):
+                found.append(pid)
+    return found
+
+
+def kill_node(netns: tuple[int, int] | None, pids: list[int], pidns: tuple[int, int] | None,
+              timeout: float = 10.0) -> None:
+    """SIGKILL the node's recorded pids (if still its own) and every process left in its namespaces."""
+    for pid in pids:
+        if netns and ns_id(pid, "net") == netns or pidns and ns_id(pid, "pid") == pidns:
+            _kill(pid)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = pids_in(netns, pidns)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"processes {left} would not die; kill them by hand (`kill -9 {' '.join(map(str, left))}`)")
+        for pid in left:
+            _kill(pid)
+        time.sleep(0.05)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def remove_container_cgroups(node_dir: Path) -> None:
+    """Docker's per-container cgroups (cgroupfs driver) outlive a killed daemon: remove the empty ones."""
+    ids = [p.name for p in (node_dir / "var-lib-docker" / "containers").glob("*") if p.is_dir()]
+    for cid in ids:
+        for d in glob.glob(f"/sys/fs/cgroup/*/docker/{cid}") + glob.glob(f"/sys/fs/cgroup/docker/{cid}"):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
