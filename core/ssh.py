@@ -142,7 +142,8 @@ class SSHPool:
     async def start_detached(self, node: NodeSpec | str, command: str, log: str) -> int:
         """Start ``command`` detached (it outlives the session), output to ``log``; return its pid."""
         inner = f"exec {command}"
-        wrapped = (f"mkdir -p {shlex.quote(os.path.dirname(log) or '.')} && "
+        # `;` not `&&`: `a && b &` would background the whole chain in a subshell that keeps the channel open
+        wrapped = (f"mkdir -p {shlex.quote(os.path.dirname(log) or '.')} || exit 1; "
                    f"nohup setsid sh -c {shlex.quote(inner)} > {shlex.quote(log)} 2>&1 < /dev/null & echo $!")
         res = await self.run(node, wrapped, check=True)
         try:
