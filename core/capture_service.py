@@ -1,6 +1,139 @@
-"""The capture part of :class:`core.live_service.LiveService`."""
+"""The capture part of :class:`core.live_service.LiveService`: live capture, replay, names, flows, pcap.
+
+``capture(nodes)`` streams :class:`FrameBatch` objects from a remote tcpdump on each node
+(:mod:`core.capture_live`), merged in time order and named (:mod:`core.naming`). Closing the
+async generator (or cancelling its consumer) stops every remote tcpdump.
+"""
 from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from core.capture_live import LiveCapture
+from core.errors import OverlayError, UsageError
+from core.model import Frame, FrameBatch, FrameDetail, FlowStat, Names, NodeSpec
+from core.naming import apply_names, build_names
+from core.pcap_io import PcapFileReader, write_pcap
+from core.vxlan_decode import VxlanDecoder
+
+NAMES_REFRESH = 10.0          # seconds between re-reads of networks/containers during a capture
+NAMES_TIMEOUT = 8.0           # a replay waits this long at most for names from the nodes
+REPLAY_BATCH = 2000
 
 
 class CaptureMixin:
-    """Capture methods of the live service (filled in by the capture work)."""
+    """Capture methods of the live service."""
+
+    _node_addresses: dict[str, str]
+
+    def capture_nodes(self, nodes: list[str] | None) -> list[NodeSpec]:
+        """The inventory entries of ``nodes`` (all when empty); an unknown name is a usage error."""
+        if not nodes:
+            return list(self.inventory.nodes)
+        known = {n.name: n for n in self.inventory.nodes}
+        unknown = [n for n in nodes if n not in known]
+        if unknown:
+            raise UsageError(f"unknown node {', '.join(unknown)} in {self.inventory.path}; "
+                             f"known nodes: {', '.join(known)}")
+        return [known[n] for n in dict.fromkeys(nodes)]
+
+    async def names(self) -> Names:
+        """VNI -> network, container IP/MAC -> container@node, underlay IP -> node."""
+        nets = await self.networks()
+        self._names = build_names(self.inventory, nets, getattr(self, "_node_addresses", None))
+        return self._names
+
+    async def _names_or_notice(self, timeout: float | None = None) -> tuple[Names, str | None]:
+        try:
+            return await asyncio.wait_for(self.names(), timeout), None
+        except (OverlayError, OSError, asyncio.TimeoutError) as e:
+            why = str(e) or f"no answer within {timeout:g} s"
+            return build_names(self.inventory, [], getattr(self, "_node_addresses", None)), \
+                f"names unavailable (raw values shown): {why}"
+
+    async def capture(self, nodes: list[str], **opts) -> AsyncIterator[FrameBatch]:
+        """Live frames of ``nodes`` (every node when empty), time-ordered, named, in bounded batches.
+
+        ``opts`` go to :class:`core.capture_live.LiveCapture` (``window``, ``interval``, ``max_batch``,
+        ``max_buffered``, ``snaplen``).
+        """
+        specs = self.capture_nodes(nodes)
+        live = LiveCapture(self.pool, specs, self.inventory.cluster.vxlan_port, **opts)
+        names_task = asyncio.create_task(self._names_or_notice())
+        refresh: asyncio.Task | None = None
+        try:
+            await live.start()
+        except BaseException:
+            names_task.cancel()
+            raise
+        self.last_capture = live
+        try:
+            self._node_addresses = {**getattr(self, "_node_addresses", {}), **live.node_addresses}
+            names, problem = await names_task
+            on = ", ".join(f"{c.node.name} ({c.plan.interface})" for c in live.captures)
+            yield FrameBatch([], notices=[f"capturing on {on}"] + ([problem] if problem else []))
+            refreshed = time.monotonic()
+            async for batch in live.merger.batches():
+                if refresh is not None and refresh.done():
+                    names = refresh.result()[0]
+                    refresh = None
+                if refresh is None and time.monotonic() - refreshed > NAMES_REFRESH:
+                    refresh, refreshed = asyncio.create_task(self._names_or_notice()), time.monotonic()
+                apply_names(batch.frames, names)
+                yield batch
+        finally:
+            for task in (names_task, refresh):
+                if task is not None and not task.done():
+                    task.cancel()
+            await live.stop()
+
+    async def replay(self, path: str) -> AsyncIterator[FrameBatch]:
+        """Frames of a pcap file in batches, decoded and named like a live capture (node "")."""
+        reader = PcapFileReader(path)
+        records = iter(reader)
+        first = await asyncio.to_thread(next, records, None)      # a bad file fails here, before names
+        names, problem = await self._names_or_notice(NAMES_TIMEOUT)
+        decoder = VxlanDecoder(self.inventory.cluster.vxlan_port)
+        decode = decoder.decode
+        notices = [problem] if problem else []
+        pending = [first] if first is not None else []
+        done = first is None
+        while not done or pending:
+            if not done:
+                chunk = await asyncio.to_thread(_take, records, REPLAY_BATCH - len(pending))
+                done = len(chunk) < REPLAY_BATCH - len(pending)
+                pending.extend(chunk)
+            bad = decoder.malformed + decoder.not_vxlan
+            frames = [decode(data, ts, wirelen) for ts, _cap, wirelen, data in pending]
+            pending = []
+            apply_names(frames, names)
+            if done and reader.truncated:
+                notices.append(reader.truncated)
+            yield FrameBatch(frames, malformed=decoder.malformed + decoder.not_vxlan - bad, notices=notices)
+            notices = []
+
+    def frame_detail(self, frame: Frame) -> FrameDetail:
+        """Every layer and field (scapy) and a hex dump of one frame."""
+        from core.frame_detail import frame_detail
+        return frame_detail(frame.raw, self.inventory.cluster.vxlan_port)
+
+    def flows(self, frames: list[Frame]) -> list[FlowStat]:
+        """Per-flow counters of ``frames`` (named with the names last read, if any)."""
+        from core.flows import FlowTable
+        table = FlowTable()
+        table.add_many(frames)
+        return table.flows(getattr(self, "_names", None))
+
+    async def save_pcap(self, frames: list[Frame], path: str) -> int:
+        """Write ``frames`` to a pcap that tcpdump and Wireshark open; returns how many."""
+        return await asyncio.to_thread(write_pcap, path, list(frames))
+
+
+def _take(records, n: int) -> list:
+    out = []
+    for rec in records:
+        out.append(rec)
+        if len(out) >= n:
+            break
+    return out
