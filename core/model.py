@@ -265,9 +265,11 @@ class LogLines:
 
 @dataclass
 class ClusterEvent:
-    """A change seen by a watch: kind is "member", "key" or "network"."""
+    """A change seen by a watch: kind is "member", "key", "network" or "watch" (action "error": the
+    stream broke and is being re-established; value says why)."""
 
     kind: str
-    action: str                       # "put", "delete", "added", "removed", "changed"
+    action: str                       # "put", "delete", "added", "removed", "changed", "error"
     key: str
     value: str | None = None
+    source: str = ""                  # for kind "key": "v3" or "v2" (Docker's classic store)
