@@ -1,0 +1,140 @@
+"""The capture half of :class:`core.recorded.RecordedService`: frames replayed from a pcap.
+
+``capture(nodes)`` reads the recording's pcap (``state["capture"]["pcap"]``, relative to the state
+file; else ``capture_small.pcap`` next to it), decodes it with the fast path
+(:mod:`core.vxlan_decode`), names it (:mod:`core.naming`) and yields it as :class:`FrameBatch`
+batches, as a live capture on ``nodes`` would: a frame is labelled with the chosen node that sent
+it (its outer source), else the chosen node that received it; frames between other nodes are left
+out. Batches are cut by count, so a replay is deterministic; with ``capture_realtime`` set (or
+``state["capture"]["realtime"]``) it also waits the recorded gaps between frames, for demos.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from core.errors import CaptureError, UsageError
+from core.flows import FlowTable
+from core.frame_detail import frame_detail as scapy_detail
+from core.model import FlowStat, Frame, FrameBatch, FrameDetail, Names
+from core.naming import apply_names, build_names, merge_names, names_from_json
+from core.pcap_io import read_pcap_frames, write_pcap
+from core.vxlan_decode import VxlanDecoder
+
+DEFAULT_PCAP = "capture_small.pcap"
+BATCH = 500
+
+
+class RecordedCaptureMixin:
+    """capture / replay / names / frame_detail / flows / save_pcap over recorded data.
+
+    Expects ``self.state`` (the recorded JSON), ``self.state_path``, ``self.inventory`` and an
+    async ``self.networks()``, as :class:`core.recorded.RecordedService` provides.
+    """
+
+    capture_realtime: bool = False
+    capture_batch: int = BATCH
+    _capture_names: Names | None = None
+
+    # --- names ---------------------------------------------------------------------------------
+    async def names(self) -> Names:
+        """Names from the recorded networks and inventory, plus any recorded ``names``."""
+        recorded = names_from_json(self.state.get("names") or {})
+        try:
+            nets = await self.networks()
+        except Exception:  # noqa: BLE001 - a recorded networks error still leaves the recorded names
+            nets = []
+        self._capture_names = merge_names(recorded, build_names(self.inventory, nets))
+        return self._capture_names
+
+    # --- capture and replay --------------------------------------------------------------------
+    def capture_pcap_path(self) -> Path:
+        """Where the recording's frames are."""
+        cap = self.state.get("capture") or {}
+        name = cap.get("pcap") or DEFAULT_PCAP
+        base = self.state_path.parent if getattr(self, "state_path", None) else Path.cwd()
+        return Path(name) if os.path.isabs(name) else base / name
+
+    async def capture(self, nodes: list[str], **_opts) -> AsyncIterator[FrameBatch]:
+        """Replay the recording as a capture on ``nodes`` (every node when empty)."""
+        known = [n.name for n in self.inventory.nodes]
+        unknown = [n for n in nodes if n not in known]
+        if unknown:
+            raise UsageError(f"unknown node {', '.join(unknown)}; known nodes: {', '.join(known)}")
+        chosen = list(dict.fromkeys(nodes)) or known
+        path = self.capture_pcap_path()
+        if not path.is_file():
+            raise CaptureError(f"{path}: no recorded capture to replay (record one with `overlay-tui record`)")
+        names = await self.names()
+        realtime = self.capture_realtime or bool((self.state.get("capture") or {}).get("realtime"))
+        yield FrameBatch([], notices=[f"replaying {path.name} (recorded) on {', '.join(chosen)}"])
+        count = 0
+        async for batch in self._batches(path, names, chosen, realtime):
+            count += len(batch.frames)
+            yield batch
+        yield FrameBatch([], notices=[f"recording ended: {count} frames replayed"])
+
+    async def replay(self, path: str) -> AsyncIterator[FrameBatch]:
+        """Every frame of the pcap at ``path``, decoded and named, in batches."""
+        names = await self.names()
+        async for batch in self._batches(Path(path), names, None, False):
+            yield batch
+
+    async def _batches(self, path: Path, names: Names, chosen: list[str] | None,
+                       realtime: bool) -> AsyncIterator[FrameBatch]:
+        decoder = VxlanDecoder(self.inventory.cluster.vxlan_port)
+        by_addr = {addr: node for addr, node in names.nodes.items()}
+        wanted = set(chosen or ())
+        out: list[Frame] = []
+        malformed_before = 0
+        prev_ts: float | None = None
+        for f in read_pcap_frames(path, decoder):
+            if chosen is not None:
+                node = _capturing_node(f, by_addr, wanted, chosen[0])
+                if node is None:
+                    continue
+                f.node = node
+            out.append(f)
+            if realtime and prev_ts is not None and f.ts > prev_ts:
+                await asyncio.sleep(min(f.ts - prev_ts, 1.0))
+            prev_ts = f.ts
+            if len(out) >= self.capture_batch or realtime:
+                yield self._named_batch(out, names, decoder, malformed_before)
+                malformed_before = decoder.malformed + decoder.not_vxlan
+                out = []
+                await asyncio.sleep(0)            # let the UI draw between batches
+        if out:
+            yield self._named_batch(out, names, decoder, malformed_before)
+
+    @staticmethod
+    def _named_batch(frames: list[Frame], names: Names, decoder: VxlanDecoder, before: int) -> FrameBatch:
+        apply_names(frames, names)
+        return FrameBatch(frames, malformed=decoder.malformed + decoder.not_vxlan - before)
+
+    # --- one frame, flows, files ---------------------------------------------------------------
+    def frame_detail(self, frame: Frame) -> FrameDetail:
+        """Every layer (scapy) and a hex dump of one frame."""
+        return scapy_detail(frame.raw, self.inventory.cluster.vxlan_port)
+
+    def flows(self, frames: list[Frame]) -> list[FlowStat]:
+        """Per-flow packets, bytes and current rates of ``frames``, most bytes first."""
+        table = FlowTable()
+        table.add_many(frames)
+        return table.flows(self._capture_names)
+
+    async def save_pcap(self, frames: list[Frame], path: str) -> int:
+        """Write ``frames`` to a new pcap file at ``path``; returns how many were written."""
+        return await asyncio.to_thread(write_pcap, path, list(frames))
+
+
+def _capturing_node(f: Frame, by_addr: dict[str, str], wanted: set[str], fallback: str) -> str | None:
+    src, dst = by_addr.get(f.outer_src), by_addr.get(f.outer_dst)
+    if src in wanted:
+        return src
+    if dst in wanted:
+        return dst
+    if src is None and dst is None:
+        return fallback                  # not between known nodes (or malformed): keep it visible
+    return None

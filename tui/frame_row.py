@@ -1,0 +1,107 @@
+"""Columns of the live frame list and the formatting of one frame into one line of segments.
+
+Only rows on screen are ever formatted (FACTS: formatting costs more than decoding), so this
+module is free to build strings; :func:`layout` fits the columns to the list's width.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rich.segment import Segment
+from rich.style import Style
+
+from core.model import Frame
+
+# name, title, minimum width, share of the width left after the fixed columns (0 = fixed)
+_COLUMNS = (
+    ("no", "No.", 7, 0),
+    ("time", "Time (UTC)", 15, 0),
+    ("node", "Node", 12, 0),
+    ("outer", "Outer src > dst", 20, 3),
+    ("vni", "VNI network", 12, 1),
+    ("inner", "Inner src > dst", 24, 5),
+    ("proto", "Proto", 5, 0),
+    ("len", "Len", 5, 0),
+    ("info", "Info", 0, 3),
+)
+
+STYLES = {
+    "no": Style(dim=True), "time": Style(color="cyan"), "node": Style(color="magenta"),
+    "outer": Style(), "vni": Style(color="yellow"), "inner": Style(bold=True),
+    "proto": Style(color="green"), "len": Style(), "info": Style(dim=True),
+}
+BAD_STYLE = Style(color="red")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column placed at a width."""
+
+    name: str
+    title: str
+    width: int
+
+
+def layout(width: int) -> tuple[Column, ...]:
+    """Columns that fit ``width`` cells (one space between columns); the flexible ones share the rest."""
+    fixed = sum(c[2] + 1 for c in _COLUMNS)
+    spare = max(0, width - fixed)
+    shares = sum(c[3] for c in _COLUMNS)
+    cols = []
+    for name, title, minimum, share in _COLUMNS:
+        cols.append(Column(name, title, minimum + (spare * share) // shares))
+    return tuple(cols)
+
+
+def header_text(cols: tuple[Column, ...], width: int) -> str:
+    """The header line for ``cols``, cut to ``width``."""
+    return " ".join(c.title[:c.width].ljust(c.width) for c in cols)[:width]
+
+
+def _side(addr: str, name: str | None) -> str:
+    return name or addr or "?"
+
+
+def cells(seq: int, f: Frame) -> dict[str, str]:
+    """The text of each column for frame number ``seq`` (0-based)."""
+    ts = f.ts
+    stamp = time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(round(ts * 1e6)) % 1_000_000:06d}"
+    vni = "" if f.vni is None else (f"{f.vni} {f.network}" if f.network else str(f.vni))
+    return {
+        "no": str(seq + 1),
+        "time": stamp,
+        "node": f.node or "-",
+        "outer": f"{_side(f.outer_src, f.outer_src_name)} > {_side(f.outer_dst, f.outer_dst_name)}",
+        "vni": vni,
+        "inner": f"{_side(f.inner_src, f.src_name)} > {_side(f.inner_dst, f.dst_name)}",
+        "proto": f.proto,
+        "len": str(f.length or f.wire_len),
+        "info": f.error or f.info,
+    }
+
+
+def row_segments(seq: int, f: Frame, cols: tuple[Column, ...], width: int,
+                 base: Style | None = None) -> list[Segment]:
+    """One line of segments for frame ``seq``, exactly ``width`` cells wide."""
+    text = cells(seq, f)
+    bad = bool(f.error) or f.proto in ("MALFORMED", "NOT-VXLAN")
+    segs: list[Segment] = []
+    used = 0
+    for c in cols:
+        if used >= width:
+            break
+        value = text[c.name]
+        cell = (value[:c.width - 1] + "…") if len(value) > c.width else value.ljust(c.width)
+        if c.name in ("no", "len"):
+            cell = value[-c.width:].rjust(c.width)
+        cell = cell[:width - used]
+        style = BAD_STYLE if bad and c.name in ("proto", "info") else STYLES[c.name]
+        segs.append(Segment(cell, base + style if base else style))
+        used += len(cell)
+        if used < width:
+            segs.append(Segment(" ", base))
+            used += 1
+    if used < width:
+        segs.append(Segment(" " * (width - used), base))
+    return segs
