@@ -1,6 +1,123 @@
-"""The etcd part of :class:`core.live_service.LiveService`."""
+"""The etcd part of :class:`core.live_service.LiveService`: plan, apply, read, browse, watch.
+
+``etcd_apply(force=True)`` stops an etcd running with other flags and wipes a data dir that
+belongs to another cluster: front doors must confirm with the operator before passing it.
+"""
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from core.errors import EtcdError, OverlayError, UsageError
+from core.etcd_launch import apply_cluster
+from core.etcd_plan import EtcdMemberPlan, plan_cluster
+from core.etcd_read import Endpoint, EtcdReader
+from core.etcd_watch import KeyWatchThread, diff_keys, diff_members
+from core.model import ClusterEvent, EtcdCluster, KeyEntry
+from core.node_address import underlay_addresses
+
+POLL_SECONDS = 2.0
 
 
 class EtcdMixin:
-    """Etcd methods of the live service (filled in by the etcd work)."""
+    """Etcd methods of the live service."""
+
+    etcd_last_actions: tuple = ()         # what the last etcd_apply did per node (EtcdAction)
+
+    def _etcd_reader(self) -> EtcdReader:
+        reader = self.__dict__.get("_etcd_reader_obj")
+        if reader is None:
+            reader = self.__dict__["_etcd_reader_obj"] = EtcdReader(self.pool)
+            self._closers.append(reader.close)
+        return reader
+
+    async def etcd_endpoints(self) -> list[Endpoint]:
+        """Each node's client URL, reached through that node's SSH connection."""
+        ips = await underlay_addresses(self.pool, self.inventory.nodes)
+        port = self.inventory.cluster.etcd_client_port
+        return [Endpoint(via=n.name, host=ips[n.name], port=port) for n in self.inventory.nodes]
+
+    async def etcd_plan(self) -> list[EtcdMemberPlan]:
+        """Each node's member as the tutorial starts it (``.node``, ``.command`` for printing)."""
+        ips = await underlay_addresses(self.pool, self.inventory.nodes)
+        return plan_cluster(self.inventory, ips)
+
+    async def etcd_cluster(self) -> EtcdCluster:
+        """Members, per-member status and health, and cluster-health lines; never hangs."""
+        try:
+            endpoints = await self.etcd_endpoints()
+        except OverlayError as e:
+            return EtcdCluster(members=[], healthy=False, summary=[str(e)], error=str(e))
+        return await self._etcd_reader().cluster(endpoints)
+
+    async def etcd_apply(self, force: bool = False, timeout: float = 40.0) -> EtcdCluster:
+        """Adopt or start every planned member, then wait until the cluster is healthy.
+
+        Refuses (nothing changed) when a node runs etcd with other flags or holds a data dir of
+        another cluster; ``force=True`` replaces and wipes them (confirm with the operator first).
+        """
+        self.require_writable("starting etcd")
+        plans = await self.etcd_plan()
+        actions, cluster = await apply_cluster(self.pool, plans, self.etcd_cluster, force=force, timeout=timeout)
+        self.etcd_last_actions = tuple(actions)
+        return cluster
+
+    async def etcd_keys(self, source: str = "v3", prefix: str = "") -> list[KeyEntry]:
+        """v3 keys (``prefix`` "" = all), or Docker's v2 tree (``prefix`` "" = /docker)."""
+        if source not in ("v3", "v2"):
+            raise UsageError(f"unknown key source {source!r}; choose v3 or v2")
+        endpoints = await self.etcd_endpoints()
+        if source == "v3":
+            return await self._etcd_reader().keys_v3(endpoints, prefix)
+        return await self._etcd_reader().keys_v2(endpoints, prefix or "/docker")
+
+    async def watch(self) -> AsyncIterator[ClusterEvent]:
+        """Members (added/removed/changed), v3 key puts/deletes, and v2 (Docker) key changes."""
+        out: asyncio.Queue = asyncio.Queue()
+        tasks = [asyncio.create_task(self._watch_v3(out)), asyncio.create_task(self._poll_cluster(out))]
+        try:
+            while True:
+                yield await out.get()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch_v3(self, out: asyncio.Queue) -> None:
+        """Keep one v3 watch running, moving to another member when the one watched fails."""
+        loop = asyncio.get_running_loop()
+        reader = self._etcd_reader()
+        while True:
+            watcher = None
+            try:
+                _, client = await reader.first_client(await self.etcd_endpoints())
+                watcher = KeyWatchThread(client, loop, out)
+                watcher.start()
+                await watcher.ended.wait()
+            except EtcdError as e:
+                out.put_nowait(ClusterEvent("watch", "error", "v3", str(e)))
+            except OverlayError as e:
+                out.put_nowait(ClusterEvent("watch", "error", "v3", str(e)))
+            finally:
+                if watcher is not None:
+                    await asyncio.to_thread(watcher.cancel)
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _poll_cluster(self, out: asyncio.Queue) -> None:
+        members: dict = {}
+        v2: dict | None = None
+        while True:
+            cluster = await self.etcd_cluster()
+            members, events = diff_members(members, cluster)
+            for ev in events:
+                out.put_nowait(ev)
+            try:
+                entries = await self.etcd_keys("v2")
+            except OverlayError:
+                entries = None
+            if entries is not None:
+                baseline = v2 is None
+                v2, events = diff_keys(v2 or {}, entries, "v2")
+                for ev in [] if baseline else events:
+                    out.put_nowait(ev)
+            await asyncio.sleep(POLL_SECONDS)
