@@ -1,0 +1,99 @@
+"""Where an overlay network's VXLAN ID (VNI) lives, and how to read it.
+
+- Classic mode (etcd cluster store): ``docker network inspect`` shows no VNI. Docker keeps it in
+  etcd's v2 key tree at ``/docker/network/v1.0/overlay/network/<network id>``, e.g.
+  ``{"subnets":[{"SubnetIP":"10.0.0.0/24","GwIP":"10.0.0.1/24","Vni":256}]}``. We read the whole
+  directory with one plain HTTP GET on the node's etcd client URL (the ClusterStore that node's
+  dockerd uses), through an SSH TCP forward so the etcd port need not be reachable from here.
+- Swarm mode: inspect's ``Options["com.docker.network.driver.overlay.vxlanid_list"]``.
+
+Classic mode allocates the VNI (from 256 up) only when a first container joins the network; until
+then etcd holds ``"Vni":0`` and we report None ("not allocated yet").
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from urllib.parse import urlparse
+
+from core.errors import DockerError, OverlayError
+
+OVERLAY_DIR = "/v2/keys/docker/network/v1.0/overlay/network"
+SWARM_VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
+
+
+def swarm_vni(attrs: dict) -> int | None:
+    """The first VNI of a swarm-scoped overlay network's options, or None."""
+    raw = (attrs.get("Options") or {}).get(SWARM_VNI_OPTION, "")
+    first = raw.split(",")[0].strip()
+    return int(first) if first.isdigit() else None
+
+
+def parse_overlay_dir(body: bytes) -> dict[str, int]:
+    """Network id -> VNI from a v2 GET of the overlay network directory."""
+    data = json.loads(body)
+    out: dict[str, int] = {}
+    for node in (data.get("node") or {}).get("nodes") or []:
+        net_id = node.get("key", "").rsplit("/", 1)[-1]
+        try:
+            subnets = json.loads(node.get("value") or "{}").get("subnets") or []
+        except json.JSONDecodeError:
+            continue
+        # Vni stays 0 until the first container joins the network somewhere: report nothing then
+        vnis = [s.get("Vni") for s in subnets if isinstance(s.get("Vni"), int) and s.get("Vni") > 0]
+        if net_id and vnis:
+            out[net_id] = vnis[0]
+    return out
+
+
+def store_endpoint(cluster_store: str) -> tuple[str, int] | None:
+    """(host, port) of the first etcd endpoint of a ClusterStore like ``etcd://10.0.0.1:2379``."""
+    if not cluster_store.startswith("etcd://"):
+        return None
+    first = cluster_store[len("etcd://"):].split(",")[0].split("/")[0]
+    parsed = urlparse("//" + first)
+    if not parsed.hostname:
+        return None
+    return parsed.hostname, parsed.port or 2379
+
+
+class ClassicVniReader:
+    """Reads VNIs from etcd's v2 store through one SSH TCP forward per node (opened once)."""
+
+    def __init__(self, pool) -> None:
+        self.pool = pool
+        self._ports: dict[tuple[str, str, int], int] = {}
+
+    async def _local_port(self, node: str, host: str, port: int) -> int:
+        key = (node, host, port)
+        if key not in self._ports:
+            self._ports[key] = await self.pool.forward_tcp(node, host, port)
+        return self._ports[key]
+
+    async def vnis(self, node: str, cluster_store: str, timeout: float = 5.0) -> dict[str, int]:
+        """Network id -> VNI as the node's cluster store holds it; {} when it holds none yet."""
+        ep = store_endpoint(cluster_store)
+        if ep is None:
+            return {}
+        local = await self._local_port(node, *ep)
+        url = f"http://127.0.0.1:{local}{OVERLAY_DIR}?recursive=true"
+
+        def get() -> bytes | None:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    return resp.read()
+            except urllib.error.HTTPError as e:
+                if e.code == 404:          # no overlay network was ever created
+                    return None
+                raise
+        try:
+            body = await asyncio.to_thread(get)
+        except OverlayError:
+            raise
+        except (OSError, urllib.error.URLError) as e:
+            self._ports.pop((node, *ep), None)
+            raise DockerError(f"{node}: cannot read Docker's overlay state from etcd at {ep[0]}:{ep[1]} "
+                              f"(v2 API; etcd needs --enable-v2=true): {e}") from None
+        return parse_overlay_dir(body) if body else {}
