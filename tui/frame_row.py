@@ -13,18 +13,19 @@ from rich.style import Style
 
 from core.model import Frame
 
-# name, title, minimum width, share of the width left after the fixed columns (0 = fixed)
+# name, title, width (fixed columns) or minimum width (flexible ones), share of the spare width
 _COLUMNS = (
-    ("no", "No.", 7, 0),
+    ("no", "No.", 6, 0),
     ("time", "Time (UTC)", 15, 0),
     ("node", "Node", 12, 0),
-    ("outer", "Outer src > dst", 20, 3),
-    ("vni", "VNI network", 12, 1),
-    ("inner", "Inner src > dst", 24, 5),
-    ("proto", "Proto", 5, 0),
+    ("outer", "Outer src > dst", 20, 2),
+    ("vni", "VNI net", 8, 1),
+    ("inner", "Inner src > dst", 24, 3),
+    ("proto", "Proto", 6, 0),
     ("len", "Len", 5, 0),
     ("info", "Info", 0, 3),
 )
+INFO_FROM = 24          # the info column shows only when the spare width reaches this
 
 STYLES = {
     "no": Style(dim=True), "time": Style(color="cyan"), "node": Style(color="magenta"),
@@ -44,14 +45,21 @@ class Column:
 
 
 def layout(width: int) -> tuple[Column, ...]:
-    """Columns that fit ``width`` cells (one space between columns); the flexible ones share the rest."""
-    fixed = sum(c[2] + 1 for c in _COLUMNS)
-    spare = max(0, width - fixed)
-    shares = sum(c[3] for c in _COLUMNS)
-    cols = []
-    for name, title, minimum, share in _COLUMNS:
-        cols.append(Column(name, title, minimum + (spare * share) // shares))
-    return tuple(cols)
+    """Columns that fit ``width`` cells (one space between columns); the flexible ones share the rest.
+
+    The info column (ports, ICMP type...) only appears when there is room for it (the detail screen
+    shows it anyway); on a narrow terminal the node and number columns go first.
+    """
+    cols = list(_COLUMNS)
+    if width - sum(c[2] + 1 for c in cols) < INFO_FROM:
+        cols.pop()
+    for dispensable in ("node", "no"):
+        if sum(c[2] + 1 for c in cols) - 1 <= width:
+            break
+        cols = [c for c in cols if c[0] != dispensable]
+    spare = max(0, width - sum(c[2] + 1 for c in cols) + 1)
+    shares = sum(c[3] for c in cols)
+    return tuple(Column(name, title, minimum + (spare * share) // shares) for name, title, minimum, share in cols)
 
 
 def header_text(cols: tuple[Column, ...], width: int) -> str:
@@ -60,7 +68,8 @@ def header_text(cols: tuple[Column, ...], width: int) -> str:
 
 
 def _side(addr: str, name: str | None) -> str:
-    return name or addr or "?"
+    """A container's name (without its "@node": the outer addresses say where it runs), else the address."""
+    return name.split("@", 1)[0] if name else (addr or "?")
 
 
 def cells(seq: int, f: Frame) -> dict[str, str]:

@@ -1,0 +1,93 @@
+"""The capture pane's flows view: per-flow packets, bytes and rates, per-VNI totals, top talkers.
+
+Tens of rows that change in place, so a DataTable fits (FACTS). The pane computes the
+:class:`core.model.FlowStat` list off the event loop and hands it to :meth:`FlowsView.show`.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from core.model import FlowStat
+
+COLUMNS = (("vni", "VNI network"), ("src", "Inner src"), ("dst", "Inner dst"), ("proto", "Proto"),
+           ("packets", "Packets"), ("bytes", "Bytes"), ("pps", "Pkt/s"), ("bps", "Bit/s"))
+MAX_ROWS = 200
+
+
+def human(n: float, unit: str = "") -> str:
+    """1234567 -> '1.2M' (SI prefixes), short enough for a table cell."""
+    for prefix in ("", "k", "M", "G", "T"):
+        if abs(n) < 1000:
+            return f"{n:.0f}{prefix}{unit}" if prefix == "" else f"{n:.1f}{prefix}{unit}"
+        n /= 1000
+    return f"{n:.1f}P{unit}"
+
+
+def _vni(s: FlowStat) -> str:
+    if s.vni is None:
+        return "-"
+    return f"{s.vni} {s.network}" if s.network else str(s.vni)
+
+
+def _side(addr: str, name: str | None) -> str:
+    return f"{name.split('@', 1)[0]} {addr}" if name else addr
+
+
+def summary_lines(stats: list[FlowStat], top: int = 3) -> str:
+    """Per-VNI totals and the top talkers (inner sources by bytes), two lines of text."""
+    per_vni: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    talkers: dict[str, int] = defaultdict(int)
+    for s in stats:
+        t = per_vni[_vni(s)]
+        t[0] += s.packets
+        t[1] += s.bytes
+        t[2] += s.bps
+        talkers[(s.src_name or s.inner_src).split('@', 1)[0]] += s.bytes
+    vnis = "  ".join(f"{k}: {human(p)} pkts {human(b, 'B')} {human(r, 'bit/s')}" for k, (p, b, r) in
+                     sorted(per_vni.items(), key=lambda kv: -kv[1][1]))
+    best = sorted(talkers.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    tops = "  ".join(f"{i}. {name} {human(b, 'B')}" for i, (name, b) in enumerate(best, 1))
+    return f"per VNI  {vnis or '-'}\ntop talkers  {tops or '-'}"
+
+
+class FlowsView(Vertical):
+    """A summary (per-VNI totals, top talkers) above the per-flow table, most bytes first."""
+
+    DEFAULT_CSS = """
+    FlowsView { height: 1fr; }
+    FlowsView > .flows-summary { height: 2; color: $text-muted; }
+    FlowsView > DataTable { height: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("per VNI  -\ntop talkers  -", classes="flows-summary")
+        yield DataTable(id="capture-flows-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+
+    def show(self, stats: list[FlowStat]) -> None:
+        """Replace the rows with ``stats`` (already ordered, most bytes first)."""
+        table = self.query_one(DataTable)
+        rows = stats[:MAX_ROWS]
+        with self.app.batch_update():
+            self.query_one(".flows-summary", Static).update(summary_lines(stats))
+            cursor = table.cursor_row
+            table.clear()
+            for s in rows:
+                table.add_row(_vni(s), _side(s.inner_src, s.src_name), _side(s.inner_dst, s.dst_name), s.proto,
+                              Text(str(s.packets), justify="right"), Text(human(s.bytes, "B"), justify="right"),
+                              Text(f"{s.pps:.1f}", justify="right"), Text(human(s.bps), justify="right"))
+            if rows:
+                table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+
+    @property
+    def row_count(self) -> int:
+        return self.query_one(DataTable).row_count

@@ -1,0 +1,77 @@
+"""Full detail of one captured frame: the fast path's summary, scapy's layers and a hex dump.
+
+``service.frame_detail`` runs scapy (and imports it the first time, about a second), so it runs
+in a thread worker; the screen shows "dissecting…" until the result arrives as a message.
+"""
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from core.model import Frame, FrameDetail
+from tui.frame_row import cells
+
+
+class FrameDetailScreen(Screen):
+    """One frame's layers and bytes; Esc goes back to the capture."""
+
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back", id="frame-detail.back")]
+    DEFAULT_CSS = """
+    FrameDetailScreen .detail-summary { height: auto; padding: 0 1; background: $boost; }
+    FrameDetailScreen #frame-layers { height: 2fr; border: round $accent; }
+    FrameDetailScreen #frame-hex { height: 1fr; border: round $accent; }
+    FrameDetailScreen .detail-text { width: auto; }
+    """
+
+    class Dissected(Message):
+        """scapy's view of the frame arrived (or failed: ``error``)."""
+
+        def __init__(self, detail: FrameDetail | None, error: str | None = None) -> None:
+            super().__init__()
+            self.detail = detail  #: layers and hex dump
+            self.error = error    #: why there is none
+
+    def __init__(self, seq: int, frame: Frame) -> None:
+        super().__init__()
+        self.seq = seq          #: the frame's number in the capture (0-based)
+        self.frame = frame      #: the frame shown
+
+    def compose(self) -> ComposeResult:
+        c = cells(self.seq, self.frame)
+        summary = (f"Frame {c['no']}  {c['time']} UTC  captured on {c['node']}  "
+                   f"{self.frame.wire_len} bytes on the wire, {len(self.frame.raw)} captured\n"
+                   f"outer {c['outer']}  udp {self.frame.outer_sport} > {self.frame.outer_dport}  "
+                   f"VNI {c['vni'] or '-'}\ninner {c['inner']}  {c['proto']} {c['info']}")
+        yield Static(summary, classes="detail-summary", markup=False)
+        with VerticalScroll(id="frame-layers") as layers:
+            layers.border_title = "Layers"
+            yield Static("dissecting…", id="frame-layers-text", classes="detail-text", markup=False)
+        with VerticalScroll(id="frame-hex") as hexbox:
+            hexbox.border_title = "Hex"
+            yield Static("", id="frame-hex-text", classes="detail-text", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.dissect()
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def dissect(self) -> None:
+        try:
+            detail = self.app.service.frame_detail(self.frame)
+        except Exception as e:  # noqa: BLE001 - shown on the screen, the app goes on
+            self.post_message(self.Dissected(None, f"{type(e).__name__}: {e}"))
+            return
+        self.post_message(self.Dissected(detail))
+
+    def on_frame_detail_screen_dissected(self, msg: Dissected) -> None:
+        layers = self.query_one("#frame-layers-text", Static)
+        if msg.detail is None:
+            layers.update(f"could not dissect this frame: {msg.error}")
+            return
+        layers.update(msg.detail.layers.rstrip())
+        self.query_one("#frame-hex-text", Static).update(msg.detail.hexdump.rstrip())
