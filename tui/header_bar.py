@@ -1,0 +1,24 @@
+"""The console's top line: what it shows (inventory or recorded state), and the read-only badge."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Static
+
+
+class HeaderBar(Horizontal):
+    """Title, source of the data, and badges (READ-ONLY, RECORDED)."""
+
+    def compose(self) -> ComposeResult:
+        svc = self.app.service
+        inv = svc.inventory
+        recorded = getattr(svc, "state_path", None)
+        source = f"replay of {Path(recorded).name}" if recorded else f"inventory {inv.path}"
+        yield Static("[b]overlay-tui[/b]", id="app-title")
+        yield Static(f"{len(inv.nodes)} nodes · network [b]{inv.cluster.network}[/b] · {source}", id="app-source")
+        if recorded:
+            yield Static(" RECORDED ", classes="badge", id="recorded-badge")
+        if svc.read_only:
+            yield Static(" READ-ONLY ", classes="badge", id="read-only-badge")
