@@ -73,10 +73,10 @@ class DockerMixin:
         self.require_writable("starting probe containers")
         return await self.probes.start(network)
 
-    async def remove_probes(self) -> list[str]:
-        """Remove every probe container; returns them as name@node."""
+    async def remove_probes(self, network: str | None = None) -> list[str]:
+        """Remove the probe containers (of ``network``, or all); returns them as name@node."""
         self.require_writable("removing probe containers")
-        return await self.probes.remove()
+        return await self.probes.remove(network)
 
     async def ping_matrix(self) -> list[PingResult]:
         """Ping between every ordered pair of probes, by name and by address ([] when none runs)."""

@@ -201,7 +201,8 @@ class OverlayNetworks:
         if net.containers:
             who = ", ".join(f"{c.name}@{c.node}" for c in net.containers)
             raise DockerError(f"network {net.name} still has containers attached: {who}; remove them first "
-                              "(overlay-tui's probes go with remove_probes(), others with `docker rm -f NAME` on their node)")
+                              "(`overlay-tui network delete NAME --remove-probes` removes overlay-tui's probes; "
+                              "other containers: `docker rm -f CONTAINER` on their node)")
         await self.docker.call(net.nodes[0], lambda cl: cl.api.remove_network(net.id))
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:

@@ -152,11 +152,13 @@ class Probes:
         _raise_all(results)
         return dict(zip(nodes, results))  # type: ignore[arg-type]
 
-    async def remove(self) -> list[str]:
-        """Remove every probe container (any network) on every node; the names removed as name@node."""
+    async def remove(self, network: str | None = None) -> list[str]:
+        """Remove the probe containers (of ``network``, or all) on every node; the names removed as name@node."""
+        label = f"{LABEL}={network}" if network else LABEL
+
         def rm(cl) -> list[str]:
             out = []
-            for c in cl.api.containers(all=True, filters={"label": LABEL}):
+            for c in cl.api.containers(all=True, filters={"label": label}):
                 cl.api.remove_container(c["Id"], force=True)
                 out.append((c.get("Names") or ["?"])[0].lstrip("/"))
             return out
