@@ -74,7 +74,7 @@ def parse_inventory(data: dict[str, Any], path: str) -> Inventory:
             raise InventoryError(path, f"duplicate node name (node #{seen_names[node.name]} has it too)",
                                  node=f"'{node.name}' (#{i})", field="name")
         seen_names[node.name] = i
-        addr_key = (_canonical_address(node.address), node.port)
+        addr_key = (_canonical_address(node.address), node.port or 22)   # no port means ssh's default
         if addr_key in seen_addrs:
             raise InventoryError(path, f"duplicate address {node.address!r} (node '{seen_addrs[addr_key]}' has it too)",
                                  node=f"'{node.name}' (#{i})", field="address")
@@ -202,11 +202,16 @@ def _readable(val: Any, path: str, node: str, fld: str, base: Path) -> str | Non
     p = Path(val).expanduser()
     if not p.is_absolute():
         p = base / p
-    if not p.is_file():
+    if not p.exists():
         raise InventoryError(path, f"file {str(p)!r} does not exist", node=node, field=fld)
+    if not p.is_file():
+        raise InventoryError(path, f"{str(p)!r} is not a regular file", node=node, field=fld)
     try:
         with open(p, "rb") as fh:
-            fh.read(1)
+            head = fh.read(4096)
     except OSError as e:
         raise InventoryError(path, f"file {str(p)!r} is not readable ({e.strerror})", node=node, field=fld) from None
+    if fld == "key" and b"PRIVATE KEY-----" not in head and not head.startswith(b"PuTTY-User-Key-File"):
+        hint = " (that is a public key: give the private one, without .pub)" if head.startswith(b"ssh-") else ""
+        raise InventoryError(path, f"file {str(p)!r} is not an SSH private key{hint}", node=node, field=fld)
     return str(p)
