@@ -68,8 +68,8 @@ class AccessList:
         mtime = self.path.stat().st_mtime
         try:
             text = self.path.read_text(encoding="utf-8")
-            keys = asyncssh.import_authorized_keys(text)
+            count = sum(1 for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+            keys = asyncssh.import_authorized_keys(text) if count else asyncssh.SSHAuthorizedKeys()
         except (OSError, UnicodeDecodeError, ValueError, asyncssh.KeyImportError) as e:
             raise UsageError(f"--authorized-keys {self.path}: cannot read the keys ({e})") from None
-        self._keys, self._mtime = keys, mtime
-        self.count = sum(1 for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+        self._keys, self._mtime, self.count = keys, mtime, count

@@ -1,0 +1,274 @@
+"""`overlay-tui serve`: the console over SSH, driven by the real OpenSSH client on a pty and by asyncssh.
+
+The bridge tests run a tiny stand-in console (tests/serve_helpers.STANDIN) so they can make a session
+crash, hang or leave a grandchild behind; the console tests run the real console on recorded state
+(deterministic) and on the live lab.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from serve_helpers import ROOT, STANDIN, ServeProcess, SSHTerminal, fingerprint, make_key, pid_alive, wait_until
+
+NO_TERMINAL = "this server serves an interactive console; connect with a terminal (ssh -t)"
+
+
+@pytest.fixture
+def keys(tmp_path):
+    """An operator key on the access list and a stranger's key that is not."""
+    key = make_key(tmp_path / "operator")
+    stranger = make_key(tmp_path / "stranger")
+    access = tmp_path / "authorized_keys"
+    access.write_text("# operators\n" + (tmp_path / "operator.pub").read_text())
+    return {"key": key, "stranger": stranger, "access": access, "dir": tmp_path}
+
+
+def standin_server(keys, *args: str) -> ServeProcess:
+    script = keys["dir"] / "standin.py"
+    script.write_text(STANDIN)
+    cmd = shlex.join([sys.executable, str(script)])
+    return ServeProcess(keys["dir"], keys["access"], ("--replay-state", str(script), "--console-command", cmd, *args))
+
+
+# --- the bridge, on the stand-in console -----------------------------------------------------------------
+def test_openssh_session_gets_keys_resizes_and_quits_with_status_0(keys):
+    with standin_server(keys) as srv, SSHTerminal(srv.ssh_argv(keys["key"], "-tt"), cols=90, rows=25) as t:
+        t.expect(r"SIZE 90x25 TERM=xterm-256color")
+        t.send("a")
+        t.expect(r"KEY b'a'")
+        t.resize(120, 40)
+        t.expect(r"SIZE 120x40")
+        t.send("q")
+        assert t.wait_exit() == 0
+    log = srv.log.read_text()
+    assert "ADMITTED" in log and fingerprint(keys["key"]) in log
+
+
+def test_the_console_exit_status_becomes_the_session_status(keys):
+    with standin_server(keys) as srv, SSHTerminal(srv.ssh_argv(keys["key"], "-tt")) as t:
+        t.expect(r"READY")
+        t.send("x")
+        assert t.wait_exit() == 3
+
+
+def test_a_session_without_a_terminal_gets_one_line_and_status_1(keys):
+    with standin_server(keys) as srv:
+        for command in ((), ("ls", "/")):
+            res = subprocess.run(srv.ssh_argv(keys["key"], "-T", command=command), capture_output=True, text=True,
+                                 stdin=subprocess.DEVNULL, timeout=20)
+            assert res.returncode == 1
+            assert res.stderr.strip() == f"overlay-tui: {NO_TERMINAL}"
+            assert res.stdout == ""
+
+
+def test_a_command_with_a_terminal_is_refused_not_run(keys):
+    with standin_server(keys) as srv, SSHTerminal(srv.ssh_argv(keys["key"], "-tt", command=("touch", "/tmp/x"))) as t:
+        t.expect(r"runs no commands, only the console")
+        assert t.wait_exit() == 1
+
+
+def test_an_unknown_key_is_refused_and_logged(keys):
+    with standin_server(keys) as srv:
+        res = subprocess.run(srv.ssh_argv(keys["stranger"], "-T"), capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, timeout=20)
+        wait_until(lambda: "REFUSED peer=" in srv.log.read_text(), what="the refusal in the log")
+    assert res.returncode == 255 and "Permission denied (publickey)" in res.stderr
+    log = srv.log.read_text()
+    assert f"REFUSED KEY peer=127.0.0.1:" in log and fingerprint(keys["stranger"]) in log
+    assert "ADMITTED" not in log
+    assert fingerprint(keys["stranger"]) in srv.stderr()  # logged to stderr as well
+
+
+def test_a_listed_key_is_admitted_whatever_the_user_name(keys):
+    with standin_server(keys) as srv, SSHTerminal(srv.ssh_argv(keys["key"], "-tt", "-l", "nobody-here")) as t:
+        t.expect(r"READY")
+        t.send("q")
+        assert t.wait_exit() == 0
+    assert "ADMITTED peer=127.0.0.1:" in srv.log.read_text() and "user=nobody-here" in srv.log.read_text()
+
+
+async def test_passwords_and_keyboard_interactive_are_refused(keys):
+    with standin_server(keys) as srv:
+        res = subprocess.run(srv.ssh_argv(keys["key"], "-T", "-o", "PubkeyAuthentication=no",
+                                          "-o", "PreferredAuthentications=password,keyboard-interactive"),
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=20)
+        assert res.returncode == 255 and "Permission denied (publickey)" in res.stderr
+        with pytest.raises(asyncssh.PermissionDenied):
+            await asyncssh.connect("127.0.0.1", srv.port, username="root", password="root", client_keys=None,
+                                   known_hosts=str(srv.known_hosts), agent_path=None, preferred_auth="password")
+        wait_until(lambda: srv.log.read_text().count("REFUSED peer=") >= 2, what="both refusals in the log")
+    assert "ADMITTED" not in srv.log.read_text()
+
+
+async def test_no_port_forwarding(keys):
+    with standin_server(keys) as srv:
+        async with asyncssh.connect("127.0.0.1", srv.port, username="op", client_keys=[str(keys["key"])],
+                                    known_hosts=str(srv.known_hosts), agent_path=None) as conn:
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.open_connection("127.0.0.1", srv.port)
+            with pytest.raises(asyncssh.ChannelListenError):
+                await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", 22)
+
+
+async def _asyncssh_console(srv: ServeProcess, key: Path, size=(100, 30)):
+    conn = await asyncssh.connect("127.0.0.1", srv.port, username="op", client_keys=[str(key)],
+                                  known_hosts=str(srv.known_hosts), agent_path=None)
+    proc = await conn.create_process(term_type="xterm-256color", term_size=size, encoding=None)
+    return conn, proc
+
+
+async def _read_until(proc, pattern: bytes, timeout: float = 15.0) -> bytes:
+    import asyncio
+
+    buf = b""
+
+    async def loop():
+        nonlocal buf
+        while not re.search(pattern, buf):
+            chunk = await proc.stdout.read(65536)
+            if not chunk:
+                raise AssertionError(f"{pattern!r} not seen before EOF: {buf[-500:]!r}")
+            buf += chunk
+
+    await asyncio.wait_for(loop(), timeout)
+    return buf
+
+
+async def test_two_sessions_at_once_and_the_bound_on_sessions(keys):
+    with standin_server(keys, "--max-sessions", "2") as srv:
+        (c1, p1), (c2, p2) = [await _asyncssh_console(srv, keys["key"]) for _ in range(2)]
+        pid1 = int(re.search(rb"PID (\d+)", await _read_until(p1, rb"READY")).group(1))
+        pid2 = int(re.search(rb"PID (\d+)", await _read_until(p2, rb"READY")).group(1))
+        assert pid1 != pid2  # one process per session
+        c3, p3 = await _asyncssh_console(srv, keys["key"])
+        over = await p3.wait(timeout=15)
+        assert over.exit_status == 1 and over.stderr == b"overlay-tui: all 2 console sessions are in use; try again later\r\n"
+        c3.close()
+        p1.stdin.write(b"z")
+        await _read_until(p1, rb"KEY b'z'")
+        p1.stdin.write(b"q")
+        assert (await p1.wait(timeout=15)).exit_status == 0
+        c4, p4 = await _asyncssh_console(srv, keys["key"])  # a slot is free again
+        await _read_until(p4, rb"READY")
+        p2.change_terminal_size(132, 43)
+        await _read_until(p2, rb"SIZE 132x43")
+        for p in (p2, p4):
+            p.stdin.write(b"q")
+            assert (await p.wait(timeout=15)).exit_status == 0
+        for c in (c1, c2, c4):
+            c.close()
+
+
+async def test_a_crashed_or_hung_session_does_not_disturb_the_others(keys):
+    with standin_server(keys) as srv:
+        (ca, pa), (cb, pb), (cc, pc) = [await _asyncssh_console(srv, keys["key"]) for _ in range(3)]
+        pid_a, _, pid_c = [int(re.search(rb"PID (\d+)", await _read_until(p, rb"READY")).group(1))
+                           for p in (pa, pb, pc)]
+        pa.stdin.write(b"c")  # crash: SIGSEGV
+        assert (await pa.wait(timeout=15)).exit_status == 128 + 11
+        assert not pid_alive(pid_a)
+        pc.stdin.write(b"h")  # hang, deaf to SIGHUP
+        await _read_until(pc, rb"HANGING")
+        pb.stdin.write(b"k")
+        await _read_until(pb, rb"KEY b'k'")  # the others still answer
+        cc.close()  # the operator of the hung console goes away: the server kills it
+        wait_until(lambda: not pid_alive(pid_c), timeout=10, what="the hung console to be killed")
+        pb.stdin.write(b"l")
+        await _read_until(pb, rb"KEY b'l'")
+        pb.stdin.write(b"q")
+        assert (await pb.wait(timeout=15)).exit_status == 0
+        ca.close(), cb.close()
+
+
+def test_a_client_that_goes_away_takes_its_console_and_its_children_with_it(keys):
+    with standin_server(keys) as srv, SSHTerminal(srv.ssh_argv(keys["key"], "-tt")) as t:
+        pid = int(t.expect(r"PID (\d+) READY").group(1))
+        t.send("g")
+        grandchild = int(t.expect(r"GRANDCHILD (\d+)").group(1))
+        assert pid_alive(pid) and pid_alive(grandchild)
+        t.proc.kill()  # the client vanishes without a word
+        wait_until(lambda: not pid_alive(pid) and not pid_alive(grandchild), timeout=10,
+                   what="the console and its child to be gone")
+        assert "client went away" in srv.log.read_text()
+
+
+def test_stopping_the_server_hangs_up_every_console(keys):
+    with standin_server(keys) as srv, SSHTerminal(srv.ssh_argv(keys["key"], "-tt")) as t:
+        pid = int(t.expect(r"PID (\d+) READY").group(1))
+        srv.__exit__(None, None, None)
+        assert srv.exit_status == 0
+        wait_until(lambda: not pid_alive(pid), timeout=5, what="the console to be gone")
+        assert t.wait_exit() != 0
+
+
+# --- keys and start-up checks --------------------------------------------------------------------------
+def test_the_host_key_is_made_once_with_mode_0600_and_reused(keys):
+    with standin_server(keys) as first:
+        pass
+    assert stat.S_IMODE(first.host_key.stat().st_mode) == 0o600
+    content = first.host_key.read_bytes()
+    with standin_server(keys) as second, SSHTerminal(second.ssh_argv(keys["key"], "-tt")) as t:
+        t.expect(r"READY")  # the client checked the host key strictly against the file's public half
+        t.send("q")
+        assert t.wait_exit() == 0
+    assert second.host_fingerprint == first.host_fingerprint and first.host_fingerprint.startswith("SHA256:")
+    assert second.host_key.read_bytes() == content
+
+
+def _serve_fails(keys, *args: str) -> subprocess.CompletedProcess:
+    """Start serve with a good inventory, access list and host key path, overridden by ``args``; it must fail."""
+    base = ["--inventory", str(_inventory(keys["dir"])), "--authorized-keys", str(keys["access"]),
+            "--host-key", str(keys["dir"] / "hk")]
+    return subprocess.run([sys.executable, "-m", "tui.launcher", "serve", *base, *args], cwd=ROOT,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--inventory", "/nonexistent/inv.toml"], "/nonexistent/inv.toml: no such file"),
+    (["--authorized-keys", "/nonexistent/keys"], "--authorized-keys /nonexistent/keys: no such file"),
+    (["--listen", "127.0.0.1:99999"], "--listen 127.0.0.1:99999: the port must be a number"),
+    (["--max-sessions", "0"], "--max-sessions 0: must be at least 1"),
+    (["--replay-state", "/nonexistent/state.json"], "--replay-state /nonexistent/state.json: no such file"),
+])
+def test_bad_options_fail_at_start_with_a_sentence_naming_them(args, message, keys):
+    res = _serve_fails(keys, *args)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_an_empty_access_list_and_an_open_host_key_are_refused(keys):
+    empty = keys["dir"] / "empty_keys"
+    empty.write_text("# nobody yet\n")
+    res = _serve_fails(keys, "--authorized-keys", str(empty))
+    assert res.returncode == 2 and "lists no keys" in res.stderr
+    open_key = keys["dir"] / "open_host_key"
+    open_key.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    open_key.chmod(0o644)
+    res = _serve_fails(keys, "--host-key", str(open_key))
+    assert res.returncode == 2 and "chmod 600" in res.stderr
+
+
+def test_listen_addresses():
+    from core.serve import is_loopback, parse_listen
+
+    assert parse_listen("127.0.0.1:2222") == ("127.0.0.1", 2222)
+    assert parse_listen("[::1]:2200") == ("::1", 2200)
+    assert parse_listen(":2022") == ("127.0.0.1", 2022) == parse_listen("2022")
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("198.18.0.1")
+
+
+def _inventory(d: Path) -> Path:
+    inv = d / "inventory.toml"
+    inv.write_text('[[node]]\nname = "docker-node1"\naddress = "198.18.0.1"\n')
+    return inv
