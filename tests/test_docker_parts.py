@@ -1,0 +1,132 @@
+"""The Docker control plane's pure parts: validation, parsing, merging, restart arguments (no lab)."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from core.docker_store import _parse_facts, engine_supports_classic, restart_args
+from core.errors import DockerError
+from core.overlay_networks import merge_networks, validate_name, validate_subnet
+from core.overlay_vni import parse_overlay_dir, store_endpoint, swarm_vni
+from core.probes import parse_ping, probe_rootfs_tar, static_elf_arch
+
+BUSYBOX_OK = """PING probe-docker-node2 (198.19.2.3): 56 data bytes
+64 bytes from 198.19.2.3: seq=0 ttl=64 time=0.310 ms
+64 bytes from 198.19.2.3: seq=1 ttl=64 time=0.120 ms
+64 bytes from 198.19.2.3: seq=2 ttl=64 time=0.101 ms
+
+--- probe-docker-node2 ping statistics ---
+3 packets transmitted, 3 packets received, 0% packet loss
+round-trip min/avg/max = 0.101/0.177/0.310 ms
+"""
+
+
+def test_parse_ping_reads_busybox_summary():
+    assert parse_ping(BUSYBOX_OK) == (3, 3, 0.177, None)
+    lossy = "3 packets transmitted, 1 packets received, 66% packet loss\nround-trip min/avg/max = 1.0/1.5/2.0 ms"
+    assert parse_ping(lossy) == (3, 1, 1.5, None)
+    assert parse_ping("3 packets transmitted, 0 packets received, 100% packet loss\n") == (3, 0, None, None)
+    assert parse_ping("ping: bad address 'probe-x'\n") == (0, 0, None, "ping: bad address 'probe-x'")
+
+
+@pytest.mark.parametrize("name", ["demo", "a", "net_1.x-2", "A" * 63])
+def test_valid_network_names(name):
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name,why", [("", "invalid network name"), ("-x", "starting with"), ("a b", "letters"),
+                                      ("a" * 64, "1-63"), ("bridge", "predefined"), ("host", "predefined")])
+def test_invalid_network_names_say_why(name, why):
+    with pytest.raises(DockerError, match=why):
+        validate_name(name)
+
+
+@pytest.mark.parametrize("subnet,why", [("10.0.0.1/24", "did you mean 10.0.0.0/24"), ("foo", "IPv4 CIDR"),
+                                        ("10.0.0.0/33", "IPv4 CIDR"), ("fd00::/64", "IPv4"),
+                                        ("10.0.0.0/30", "/8 to /29"), ("10.0.0.0/7", "/8 to /29")])
+def test_invalid_subnets_say_why(subnet, why):
+    with pytest.raises(DockerError, match=why):
+        validate_subnet(subnet)
+
+
+def test_valid_subnet():
+    assert str(validate_subnet("198.19.40.0/24")) == "198.19.40.0/24"
+
+
+def test_engine_23_and_later_is_refused_with_the_way_out():
+    engine_supports_classic("n1", "20.10.24+dfsg1")
+    engine_supports_classic("n1", "19.03.15")
+    with pytest.raises(DockerError, match=r"Docker 24.0.7 no longer supports.*<= 20.10.*swarm"):
+        engine_supports_classic("n1", "24.0.7")
+    with pytest.raises(DockerError, match="23.0"):
+        engine_supports_classic("n1", "23.0.0")
+
+
+def test_restart_args_drop_store_flags_and_keep_the_rest():
+    args = ["dockerd", "--cluster-store=etcd://1.2.3.4:2379", "--cluster-advertise", "1.2.3.4:2375",
+            "--data-root", "/x", "--debug"]
+    assert restart_args(args) == ["dockerd", "--data-root", "/x", "--debug"]
+    assert restart_args([]) == ["dockerd"]
+
+
+def test_facts_parse_daemon_json_and_refuse_a_broken_one():
+    out = "direct\npid=42\narg=dockerd\narg=--debug\n--daemon.json--\n" + json.dumps({"bip": "198.19.255.1/24"})
+    f = _parse_facts("n1", out, "20.10.24", {"ClusterStore": "", "ClusterAdvertise": ""})
+    assert (f.systemd, f.pid, f.args, f.daemon_json) == (False, 42, ["dockerd", "--debug"], {"bip": "198.19.255.1/24"})
+    f = _parse_facts("n1", "systemd\npid=\n--daemon.json--\n", "20.10.24", {})
+    assert (f.systemd, f.pid, f.daemon_json) == (True, None, None)
+    with pytest.raises(DockerError, match="not valid JSON.*will not overwrite"):
+        _parse_facts("n1", "direct\npid=1\n--daemon.json--\n{bip:", "20.10.24", {})
+
+
+def test_overlay_dir_vnis_skip_unallocated():
+    body = json.dumps({"node": {"nodes": [
+        {"key": "/docker/network/v1.0/overlay/network/aaa", "value": json.dumps({"subnets": [{"Vni": 256}]})},
+        {"key": "/docker/network/v1.0/overlay/network/bbb", "value": json.dumps({"subnets": [{"Vni": 0}]})},
+    ]}}).encode()
+    assert parse_overlay_dir(body) == {"aaa": 256}
+    assert store_endpoint("etcd://198.18.2.1:2379") == ("198.18.2.1", 2379)
+    assert store_endpoint("etcd://a:1,b:2/path") == ("a", 1)
+    assert store_endpoint("consul://x:1") is None
+    assert swarm_vni({"Options": {"com.docker.network.driver.overlay.vxlanid_list": "4097,4098"}}) == 4097
+    assert swarm_vni({"Options": {}}) is None
+
+
+def _net(nid, name, scope="global", driver="overlay", containers=None):
+    return {"Id": nid, "Name": name, "Driver": driver, "Scope": scope, "Attachable": True,
+            "IPAM": {"Config": [{"Subnet": "198.19.9.0/24"}]}, "Containers": containers or {}}
+
+
+def test_merge_by_id_lists_nodes_and_each_nodes_containers():
+    c1 = {"c1id": {"Name": "p1", "MacAddress": "02:42:c6:13:09:02", "IPv4Address": "198.19.9.2/24"},
+          "ep-remote": {"Name": "p2"}}
+    c2 = {"c2id": {"Name": "p2", "MacAddress": "02:42:c6:13:09:03", "IPv4Address": "198.19.9.3/24"}}
+    per_node = {"n1": [_net("X", "demo", containers=c1), _net("B1", "bridge", "local", "bridge")],
+                "n2": [_net("X", "demo", containers=c2), _net("B2", "bridge", "local", "bridge")]}
+    nets = merge_networks(per_node, {"X": 256})
+    demo = nets[0]
+    assert (demo.name, demo.vni, demo.nodes, demo.subnet) == ("demo", 256, ["n1", "n2"], "198.19.9.0/24")
+    assert [(c.name, c.node, c.ip) for c in demo.containers] == [("p1", "n1", "198.19.9.2"), ("p2", "n2", "198.19.9.3")]
+    assert sorted((n.id, tuple(n.nodes)) for n in nets[1:]) == [("B1", ("n1",)), ("B2", ("n2",))]
+
+
+def test_probe_image_is_static_busybox_with_applets():
+    with open("/bin/busybox", "rb") as f:
+        data = f.read()
+    assert static_elf_arch(data, "/bin/busybox") in ("x86_64", "aarch64")
+    with tarfile.open(fileobj=io.BytesIO(probe_rootfs_tar(data))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["bin/busybox"].size == len(data) and members["bin/busybox"].mode == 0o755
+    assert members["bin/ping"].issym() and members["bin/ping"].linkname == "busybox"
+    with pytest.raises(DockerError, match="not a 64-bit ELF"):
+        static_elf_arch(b"#!/bin/sh\n", "x")
+
+
+def test_dynamic_busybox_is_refused_with_the_package_to_install():
+    with open("/bin/ls", "rb") as f:          # any dynamically linked executable
+        data = f.read()
+    with pytest.raises(DockerError, match="dynamically linked.*busybox-static"):
+        static_elf_arch(data, "/bin/ls")
