@@ -86,7 +86,7 @@ def _probe_blocking(client: etcd3.Etcd3Client, probe: Probe, timeout: float) -> 
     try:
         status = client.maintenancestub.Status(etcdrpc.StatusRequest(), timeout)
     except Exception as e:  # noqa: BLE001 - any failure means unreachable
-        probe.error = rpc_error_text(e)
+        probe.error = f"no answer from {probe.endpoint.url} (via {probe.endpoint.via}): {rpc_error_text(e)}"
         return probe
     probe.member_id, probe.leader_id = status.header.member_id, status.leader
     probe.version, probe.db_size = status.version, status.dbSize

@@ -15,6 +15,7 @@ from dataclasses import asdict
 
 import grpc
 from etcd3 import etcdrpc
+from etcd3.etcdrpc import kv_pb2
 
 from core.etcd_read import pretty_value, rpc_error_text
 from core.model import ClusterEvent, EtcdCluster, KeyEntry
@@ -56,14 +57,18 @@ class KeyWatchThread:
             self._call = etcdrpc.WatchStub(self.client.channel).Watch(self._request_iter())
         try:
             for resp in self._call:
+                if resp.canceled and resp.cancel_reason:
+                    self._emit(ClusterEvent(kind="watch", action="error", key="v3", value=resp.cancel_reason))
                 for ev in resp.events:
-                    deleted = ev.type == etcdrpc.Event.DELETE
+                    deleted = ev.type == kv_pb2.Event.DELETE
                     self._emit(ClusterEvent(kind="key", action="delete" if deleted else "put",
                                             key=ev.kv.key.decode(errors="replace"),
                                             value=None if deleted else pretty_value(ev.kv.value), source="v3"))
         except grpc.RpcError as e:
             if not self._cancelled.is_set():
                 self._emit(ClusterEvent(kind="watch", action="error", key="v3", value=rpc_error_text(e)))
+        except Exception as e:  # noqa: BLE001 - never die silently in a thread
+            self._emit(ClusterEvent(kind="watch", action="error", key="v3", value=f"{e.__class__.__name__}: {e}"))
         finally:
             self._requests.put(None)
             try:
