@@ -26,6 +26,8 @@ def assemble_cluster(probes, endpoints) -> EtcdCluster:
     listed = next((p.members for p in probes if p.members), None)
     if not listed:
         return _unavailable(probes, endpoints)
+    order = {ep.url: i for i, ep in enumerate(endpoints)}
+    listed = sorted(listed, key=lambda m: min((order.get(u, len(order)) for u in m.client_urls), default=len(order)))
     votes = Counter(p.leader_id for p in probes if p.healthy and p.leader_id)
     leader_id = votes.most_common(1)[0][0] if votes else None
     members, summary = [], []
