@@ -129,6 +129,25 @@ def test_two_labs_side_by_side_do_not_collide(lab2, lab3):
     asyncio.run(check())
 
 
+def test_labs_started_at_the_same_moment_get_distinct_subnets():
+    require_lab()
+    names = [lab_name("p1"), lab_name("p2")]
+    try:
+        procs = [subprocess.Popen([CLI, "lab", "up", "--name", n], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for n in names]
+        for p in procs:
+            out, err = p.communicate(timeout=180)
+            assert p.returncode == 0, err
+        infos = [lab_mod.lab_state(n) for n in names]
+        assert infos[0].index != infos[1].index
+        for info in infos:
+            st = asyncio.run(lab_mod.lab_status(info.name))
+            assert all(n["reachable"] for n in st["nodes"])
+    finally:
+        for n in names:
+            stop_lab(n)
+
+
 def test_same_name_from_another_state_dir_is_refused(lab2, tmp_path):
     for action in ("up", "down"):
         res = cli("lab", action, "--name", lab2.name, env={"OVERLAY_TUI_STATE": str(tmp_path)})
@@ -222,7 +241,7 @@ def test_half_built_lab_is_cleaned_by_down_and_rebuilt_by_up(monkeypatch):
             asyncio.run(lab_mod.lab_up(name, 2))
         state = json.loads((lab_mod.lab_dir(name) / "state.json").read_text())
         assert state["phase"] == "building" and lab_mod.lab_state(name) is None
-        half = lab_mod._info(state)
+        half = lab_mod.info_from_state(state)
         assert all(lab_mod.lab_node.alive(n.pid) for n in half.nodes)    # processes were running
         res = cli("lab", "down", "--name", name)
         assert res.returncode == 0, res.stderr
