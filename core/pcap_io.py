@@ -206,8 +206,8 @@ class PcapWriter:
         usec = round((ts - sec) * 1e6)
         if usec >= 1000000:
             sec, usec = sec + 1, usec - 1000000
-        data = data[:self.snaplen]
         wl = max(wire_len or 0, len(data))
+        data = data[:self.snaplen]
         try:
             self._fh.write(self._REC.pack(sec, usec, len(data), wl))
             self._fh.write(data)
