@@ -1,0 +1,136 @@
+"""Control-plane benchmarks on fresh labs: each section prints its figures (medians), no assertions.
+
+Sections register themselves with ``@section("name", nodes=N)`` and receive a
+:class:`BenchLab` (a fresh lab of N nodes, its inventory and a LiveService on it); labs are shared
+by the sections that ask for the same N and run in registration order, so a section that needs
+etcd and Docker configured calls :meth:`BenchLab.classic` (idempotent: the first caller pays).
+Needs root. Run: .venv/bin/python bench/control.py [--runs N] [--only NAME ...]
+
+Docker sections: ``docker_store_apply`` (fresh: write daemon.json and restart dockerd on every
+node; again: the no-op check) and ``network_convergence`` (create an overlay network on node 1
+until every node shows it with the same ID and scope global; median of --runs).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from core.lab import lab_down, lab_up  # noqa: E402
+from core.live_service import LiveService  # noqa: E402
+
+
+@dataclass
+class BenchLab:
+    """A fresh lab for benchmarks and the service on it."""
+
+    name: str
+    nodes: int
+    svc: LiveService
+    runs: int
+    done: set[str] = field(default_factory=set)     # setup steps already paid for (e.g. "etcd", "docker")
+
+    async def classic(self) -> None:
+        """etcd on every node and Docker on the cluster store (each done once per lab)."""
+        if "etcd" not in self.done:
+            await self.svc.etcd_apply()
+            self.done.add("etcd")
+        if "docker" not in self.done:
+            await self.svc.docker_store_apply()
+            self.done.add("docker")
+
+
+Section = Callable[[BenchLab], Awaitable[None]]
+SECTIONS: list[tuple[str, int, Section]] = []
+
+
+def section(name: str, nodes: int = 2) -> Callable[[Section], Section]:
+    def register(fn: Section) -> Section:
+        SECTIONS.append((name, nodes, fn))
+        return fn
+    return register
+
+
+def report(label: str, values: list[float], unit: str = "s") -> None:
+    runs = " ".join(f"{v:.3f}" for v in values)
+    print(f"  {label:<44} median {statistics.median(values):8.3f} {unit}   runs: {runs}")
+
+
+# --- Docker --------------------------------------------------------------------------------
+@section("docker_store_apply", nodes=2)
+async def bench_docker_store_apply(lab: BenchLab) -> None:
+    if "etcd" not in lab.done:
+        await lab.svc.etcd_apply()
+        lab.done.add("etcd")
+    if "docker" in lab.done:
+        print("  (Docker already configured on this lab: fresh apply not measured)")
+    else:
+        t0 = time.monotonic()
+        changes = await lab.svc.docker_store_apply()
+        report(f"fresh apply, {lab.nodes} nodes (daemon.json + restart)", [time.monotonic() - t0])
+        print("    per node: " + ", ".join(f"{c.node} {c.action} {c.seconds} s" for c in changes))
+        lab.done.add("docker")
+    again = []
+    for _ in range(lab.runs):
+        t0 = time.monotonic()
+        changes = await lab.svc.docker_store_apply()
+        again.append(time.monotonic() - t0)
+        assert all(c.action == "none" for c in changes), changes
+    report("second apply (no-op check)", again)
+
+
+@section("network_convergence", nodes=2)
+async def bench_network_convergence(lab: BenchLab) -> None:
+    await lab.classic()
+    converge, total = [], []
+    for i in range(lab.runs):
+        name = f"bench-conv-{i}"
+        t0 = time.monotonic()
+        res = await lab.svc.create_network(name, subnet=f"198.19.{120 + i % 40}.0/24")
+        total.append(time.monotonic() - t0)
+        converge.append(res.seconds)
+        assert all(res.nodes.values()), res
+        await lab.svc.delete_network(name)
+    report(f"new network visible on all {lab.nodes} nodes", [c * 1000 for c in converge], "ms")
+    report("create_network call (checks + create + converge)", [t * 1000 for t in total], "ms")
+
+
+# --- driver ------------------------------------------------------------------------------
+async def run_sections(chosen: list[tuple[str, int, Section]], runs: int) -> None:
+    for nodes in sorted({n for _, n, _ in chosen}):
+        name = f"bctl{os.getpid() % 100000}n{nodes}"
+        t0 = time.monotonic()
+        info = await lab_up(name, nodes)
+        print(f"== lab {name}: {nodes} nodes up in {time.monotonic() - t0:.2f} s")
+        svc = LiveService(info.inventory())
+        lab = BenchLab(name=name, nodes=nodes, svc=svc, runs=runs)
+        try:
+            for sec_name, n, fn in chosen:
+                if n == nodes:
+                    print(f"[{sec_name}]")
+                    await fn(lab)
+        finally:
+            await svc.close()
+            lab_down(name)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", nargs="*", metavar="NAME", help=f"sections: {', '.join(s[0] for s in SECTIONS)}")
+    args = ap.parse_args()
+    chosen = [s for s in SECTIONS if not args.only or s[0] in args.only]
+    print(f"control-plane benchmarks on this machine ({os.cpu_count()} cores), {args.runs} runs where repeated")
+    asyncio.run(run_sections(chosen, args.runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

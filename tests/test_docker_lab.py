@@ -1,0 +1,193 @@
+"""The Docker control plane on the real lab: cluster store, overlay networks, VNIs, probes, pings.
+
+Every check that matters is made with the node's own tools over SSH (`docker info`,
+`docker network ls`, tcpdump), not only through our SDK clients.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+
+from core.errors import DockerError
+from core.live_service import LiveService
+from core.ssh import SSHPool
+
+pytestmark = pytest.mark.lab
+
+
+async def _classic(inventory) -> None:
+    """etcd on every node (the etcd engineer's apply, idempotent), then Docker on the cluster store."""
+    svc = LiveService(inventory)
+    try:
+        await svc.etcd_apply()
+        await svc.docker_store_apply()
+    finally:
+        await svc.close()
+
+
+@pytest.fixture(scope="module")
+def classic2(lab2):
+    asyncio.run(_classic(lab2.inventory))
+    return lab2
+
+
+@pytest.fixture(scope="module")
+def classic3(lab3):
+    asyncio.run(_classic(lab3.inventory))
+    return lab3
+
+
+@pytest.fixture
+async def svc2(classic2):
+    s = LiveService(classic2.inventory)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def svc3(classic3):
+    s = LiveService(classic3.inventory)
+    yield s
+    await s.close()
+
+
+async def _on_nodes(pool: SSHPool, nodes, command: str) -> list[str]:
+    res = await asyncio.gather(*(pool.run(n, command, check=True) for n in nodes))
+    return [r.stdout.strip() for r in res]
+
+
+async def test_store_apply_sets_cluster_store_keeps_daemon_json_and_second_apply_is_a_noop(classic2, svc2):
+    nodes = classic2.nodes
+    # the node's own 20.10 CLI (a newer CLI earlier on this machine's PATH no longer knows ClusterStore)
+    stores = await _on_nodes(svc2.pool, nodes, "/usr/bin/docker info --format '{{.ClusterStore}} {{.ClusterAdvertise}}'")
+    assert stores == [f"etcd://{n.address}:2379 {n.address}:2375" for n in nodes]
+    for n in nodes:
+        cfg = json.loads((await svc2.pool.run(n, "cat /etc/docker/daemon.json", check=True)).stdout)
+        bak = json.loads((await svc2.pool.run(n, "cat /etc/docker/daemon.json.overlay-tui.bak", check=True)).stdout)
+        assert cfg["cluster-store"] == f"etcd://{n.address}:2379" and cfg["cluster-advertise"] == f"{n.address}:2375"
+        assert "bip" in cfg and "default-address-pools" in cfg          # the lab's own keys survive
+        assert {k: cfg[k] for k in bak} == bak and "cluster-store" not in bak
+    pids = await _on_nodes(svc2.pool, nodes, "cat /var/run/docker.pid")
+    changes = await svc2.docker_store_apply()
+    assert [c.action for c in changes] == ["none"] * len(nodes)
+    assert await _on_nodes(svc2.pool, nodes, "cat /var/run/docker.pid") == pids
+    assert [c.action for c in await svc2.docker_store_plan()] == ["none"] * len(nodes)
+
+
+async def test_dockerd_listens_on_no_tcp_port(classic2, svc2):
+    for n in classic2.nodes:
+        pid = (await svc2.pool.run(n, "cat /var/run/docker.pid", check=True)).stdout.strip()
+        listening = (await svc2.pool.run(n, "ss -ltnp", check=True)).stdout
+        mine = [ln for ln in listening.splitlines() if f"pid={pid}," in ln]
+        assert all(":7946" in ln for ln in mine), mine   # gossip only: never 2375/2376
+
+
+async def test_network_created_on_node1_converges_on_every_node(classic3, svc3):
+    name = "conv-test"
+    res = await svc3.create_network(name, subnet="198.19.181.0/24", node="docker-node1")
+    try:
+        assert res.nodes == {n.name: True for n in classic3.nodes} and res.seconds < 10
+        seen = await _on_nodes(svc3.pool, classic3.nodes,
+                               f"docker network ls --no-trunc --filter name=^{name}$ --format '{{{{.ID}}}} {{{{.Scope}}}} {{{{.Driver}}}}'")
+        assert seen == [f"{res.id} global overlay"] * 3
+        info = next(n for n in await svc3.networks() if n.name == name)
+        assert (info.id, info.scope, info.subnet, info.nodes) == (res.id, "global", "198.19.181.0/24",
+                                                                  [n.name for n in classic3.nodes])
+    finally:
+        await svc3.delete_network(name)
+    gone = await _on_nodes(svc3.pool, classic3.nodes, f"docker network ls -q --filter name=^{name}$")
+    assert gone == [""] * 3
+
+
+async def test_ping_matrix_is_full_by_name_and_address(classic3, svc3):
+    net = "ping-test"
+    await svc3.create_network(net, subnet="198.19.182.0/24")
+    try:
+        started = await svc3.start_probes(net)
+        assert set(started) == {n.name for n in classic3.nodes}
+        assert set((await svc3.start_probes(net)).values()) == {"kept"}     # idempotent
+        results = await svc3.ping_matrix()
+        pairs = {(r.src, r.dst, r.by) for r in results}
+        assert len(results) == len(pairs) == 3 * 2 * 2
+        bad = [r for r in results if r.error or r.sent != 3 or r.received != 3]
+        assert not bad, bad
+        assert all(r.rtt_ms is not None and r.rtt_ms > 0 for r in results)
+        by_addr = {r.target for r in results if r.by == "address"}
+        assert all(a.startswith("198.19.182.") for a in by_addr)
+    finally:
+        await svc3.remove_probes(net)
+        await svc3.delete_network(net)
+
+
+async def _tcpdump_vnis(pool: SSHPool, node, seconds: float = 6) -> str:
+    iface = (await pool.run(node, f"ip -o -4 addr show | awk '$4 ~ /^{re.escape(node.address)}\\// {{print $2}}'",
+                            check=True)).stdout.strip()
+    res = await pool.run(node, f"timeout {seconds:g} tcpdump -l -nn -i {iface} -c 6 udp port 4789 2>/dev/null",
+                         timeout=seconds + 5)
+    return res.stdout
+
+
+async def test_vni_from_etcd_matches_the_wire(classic2, svc2):
+    net = "vni-test"
+    await svc2.create_network(net, subnet="198.19.183.0/24")
+    try:
+        await svc2.start_probes(net)
+        info = next(n for n in await svc2.networks() if n.name == net)
+        assert info.vni is not None and info.vni >= 256
+        assert {c.name for c in info.containers} == {f"probe-{n.name}" for n in classic2.nodes}
+        capture = asyncio.create_task(_tcpdump_vnis(svc2.pool, classic2.nodes[0]))
+        await asyncio.sleep(1.0)
+        results = await svc2.ping_matrix()
+        out = await capture
+        wire = {int(v) for v in re.findall(r"vni (\d+)", out)}
+        assert wire == {info.vni}, out
+        assert all(r.received == 3 for r in results)
+    finally:
+        await svc2.remove_probes(net)
+        await svc2.delete_network(net)
+
+
+async def test_delete_refuses_while_containers_are_attached(classic2, svc2):
+    net = "del-test"
+    await svc2.create_network(net, subnet="198.19.184.0/24")
+    await svc2.start_probes(net)
+    with pytest.raises(DockerError, match=r"still has containers attached: probe-docker-node1@docker-node1, "
+                                          r"probe-docker-node2@docker-node2"):
+        await svc2.delete_network(net)
+    assert any(n.name == net for n in await svc2.networks())
+    removed = await svc2.remove_probes(net)
+    assert sorted(removed) == ["probe-docker-node1@docker-node1", "probe-docker-node2@docker-node2"]
+    await svc2.delete_network(net)
+    assert not any(n.name == net for n in await svc2.networks())
+
+
+async def test_bad_names_subnets_and_duplicates_give_clear_errors(classic2, svc2):
+    with pytest.raises(DockerError, match="invalid network name 'no good'"):
+        await svc2.create_network("no good")
+    with pytest.raises(DockerError, match="host bits are set; did you mean 198.19.185.0/24"):
+        await svc2.create_network("x", subnet="198.19.185.7/24")
+    await svc2.create_network("dup-test", subnet="198.19.186.0/24")
+    try:
+        with pytest.raises(DockerError, match="a network named 'dup-test' already exists"):
+            await svc2.create_network("dup-test", subnet="198.19.187.0/24")
+        with pytest.raises(DockerError, match="overlaps 198.19.186.0/24 of network 'dup-test'"):
+            await svc2.create_network("other", subnet="198.19.186.128/25")
+        with pytest.raises(DockerError, match="no overlay network named 'nope'"):
+            await svc2.delete_network("nope")
+    finally:
+        await svc2.delete_network("dup-test")
+
+
+async def test_read_only_service_refuses_changes(classic2):
+    from core.errors import ReadOnlyError
+
+    svc = LiveService(classic2.inventory, read_only=True)
+    try:
+        with pytest.raises(ReadOnlyError, match="creating a network"):
+            await svc.create_network("ro-test")
+        assert any(n.name == "bridge" for n in await svc.networks())
+    finally:
+        await svc.close()
