@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from core.errors import OverlayError, UsageError
 from core.model import CommandResult, LogLines, NodeStatus
 
-# One round trip gathers every fact; each line is KEY=VALUE so a missing tool leaves a blank.
+# One round trip gathers the host's facts; each line is KEY=VALUE so a missing tool leaves a blank.
+# Docker's facts come from the daemon itself (the SDK over the forwarded socket): a newer docker CLI
+# on the host no longer knows the classic ClusterStore field.
 FACTS_SCRIPT = (
     "echo hostname=$(hostname); echo kernel=$(uname -r); "
-    "echo docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null); "
-    "echo store=$(docker info --format '{{.ClusterStore}}|{{.Swarm.LocalNodeState}}' 2>/dev/null); "
     "if pgrep -x etcd >/dev/null 2>&1; then echo etcd=running; "
     "elif command -v etcd >/dev/null 2>&1; then echo etcd=stopped; else echo etcd=not installed; fi"
 )
@@ -23,13 +23,12 @@ LOG_SOURCES = {
 }
 
 
-def _store_mode(raw: str) -> str | None:
-    if not raw:
-        return None
-    store, _, swarm = raw.partition("|")
-    if store and store != "<no value>":
+def store_mode(info: dict) -> str:
+    """How the daemon keeps network state, from its `docker info`."""
+    store = info.get("ClusterStore") or ""
+    if store:
         return "etcd (classic)" if store.startswith("etcd") else store
-    if swarm == "active":
+    if (info.get("Swarm") or {}).get("LocalNodeState") == "active":
         return "swarm"
     return "local"
 
@@ -44,14 +43,18 @@ class NodesMixin:
             res = await self.pool.run(spec, FACTS_SCRIPT, timeout=spec.command_timeout)
         except OverlayError as e:
             return NodeStatus(name=spec.name, address=spec.address, reachable=False, error=str(e))
+        latency = round((time.monotonic() - t0) * 1000, 1)
         facts = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
-        return NodeStatus(
-            name=spec.name, address=spec.address, reachable=True,
-            latency_ms=round((time.monotonic() - t0) * 1000, 1),
-            hostname=facts.get("hostname") or None, kernel=facts.get("kernel") or None,
-            docker_version=facts.get("docker") or None, store_mode=_store_mode(facts.get("store", "")),
-            etcd_state=facts.get("etcd") or None,
-        )
+        status = NodeStatus(name=spec.name, address=spec.address, reachable=True, latency_ms=latency,
+                            hostname=facts.get("hostname") or None, kernel=facts.get("kernel") or None,
+                            etcd_state=facts.get("etcd") or None)
+        try:
+            info = await self.docker_nodes.call(spec.name, lambda c: c.info())
+        except OverlayError as e:
+            status.error = str(e)
+        else:
+            status.docker_version, status.store_mode = info.get("ServerVersion"), store_mode(info)
+        return status
 
     async def nodes(self) -> list[NodeStatus]:
         """Every node's status, gathered concurrently (one round trip, not N)."""

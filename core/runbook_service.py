@@ -145,11 +145,11 @@ class RunbookMixin:
         return False, (cluster.error or f"unhealthy or missing members: {', '.join(missing) or 'none'}")
 
     async def _verify_docker_store(self) -> Check:
-        nodes = await self.nodes()
-        bad = [f"{n.name} ({n.store_mode or 'unknown'})" for n in nodes if n.store_mode != "etcd (classic)"]
+        changes = await self.docker_store_plan()
+        bad = [f"{c.node}: {c.reason}" for c in changes if c.action != "none"]
         if bad:
-            return False, f"not using the etcd store: {', '.join(bad)}"
-        return True, "every dockerd uses the etcd cluster store"
+            return False, "; ".join(bad)
+        return True, ", ".join(f"{c.node} uses {c.want_store}" for c in changes)
 
     async def _network(self):
         name = self.inventory.cluster.network
