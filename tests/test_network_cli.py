@@ -1,0 +1,82 @@
+"""`overlay-tui network ls|create|delete` as an operator runs it: a subprocess with --inventory, on the lab."""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.live_service import LiveService
+
+pytestmark = pytest.mark.lab
+CLI = str(Path(sys.executable).parent / "overlay-tui")
+
+
+def cli(lab, *args: str, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "--inventory", lab.inventory_path, "network", *args], stdin=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+async def _classic(inventory) -> None:
+    svc = LiveService(inventory)
+    try:
+        await svc.etcd_apply()
+        await svc.docker_store_apply()
+    finally:
+        await svc.close()
+
+
+@pytest.fixture(scope="module")
+def classic2(lab2):
+    asyncio.run(_classic(lab2.inventory))
+    return lab2
+
+
+def test_create_ls_delete_round_trip(classic2):
+    res = cli(classic2, "create", "cli-test", "--subnet", "198.19.190.0/24", "--node", "docker-node2")
+    assert res.returncode == 0, res.stderr
+    assert "created overlay network cli-test" in res.stdout and "docker-node1, docker-node2" in res.stdout
+    try:
+        res = cli(classic2, "ls", "--json")
+        assert res.returncode == 0, res.stderr
+        net = next(n for n in json.loads(res.stdout) if n["name"] == "cli-test")
+        assert (net["driver"], net["scope"], net["subnet"], net["nodes"], net["attachable"]) == \
+            ("overlay", "global", "198.19.190.0/24", ["docker-node1", "docker-node2"], True)
+        table = cli(classic2, "ls")
+        row = next(ln for ln in table.stdout.splitlines() if ln.startswith("cli-test "))
+        assert net["id"][:12] in row and "global" in row and "docker-node1,docker-node2" in row
+        refused = cli(classic2, "delete", "cli-test")            # no terminal, no --yes
+        assert refused.returncode == 2 and "add --yes" in refused.stderr and "Traceback" not in refused.stderr
+        assert "cli-test" in cli(classic2, "ls").stdout
+    finally:
+        res = cli(classic2, "delete", "cli-test", "--yes")
+    assert res.returncode == 0, res.stderr
+    assert "deleted overlay network cli-test" in res.stdout
+    assert "cli-test" not in cli(classic2, "ls").stdout
+
+
+def test_bad_input_gives_one_clear_line(classic2):
+    cases = [
+        (("create", "bad name"), 1, "invalid network name 'bad name'"),
+        (("create", "x1", "--subnet", "198.19.191.5/24"), 1, "did you mean 198.19.191.0/24"),
+        (("create", "x1", "--subnet", "nonsense"), 1, "give an IPv4 CIDR"),
+        (("create", "x1", "--node", "docker-node9"), 2, "unknown node 'docker-node9'"),
+        (("delete", "no-such-net", "--yes"), 1, "no overlay network named 'no-such-net'"),
+    ]
+    for args, code, message in cases:
+        res = cli(classic2, *args)
+        assert res.returncode == code, (args, res.stderr)
+        assert message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+    assert "x1" not in cli(classic2, "ls").stdout
+
+
+def test_duplicate_name_is_refused(classic2):
+    assert cli(classic2, "create", "cli-dup", "--subnet", "198.19.189.0/24").returncode == 0
+    try:
+        res = cli(classic2, "create", "cli-dup")
+        assert res.returncode == 1 and "a network named 'cli-dup' already exists" in res.stderr
+    finally:
+        assert cli(classic2, "delete", "cli-dup", "--yes").returncode == 0
