@@ -6,6 +6,10 @@ by the sections that ask for the same N and run in registration order, so a sect
 etcd and Docker configured calls :meth:`BenchLab.classic` (idempotent: the first caller pays).
 Needs root. Run: .venv/bin/python bench/control.py [--runs N] [--only NAME ...]
 
+etcd sections: ``etcd_apply`` (2 and 3 nodes: fresh apply until healthy, then the adopt no-op),
+``status`` (2, 3, 5 nodes: one node's round trip against all N fanned out, warm and as a CLI process),
+``etcd_forward`` (etcd reads through SSH-forwarded ports against direct connections).
+
 Docker sections: ``docker_store_apply`` (fresh: write daemon.json and restart dockerd on every
 node; again: the no-op check) and ``network_convergence`` (create an overlay network on node 1
 until every node shows it with the same ID and scope global; median of --runs).
@@ -61,6 +65,96 @@ def section(name: str, nodes: int = 2) -> Callable[[Section], Section]:
 def report(label: str, values: list[float], unit: str = "s") -> None:
     runs = " ".join(f"{v:.3f}" for v in values)
     print(f"  {label:<44} median {statistics.median(values):8.3f} {unit}   runs: {runs}")
+
+
+# --- etcd and status ------------------------------------------------------------------------
+async def timed(fn: Callable[[], Awaitable[object]], runs: int) -> list[float]:
+    """Milliseconds of ``runs`` sequential awaits of ``fn()``."""
+    out = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        await fn()
+        out.append((time.monotonic() - t0) * 1000)
+    return out
+
+
+async def _etcd_once(lab: BenchLab) -> None:
+    if "etcd" not in lab.done:
+        await lab.svc.etcd_apply()
+        lab.done.add("etcd")
+
+
+async def bench_etcd_apply(lab: BenchLab) -> None:
+    """Fresh etcd apply (inspect, start detached, wait healthy) and the second apply (adopt)."""
+    if "etcd" in lab.done:
+        print("  (etcd already applied on this lab: fresh apply not measured)")
+    else:
+        t0 = time.monotonic()
+        cluster = await lab.svc.etcd_apply()
+        report(f"fresh etcd apply, {lab.nodes} nodes, until healthy", [time.monotonic() - t0])
+        assert cluster.healthy, cluster.summary
+        lab.done.add("etcd")
+    again = []
+    for _ in range(lab.runs):
+        t0 = time.monotonic()
+        await lab.svc.etcd_apply()
+        again.append(time.monotonic() - t0)
+        assert {a.kind for a in lab.svc.etcd_last_actions} == {"adopt"}
+    report("second etcd apply (adopt, no change)", again)
+
+
+async def bench_status(lab: BenchLab) -> None:
+    """`status` on N nodes: nodes, etcd and networks fan out, so it costs ~one round trip, not N."""
+    import subprocess
+
+    from core.cli_status import _control_plane
+
+    await _etcd_once(lab)
+    svc = lab.svc
+    one = svc.inventory.nodes[0].name
+    eps = await svc.etcd_endpoints()
+    reader = svc._etcd_reader()
+    await svc.nodes()
+    await svc.etcd_cluster()
+    report("one node's facts (one SSH round trip)", await timed(lambda: svc.node_status(one), lab.runs), "ms")
+    report("one etcd endpoint (status + health + members)", await timed(lambda: reader.probe(eps[0]), lab.runs), "ms")
+    report(f"nodes(), {lab.nodes} nodes", await timed(svc.nodes, lab.runs), "ms")
+    report(f"etcd_cluster(), {lab.nodes} members", await timed(svc.etcd_cluster, lab.runs), "ms")
+    report(f"status (nodes + etcd + networks), warm, {lab.nodes} nodes",
+           await timed(lambda: asyncio.gather(svc.nodes(), _control_plane(svc)), lab.runs), "ms")
+    cli = os.path.join(os.path.dirname(sys.executable), "overlay-tui")
+    walls = []
+    for _ in range(min(lab.runs, 3)):
+        t0 = time.monotonic()
+        subprocess.run([cli, "--inventory", svc.inventory.path, "status", "--json"], capture_output=True,
+                       timeout=120, check=False)
+        walls.append((time.monotonic() - t0) * 1000)
+    report("`overlay-tui status --json` (process, cold SSH)", walls, "ms")
+
+
+async def bench_etcd_forward(lab: BenchLab) -> None:
+    """etcd reads through SSH local port forwards (the default) against direct connections."""
+    from core.etcd_read import EtcdReader
+
+    await _etcd_once(lab)
+    eps = await lab.svc.etcd_endpoints()
+    for via_ssh in (True, False):
+        reader = EtcdReader(lab.svc.pool, via_ssh=via_ssh)
+        try:
+            first = await timed(lambda: reader.cluster(eps), 1)
+            warm = await timed(lambda: reader.cluster(eps), lab.runs * 4)
+        finally:
+            await reader.close()
+        how = "via SSH forward" if via_ssh else "direct"
+        report(f"etcd cluster read {how}: first (connect)", first, "ms")
+        report(f"etcd cluster read {how}: warm", warm, "ms")
+
+
+for _n in (2, 3):
+    section("etcd_apply", nodes=_n)(bench_etcd_apply)
+for _n in (2, 3, 5):
+    section("status", nodes=_n)(bench_status)
+section("etcd_forward", nodes=3)(bench_etcd_forward)
 
 
 # --- Docker --------------------------------------------------------------------------------
