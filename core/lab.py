@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -204,6 +204,9 @@ def _teardown(name: str) -> list[str]:
             nodes[ns] = {"netns": ns, "pid": 0}
     for ns, n in nodes.items():
         pidns = tuple(n["pidns"]) if n.get("pidns") else None
+        if pidns and not (n.get("init_pid") and lab_node.alive(n["init_pid"])
+                          and lab_node.ns_id(n["init_pid"], "pid") == pidns):
+            pidns = None     # its pid 1 is gone, so is the namespace: never trust a recycled inode
         pids = [p for p in (n.get("pid"), n.get("init_pid")) if p]
         lab_node.kill_node(lab_net.netns_id(ns), pids, pidns)
         for pid in pids:
@@ -216,7 +219,7 @@ def _teardown(name: str) -> list[str]:
     removed += lab_net.remove_network(names)
     leaked = [m for m in _mount_points() if m == str(d) or m.startswith(str(d) + "/")]
     for m in sorted(leaked, key=len, reverse=True):
-        os.system(f"umount -l '{m}' 2>/dev/null")
+        subprocess.run(["umount", "-l", m], capture_output=True)
     if d.exists():
         shutil.rmtree(d)
         removed.append(f"state {d}")
