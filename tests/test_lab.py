@@ -262,3 +262,11 @@ def test_half_built_lab_is_cleaned_by_down_and_rebuilt_by_up(monkeypatch):
     finally:
         monkeypatch.undo()
         stop_lab(name)
+
+
+async def test_live_service_sees_the_lab_as_ordinary_hosts(lab_service2):
+    """The rest of the tool drives the lab through its inventory only (the lab_service2 fixture)."""
+    statuses = await lab_service2.nodes()
+    assert [(s.name, s.reachable, s.hostname) for s in statuses] == [
+        ("docker-node1", True, "docker-node1"), ("docker-node2", True, "docker-node2")]
+    assert all(s.etcd_state == "stopped" and s.store_mode == "local" for s in statuses)
