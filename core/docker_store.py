@@ -178,14 +178,21 @@ async def write_daemon_json(pool, node: str, facts: NodeDockerFacts, store: str,
     await pool.run(node, script, input=json.dumps(merged, indent=2) + "\n", check=True)
 
 
-async def restart_docker(pool, node: str, facts: NodeDockerFacts) -> None:
-    """Restart Docker as the host runs it: systemd, or stop the pidfile's dockerd and start it again."""
+async def restart_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
+    """Restart Docker as the host runs it: systemd, or stop the pidfile's dockerd and start it again.
+
+    Returns the new dockerd's pid when we started it ourselves (None under systemd).
+    """
     if facts.systemd:
-        await pool.run(node, "systemctl restart docker", timeout=120, check=True)
-        return
+        res = await pool.run(node, "systemctl restart docker", timeout=120)
+        if not res.ok:
+            tail = await log_tail(pool, node, True)
+            raise DockerError(f"{node}: `systemctl restart docker` failed ({(res.stderr or res.stdout).strip()}); "
+                              f"last lines of journalctl -u docker:\n{tail}")
+        return None
     if facts.pid:
         await pool.kill(node, facts.pid, wait=60)
-    await pool.start_detached(node, shlex.join(restart_args(facts.args)), DOCKERD_LOG)
+    return await pool.start_detached(node, shlex.join(restart_args(facts.args)), DOCKERD_LOG)
 
 
 async def log_tail(pool, node: str, systemd: bool) -> str:
@@ -198,11 +205,15 @@ async def log_tail(pool, node: str, systemd: bool) -> str:
 
 
 async def wait_for_store(docker: DockerNodes, pool, node: str, store: str, systemd: bool,
-                         timeout: float = 60.0) -> None:
-    """Poll the daemon until it answers with ClusterStore == ``store``; a clear error with the log if not."""
+                         pid: int | None = None, timeout: float = 60.0) -> None:
+    """Poll the daemon until it answers with ClusterStore == ``store``; a clear error with the log if not.
+
+    With ``pid`` (a dockerd we started), a daemon that exits is reported at once instead of at the timeout.
+    """
     await docker.reset(node)
     deadline = time.monotonic() + timeout
     seen = "no answer"
+    where = "journalctl -u docker" if systemd else DOCKERD_LOG
     while time.monotonic() < deadline:
         try:
             info = await docker.call(node, lambda cl: cl.info())
@@ -212,9 +223,12 @@ async def wait_for_store(docker: DockerNodes, pool, node: str, store: str, syste
         except DockerError as e:
             await docker.reset(node)
             seen = str(e)
+            if pid is not None and not (await pool.run(node, f"kill -0 {int(pid)}")).ok:
+                tail = await log_tail(pool, node, systemd)
+                raise DockerError(f"{node}: dockerd exited right after the restart (nothing listens on its "
+                                  f"socket); last lines of {where}:\n{tail}") from None
         await asyncio.sleep(0.25)
     tail = await log_tail(pool, node, systemd)
-    where = "journalctl -u docker" if systemd else DOCKERD_LOG
     raise DockerError(f"{node}: dockerd did not come back with cluster-store {store} within {timeout:g} s "
                       f"(last: {seen}); last lines of {where}:\n{tail}")
 
@@ -228,8 +242,8 @@ async def apply_node(docker: DockerNodes, pool, inventory, node: str) -> DockerS
     t0 = time.monotonic()
     if change.action == "configure":
         await write_daemon_json(pool, node, facts, change.want_store, change.want_advertise)
-    await restart_docker(pool, node, facts)
-    await wait_for_store(docker, pool, node, change.want_store, facts.systemd)
+    pid = await restart_docker(pool, node, facts)
+    await wait_for_store(docker, pool, node, change.want_store, facts.systemd, pid)
     change.seconds = round(time.monotonic() - t0, 2)
     return change
 

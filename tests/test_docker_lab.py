@@ -191,3 +191,25 @@ async def test_read_only_service_refuses_changes(classic2):
         assert any(n.name == "bridge" for n in await svc.networks())
     finally:
         await svc.close()
+
+
+async def test_a_dockerd_that_fails_to_restart_is_reported_with_its_log(classic2, svc2):
+    """daemon.json with a key dockerd rejects: the apply keeps the key (never clobbers) and says why it died."""
+    from core.docker_store import DAEMON_JSON, apply_node, wait_for_store
+
+    node = classic2.nodes[1]
+    original = (await svc2.pool.run(node, f"cat {DAEMON_JSON}", check=True)).stdout
+    broken = {k: v for k, v in json.loads(original).items() if k != "cluster-advertise"}
+    broken["bogus-key-for-test"] = True
+    await svc2.pool.run(node, f"cat > {DAEMON_JSON}", input=json.dumps(broken), check=True)
+    try:
+        with pytest.raises(DockerError, match=r"(?s)dockerd exited right after the restart.*bogus-key-for-test"):
+            await apply_node(svc2.docker_nodes, svc2.pool, classic2.inventory, node.name)
+        kept = json.loads((await svc2.pool.run(node, f"cat {DAEMON_JSON}", check=True)).stdout)
+        assert kept["bogus-key-for-test"] is True and kept["cluster-advertise"] == f"{node.address}:2375"
+    finally:
+        await svc2.pool.run(node, f"cat > {DAEMON_JSON}", input=original, check=True)
+        if not (await svc2.pool.run(node, "kill -0 $(cat /var/run/docker.pid)")).ok:
+            pid = await svc2.pool.start_detached(node, "dockerd", "/var/log/dockerd.log")
+            await wait_for_store(svc2.docker_nodes, svc2.pool, node.name, f"etcd://{node.address}:2379", False, pid)
+    assert [c.action for c in await svc2.docker_store_plan()] == ["none", "none"]
