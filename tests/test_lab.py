@@ -270,3 +270,20 @@ async def test_live_service_sees_the_lab_as_ordinary_hosts(lab_service2):
     assert [(s.name, s.reachable, s.hostname) for s in statuses] == [
         ("docker-node1", True, "docker-node1"), ("docker-node2", True, "docker-node2")]
     assert all(s.etcd_state == "stopped" and s.store_mode == "local" for s in statuses)
+
+
+def test_missing_binary_names_its_debian_package(monkeypatch):
+    from core import lab_state
+
+    monkeypatch.setitem(lab_state.REQUIRED_BINARIES, "overlay-tui-no-such-daemon", "overlay-tui-fake-pkg")
+    expected = "install the Debian package.*overlay-tui-fake-pkg.*make run" if os.geteuid() == 0 else "needs root"
+    with pytest.raises(LabError, match=expected):
+        lab_state.check_can_run()
+
+
+def test_namespace_names_of_one_lab_never_match_another():
+    a, b = lab_net.LabNames("x"), lab_net.LabNames("x-n1")
+    assert a.owns_netns("ot-x-n1") and a.owns_netns("ot-x-sw") and a.owns_netns("ot-x-n12")
+    assert not a.owns_netns("ot-x-n1-n1") and not a.owns_netns("ot-x-n1-sw") and not a.owns_netns("ot-xy-n1")
+    assert b.owns_netns("ot-x-n1-n2") and not b.owns_netns("ot-x-n1")
+    assert len(lab_net.LabNames("a" * 32).seat_link) <= 15 and a.seat_link != b.seat_link
