@@ -48,6 +48,10 @@ class KeyBrowserScreen(ModalScreen[None]):
                 with VerticalScroll(id="key-value-box"):
                     yield Static("select a key", id="key-value")
 
+    def __init__(self) -> None:
+        super().__init__(classes="modal")
+        self.shown: KeyEntry | None = None  #: the key whose value is shown
+
     def on_mount(self) -> None:
         self.action_reload()
         self.query_one(Tree).focus()
@@ -92,7 +96,7 @@ class KeyBrowserScreen(ModalScreen[None]):
 
     @on(Tree.NodeHighlighted)
     def _show(self, event: Tree.NodeHighlighted) -> None:
-        entry = event.node.data
+        entry = self.shown = event.node.data
         box = self.query_one("#key-value", Static)
         if entry is None:
             box.update(Text(str(event.node.label), style="dim"))

@@ -1,0 +1,39 @@
+"""Shared helpers of the console's tests: the recorded lab state and a way to wait for workers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.recorded import RecordedService
+from tui.app import OverlayApp
+
+STATE = Path(__file__).parent / "fixtures" / "lab_state.json"
+SIZE = (120, 36)
+
+
+def recorded_app(read_only: bool = False, **kw) -> OverlayApp:
+    """The console on the recorded lab state, with timers, clocks and the watch switched off."""
+    return OverlayApp(RecordedService.load(STATE, read_only=read_only), deterministic=True, **kw)
+
+
+async def settle(pilot) -> None:
+    """Wait until no worker runs and every message they posted has been handled (no fixed sleeps)."""
+    app = pilot.app
+    for _ in range(50):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(w.is_running for w in app.workers):
+            return
+    raise AssertionError("workers kept running: " + ", ".join(w.name for w in app.workers if w.is_running))
+
+
+async def press(pilot, *keys: str) -> None:
+    """Press keys one by one, settling after each."""
+    for k in keys:
+        await pilot.press(k)
+        await settle(pilot)
+
+
+def table_rows(app, selector: str) -> list[list[str]]:
+    """Plain text of a DataTable's rows."""
+    table = app.screen.query_one(selector) if app.screen.query(selector) else app.screen_stack[0].query_one(selector)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
