@@ -134,7 +134,9 @@ def _written(frames, path: str | None) -> Iterator[Frame]:
 def _guard_pipe(fn) -> int:
     """Run ``fn``; a closed stdout (``| head``) ends quietly instead of with a traceback."""
     try:
-        return fn()
+        rc = fn()
+        sys.stdout.flush()
+        return rc
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
