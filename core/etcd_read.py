@@ -115,6 +115,7 @@ class EtcdReader:
         self.pool, self.via_ssh, self.timeout = pool, via_ssh, timeout
         self._forwards: dict[Endpoint, tuple[object, int]] = {}   # endpoint -> (ssh conn, local port)
         self._clients: dict[Endpoint, tuple[int, etcd3.Etcd3Client]] = {}
+        self._retired: list[etcd3.Etcd3Client] = []
 
     async def local_address(self, ep: Endpoint) -> tuple[str, int]:
         """Where this machine connects to reach ``ep`` (a forwarded 127.0.0.1 port, or the endpoint)."""
@@ -133,17 +134,21 @@ class EtcdReader:
         if cached is not None and cached[0] == port:
             return cached[1]
         if cached is not None:
-            cached[1].close()
+            self._retired.append(cached[1])
         client = etcd3.client(host, port, timeout=self.timeout, grpc_options=[
             ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)])
         self._clients[ep] = (port, client)
         return client
 
     def drop(self, ep: Endpoint) -> None:
-        """Forget ``ep``'s client (after an error), so the next call reconnects at once."""
+        """Forget ``ep``'s client (after an error), so the next call reconnects at once.
+
+        It is closed only with the reader: a concurrent call (a refresh beside the watch's poll)
+        may still be using it, and closing under it fails that call with "closed channel".
+        """
         cached = self._clients.pop(ep, None)
         if cached is not None:
-            cached[1].close()
+            self._retired.append(cached[1])
 
     async def probe(self, ep: Endpoint) -> Probe:
         probe = Probe(ep)
@@ -222,9 +227,10 @@ class EtcdReader:
         raise EtcdError("no etcd member answered the v2 API: " + "; ".join(errors or ["no endpoints"]))
 
     async def close(self) -> None:
-        for _, client in self._clients.values():
+        for client in [c for _, c in self._clients.values()] + self._retired:
             client.close()
         self._clients.clear()
+        self._retired.clear()
         self._forwards.clear()
 
 

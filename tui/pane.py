@@ -28,6 +28,20 @@ def describe_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def unique_keys(rows: list[tuple[str, Cells]]) -> list[tuple[str, Cells]]:
+    """Make row keys unique and non-empty (an unreachable member has no id yet, two may share one)."""
+    seen: set[str] = set()
+    out = []
+    for key, cells in rows:
+        base = key or "?"
+        key, n = base, 2
+        while key in seen:
+            key, n = f"{base}#{n}", n + 1
+        seen.add(key)
+        out.append((key, cells))
+    return out
+
+
 class Pane(Vertical):
     """A main-screen pane: title, table, filter input and a periodic refresh from the service."""
 
@@ -92,7 +106,7 @@ class Pane(Vertical):
 
     def show_rows(self, rows: list[tuple[str, Cells]], summary: str) -> None:
         """Replace the pane's rows (keyed) and clear any error; the table updates in place."""
-        self._rows, self.summary, self._last_error = rows, summary, None
+        self._rows, self.summary, self._last_error = unique_keys(rows), summary, None
         self.remove_class("-error")
         self._render_rows()
         self._mark_filled()
