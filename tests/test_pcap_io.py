@@ -175,3 +175,14 @@ def test_stream_parser_close_without_a_header_is_an_error():
     p.feed(STREAM[:10])
     with pytest.raises(CaptureError, match="node3: is not a pcap file"):
         p.close()
+
+
+def test_committed_fixture_decodes_as_generated():
+    """tests/fixtures/vxlan_mixed.pcap (from `python -m tests.vxlan_frames`): every kind, counted."""
+    from pathlib import Path
+    path = Path(__file__).parent / "fixtures" / "vxlan_mixed.pcap"
+    dec = VxlanDecoder()
+    frames = [dec.decode(r[3], r[0], r[2]) for r in iter_pcap(path)]
+    assert [f.raw for f in frames] == FRAMES
+    assert dec.counts() == {"frames": len(FRAMES), "malformed": 7, "not_vxlan": 4}
+    assert {f.vni for f in frames if f.error is None} == {256, 257, 4097}

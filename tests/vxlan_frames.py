@@ -101,3 +101,9 @@ def write_mixed_pcap(path: Path, repeat: int = 1, t0: float = 1_700_000_000.0, s
             for i, f in enumerate(frames):
                 w.write(t0 + (r * len(frames) + i) * step, f)
         return w.count
+
+
+if __name__ == "__main__":          # regenerate the committed fixture: python -m tests.vxlan_frames
+    import sys
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "fixtures" / "vxlan_mixed.pcap")
+    print(f"{target}: {write_mixed_pcap(target)} frames")
