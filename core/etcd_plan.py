@@ -36,6 +36,11 @@ class EtcdMemberPlan:
         return shlex.join(self.argv)
 
     @property
+    def launch_line(self) -> str:
+        """How it is started on the node (detached, outliving the SSH session)."""
+        return f"nohup setsid {self.command} > {shlex.quote(self.log)} 2>&1 < /dev/null &"
+
+    @property
     def client_url(self) -> str:
         return _flag_value(self.argv, "--advertise-client-urls") or ""
 

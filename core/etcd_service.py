@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from core.errors import EtcdError, OverlayError, UsageError
+from core.errors import OverlayError, UsageError
 from core.etcd_launch import apply_cluster
 from core.etcd_plan import EtcdMemberPlan, plan_cluster
 from core.etcd_read import Endpoint, EtcdReader
@@ -94,8 +94,6 @@ class EtcdMixin:
                 watcher = KeyWatchThread(client, loop, out)
                 watcher.start()
                 await watcher.ended.wait()
-            except EtcdError as e:
-                out.put_nowait(ClusterEvent("watch", "error", "v3", str(e)))
             except OverlayError as e:
                 out.put_nowait(ClusterEvent("watch", "error", "v3", str(e)))
             finally:
@@ -107,17 +105,20 @@ class EtcdMixin:
         members: dict = {}
         v2: dict | None = None
         while True:
-            cluster = await self.etcd_cluster()
-            members, events = diff_members(members, cluster)
-            for ev in events:
-                out.put_nowait(ev)
             try:
-                entries = await self.etcd_keys("v2")
-            except OverlayError:
-                entries = None
-            if entries is not None:
-                baseline = v2 is None
-                v2, events = diff_keys(v2 or {}, entries, "v2")
-                for ev in [] if baseline else events:
+                cluster = await self.etcd_cluster()
+                members, events = diff_members(members, cluster)
+                for ev in events:
                     out.put_nowait(ev)
+                try:
+                    entries = await self.etcd_keys("v2")
+                except OverlayError:
+                    entries = None
+                if entries is not None:
+                    baseline = v2 is None
+                    v2, events = diff_keys(v2 or {}, entries, "v2")
+                    for ev in [] if baseline else events:
+                        out.put_nowait(ev)
+            except Exception as e:  # noqa: BLE001 - a poll failure is reported, the stream goes on
+                out.put_nowait(ClusterEvent("watch", "error", "poll", f"{e.__class__.__name__}: {e}"))
             await asyncio.sleep(POLL_SECONDS)
