@@ -181,6 +181,7 @@ async def bench_docker_store_apply(lab: BenchLab) -> None:
 
 
 @section("network_convergence", nodes=2)
+@section("network_convergence_3", nodes=3)
 async def bench_network_convergence(lab: BenchLab) -> None:
     await lab.classic()
     converge, total = [], []
