@@ -93,7 +93,7 @@ def _compile(key: str, values: list[str], term: str, nodes: tuple[str, ...]) -> 
         protos = set()
         for v in values:
             p = _ALIASES.get(v.lower(), v.lower())
-            if p not in PROTOCOLS:
+            if p not in PROTOCOLS and "/" not in p:      # "ip/99", "eth/0x88cc": the decoder's raw labels
                 raise CaptureFilterError(f"filter term '{term}': unknown protocol '{v}'; "
                                          f"use one of {', '.join(PROTOCOLS)}")
             protos.add(p)

@@ -25,7 +25,7 @@ from textual.worker import Worker, WorkerState
 from core.model import FlowStat, Frame, FrameBatch
 from tui.capture_filter import CaptureFilter, CaptureFilterError, parse_filter
 from tui.capture_nodes_modal import CaptureNodesModal
-from tui.flows_view import FlowsView
+from tui.flows_view import FlowsView, flow_filter
 from tui.frame_detail_screen import FrameDetailScreen
 from tui.frame_list import FrameList
 from tui.frame_ring import FilteredIndex, FrameRing
@@ -294,11 +294,14 @@ class CapturePane(Widget):
             parts.append(f"{self.held.total:,} arrived while paused")
         if self.filter is not None:
             parts.append(f"filter {self.filter.text}: {len(self.index or ()):,} shown")
+        if self.error:                        # the error first: the line may be cut at the right
+            text = Text("✖ " + self.error, style="bold red")
+            text.append(" · " + " · ".join(parts))
+            return text
         text = Text(" · ".join(parts))
-        tail = self.error or self.note
-        if tail:
+        if self.note:
             text.append(" · ")
-            text.append(tail, style="bold red" if self.error else "dim")
+            text.append(self.note, style="dim")
         return text
 
     def _show_status(self) -> None:
@@ -403,6 +406,15 @@ class CapturePane(Widget):
 
     def on_capture_pane_flows_computed(self, msg: FlowsComputed) -> None:
         self.flows_view.show(msg.stats)
+
+    @on(FlowsView.FlowChosen)
+    def _flow_chosen(self, msg: FlowsView.FlowChosen) -> None:
+        try:
+            self.apply_filter(flow_filter(msg.stat))
+        except CaptureFilterError as e:       # a label the filter cannot express: say so
+            self.app.notify(str(e), title="filter", severity="warning")
+            return
+        self.action_toggle_flows()
 
     def action_save(self) -> None:
         frames = self.shown_frames()

@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from core.model import FlowStat
@@ -64,6 +66,17 @@ class FlowsView(Vertical):
     FlowsView > DataTable { height: 1fr; }
     """
 
+    class FlowChosen(Message):
+        """Enter on a flow: the pane filters the frame list to it."""
+
+        def __init__(self, stat: FlowStat) -> None:
+            super().__init__()
+            self.stat = stat  #: the flow chosen
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._stats: list[FlowStat] = []
+
     def compose(self) -> ComposeResult:
         yield Static("per VNI  -\ntop talkers  -", classes="flows-summary")
         yield DataTable(id="capture-flows-table", cursor_type="row", zebra_stripes=True)
@@ -76,7 +89,7 @@ class FlowsView(Vertical):
     def show(self, stats: list[FlowStat]) -> None:
         """Replace the rows with ``stats`` (already ordered, most bytes first)."""
         table = self.query_one(DataTable)
-        rows = stats[:MAX_ROWS]
+        rows = self._stats = stats[:MAX_ROWS]
         with self.app.batch_update():
             self.query_one(".flows-summary", Static).update(summary_lines(stats))
             cursor = table.cursor_row
@@ -91,3 +104,17 @@ class FlowsView(Vertical):
     @property
     def row_count(self) -> int:
         return self.query_one(DataTable).row_count
+
+    @on(DataTable.RowSelected)
+    def _chosen(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if 0 <= event.cursor_row < len(self._stats):
+            self.post_message(self.FlowChosen(self._stats[event.cursor_row]))
+
+
+def flow_filter(s: FlowStat) -> str:
+    """The capture filter that shows exactly the frames of flow ``s``."""
+    terms = [] if s.vni is None else [f"vni={s.vni}"]
+    terms += [f"src={s.inner_src}"] if s.inner_src else []
+    terms += [f"dst={s.inner_dst}"] if s.inner_dst else []
+    return " ".join(terms + [f"proto={s.proto.lower()}"])

@@ -17,6 +17,11 @@ from core.model import Frame, FrameDetail
 from tui.frame_row import cells
 
 
+def _named(addr: str, name: str | None) -> str:
+    """``addr (name)``: the raw value always, the name when known."""
+    return f"{addr or '?'} ({name})" if name else (addr or "?")
+
+
 class FrameDetailScreen(Screen):
     """One frame's layers and bytes; Esc goes back to the capture."""
 
@@ -42,11 +47,13 @@ class FrameDetailScreen(Screen):
         self.frame = frame      #: the frame shown
 
     def compose(self) -> ComposeResult:
-        c = cells(self.seq, self.frame)
+        f, c = self.frame, cells(self.seq, self.frame)
         summary = (f"Frame {c['no']}  {c['time']} UTC  captured on {c['node']}  "
-                   f"{self.frame.wire_len} bytes on the wire, {len(self.frame.raw)} captured\n"
-                   f"outer {c['outer']}  udp {self.frame.outer_sport} > {self.frame.outer_dport}  "
-                   f"VNI {c['vni'] or '-'}\ninner {c['inner']}  {c['proto']} {c['info']}")
+                   f"{f.wire_len} bytes on the wire, {len(f.raw)} captured\n"
+                   f"outer {_named(f.outer_src, f.outer_src_name)} > {_named(f.outer_dst, f.outer_dst_name)}  "
+                   f"udp {f.outer_sport} > {f.outer_dport}  VNI {c['vni'] or '-'}\n"
+                   f"inner {_named(f.inner_src, f.src_name)} > {_named(f.inner_dst, f.dst_name)}  "
+                   f"{f.proto} {f.error or f.info}")
         yield Static(summary, classes="detail-summary", markup=False)
         with VerticalScroll(id="frame-layers") as layers:
             layers.border_title = "Layers"

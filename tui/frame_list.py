@@ -34,8 +34,8 @@ class FrameList(ScrollView, can_focus=True):
         Binding("pageup", "page_up", "Page up", show=False, id="capture.page_up"),
         Binding("pagedown", "page_down", "Page down", show=False, id="capture.page_down"),
         Binding("home", "first", "First frame", show=False, id="capture.first"),
-        Binding("end", "follow", "Follow", id="capture.follow"),
-        Binding("enter", "open", "Detail", id="capture.detail"),
+        Binding("end", "follow", "Follow", show=False, id="capture.follow"),
+        Binding("enter", "open", "Detail", show=False, id="capture.detail"),
     ]
     COMPONENT_CLASSES = {"frame-list--cursor"}
     DEFAULT_CSS = """
