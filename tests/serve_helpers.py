@@ -73,6 +73,21 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def console_pids(log: Path) -> list[int]:
+    """Pids of the consoles the server started, in order, from its access log."""
+    return [int(p) for p in re.findall(r"console started \(pid (\d+)", log.read_text())]
+
+
+def window_size_of(pid: int) -> tuple[int, int]:
+    """(cols, rows) of the terminal on ``pid``'s stdin, as the process itself would read it."""
+    fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NOCTTY)
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+    finally:
+        os.close(fd)
+    return cols, rows
+
+
 def wait_until(check, timeout: float = 10.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -154,6 +169,7 @@ class SSHTerminal:
         self.mark = 0  # expect() looks only at output after this offset
 
     def resize(self, cols: int, rows: int) -> None:
+        self.mark = len(getattr(self, "raw", b""))
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def send(self, data: bytes | str) -> None:
@@ -178,15 +194,22 @@ class SSHTerminal:
         return ANSI_RE.sub(b"", bytes(self.raw[start:])).decode("utf-8", "replace")
 
     def expect(self, pattern: str, timeout: float = 15.0) -> re.Match:
-        """Read until ``pattern`` (a regex) appears in the output since the last send; fail after ``timeout``."""
+        """Read until ``pattern`` (a regex) appears in the text since the last send or resize; fail after ``timeout``."""
+        return self._expect(lambda: re.search(pattern, self.text(self.mark)), pattern, timeout)
+
+    def expect_raw(self, pattern: bytes, timeout: float = 15.0) -> re.Match:
+        """Like :meth:`expect` on the raw bytes, escape sequences included."""
+        return self._expect(lambda: re.search(pattern, bytes(self.raw[self.mark:])), pattern, timeout)
+
+    def _expect(self, search, pattern, timeout: float) -> re.Match:
         deadline = time.monotonic() + timeout
         while True:
-            m = re.search(pattern, self.text(self.mark))
+            m = search()
             if m:
                 return m
             left = deadline - time.monotonic()
             if left <= 0 or not self._read(min(left, 0.5)):
-                m = re.search(pattern, self.text(self.mark))
+                m = search()
                 if m:
                     return m
                 tail = self.text(max(0, len(self.raw) - 2000))

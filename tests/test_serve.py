@@ -7,7 +7,6 @@ crash, hang or leave a grandchild behind; the console tests run the real console
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import stat
@@ -18,7 +17,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from serve_helpers import ROOT, STANDIN, ServeProcess, SSHTerminal, fingerprint, make_key, pid_alive, wait_until
+from serve_helpers import (ROOT, STANDIN, ServeProcess, SSHTerminal, console_pids, fingerprint, make_key,
+                           , pid_alive, wait_until, window_size_of)
 
 NO_TERMINAL = "this server serves an interactive console; connect with a terminal (ssh -t)"
 
@@ -272,3 +272,86 @@ def _inventory(d: Path) -> Path:
     inv = d / "inventory.toml"
     inv.write_text('[[node]]\nname = "docker-node1"\naddress = "198.18.0.1"\n')
     return inv
+
+
+# --- the real console ----------------------------------------------------------------------------------
+RECORDED = ROOT / "tests" / "fixtures" / "lab_state.json"
+
+
+def _recorded_nodes() -> list[str]:
+    return [n["name"] for n in json.loads(RECORDED.read_text())["inventory"]["nodes"]]
+
+
+def _box_line(width: int) -> str:
+    """A screen line that is a pane's top border exactly ``width`` columns wide."""
+    return rf"(?m)^╭[^\r\n]{{{width - 2}}}╮\r?$"
+
+
+def recorded_server(keys, *args: str) -> ServeProcess:
+    return ServeProcess(keys["dir"], keys["access"], ("--replay-state", str(RECORDED), *args))
+
+
+def test_the_recorded_console_over_openssh_keys_resize_quit(keys):
+    with recorded_server(keys) as srv, SSHTerminal(srv.ssh_argv(keys["key"], "-tt"), cols=120, rows=36) as t:
+        for node in _recorded_nodes():
+            t.expect(re.escape(node))
+        t.expect(r"etcd members")
+        t.expect(_box_line(120))  # a pane border spans the whole 120 columns
+        pid = console_pids(srv.log)[0]
+        assert window_size_of(pid) == (120, 36)
+        t.send("?")  # the help screen lists every key
+        t.expect(r"overlay-tui keys")
+        t.send("\x1b")
+        t.expect(r"etcd members")
+        t.resize(90, 28)  # the console re-lays out for the new size
+        t.expect(_box_line(90))
+        t.expect(re.escape(_recorded_nodes()[0]))
+        assert window_size_of(pid) == (90, 28)
+        t.send("q")
+        assert t.wait_exit() == 0
+    wait_until(lambda: not pid_alive(pid), timeout=5, what="the console to be gone")
+
+
+def test_a_read_only_console_says_so_and_cannot_create_a_network(keys):
+    with recorded_server(keys, "--read-only") as srv, \
+            SSHTerminal(srv.ssh_argv(keys["key"], "-tt"), cols=120, rows=36) as t:
+        t.expect(r"READ-ONLY")
+        t.expect(r"demo")
+        t.send("3")  # focus the networks pane: its keys show in the footer
+        t.expect(r"c Create")
+        t.send("c")  # create a network
+        t.expect(r"creating networks is not available: this console is")
+        assert "--read-only" in Path(f"/proc/{console_pids(srv.log)[0]}/cmdline").read_text().split("\0")
+        t.send("q")
+        assert t.wait_exit() == 0
+
+
+async def test_two_real_consoles_at_once(keys):
+    with recorded_server(keys) as srv:
+        (c1, p1), (c2, p2) = [await _asyncssh_console(srv, keys["key"], size) for size in ((120, 36), (100, 30))]
+        for p in (p1, p2):
+            await _read_until(p, re.escape(_recorded_nodes()[-1]).encode())
+        pids = console_pids(srv.log)
+        assert len(set(pids)) == 2
+        p1.stdin.write(b"q")
+        assert (await p1.wait(timeout=15)).exit_status == 0
+        p2.change_terminal_size(110, 33)  # the other one is still alive and re-lays out
+        await _read_until(p2, rb"\x1b\[33;\d+H")
+        p2.stdin.write(b"q")
+        assert (await p2.wait(timeout=15)).exit_status == 0
+        c1.close(), c2.close()
+
+
+@pytest.mark.lab
+def test_the_live_console_shows_the_lab_nodes_over_ssh(lab2, keys):
+    with ServeProcess(keys["dir"], keys["access"], ("--inventory", lab2.inventory_path, "--read-only")) as srv, \
+            SSHTerminal(srv.ssh_argv(keys["key"], "-tt"), cols=120, rows=36) as t:
+        for node in lab2.nodes:
+            t.expect(re.escape(node.name), timeout=30)
+        t.expect(r"2/2 reachable", timeout=30)
+        t.send("3")
+        t.expect(r"c Create")
+        t.send("c")
+        t.expect(r"creating networks is not available: this console is")
+        t.send("q")
+        assert t.wait_exit() == 0
