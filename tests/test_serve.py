@@ -18,7 +18,7 @@ import asyncssh
 import pytest
 
 from serve_helpers import (ROOT, STANDIN, ServeProcess, SSHTerminal, console_pids, fingerprint, make_key,
-                           , pid_alive, wait_until, window_size_of)
+                           pid_alive, wait_until, window_size_of)
 
 NO_TERMINAL = "this server serves an interactive console; connect with a terminal (ssh -t)"
 
