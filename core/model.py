@@ -190,8 +190,9 @@ class RunbookEvent:
 class Frame:
     """One captured underlay frame, decoded by the fast path.
 
-    Addresses are strings already formatted only when the frame is shown (see
-    :func:`core.vxlan_decode.format_frame`); the raw bytes stay for detail and pcap writing.
+    Addresses are formatted by the decoder through a per-address cache (see
+    :mod:`core.vxlan_decode`); the raw bytes stay for detail and pcap writing. The decoder builds
+    Frames positionally: add new fields at the end only.
     """
 
     ts: float                         # epoch seconds

@@ -43,6 +43,9 @@ TCP_FLAGS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0
 
 _FLAGS = [" [" + "".join(c for bit, c in TCP_FLAGS if fl & bit) + "]" for fl in range(256)]
 _PORTS: dict[bytes, str] = {}          # "sport > dport" by the 4 port bytes (ports repeat within flows)
+# Offsets 12..87 of Ethernet/IPv4(20)/UDP/VXLAN/Ethernet/IPv4(20)/4 bytes of L4, in one unpack.
+_COMMON = Struct("!12xH B5xHxB2x8s HH4xB3xI 12sH B5xHxB2x8s 4s").unpack_from
+COMMON_LEN = 88
 _U16 = Struct("!H").unpack_from
 _U16X2 = Struct("!HH").unpack_from
 _U32 = Struct("!I").unpack_from
@@ -128,10 +131,15 @@ class VxlanDecoder:
     def decode(self, raw: bytes, ts: float = 0.0, wire_len: int | None = None, node: str = "") -> Frame:
         """Decode one captured frame; never raises (bad input gives a MALFORMED/NOT-VXLAN Frame)."""
         self.frames += 1
-        if not isinstance(raw, bytes):
+        if type(raw) is not bytes:
             raw = bytes(raw)
-        if wire_len is None or wire_len < len(raw):
-            wire_len = len(raw)
+        n = len(raw)
+        if wire_len is None or wire_len < n:
+            wire_len = n
+        if n >= COMMON_LEN:
+            f = self._common(raw, ts, wire_len, node, n)
+            if f is not None:
+                return f
         f = Frame(ts, node, raw, wire_len)
         try:
             self._decode(f, raw)
@@ -140,6 +148,28 @@ class VxlanDecoder:
         except Exception as e:  # a bug must not take the capture down: show the frame as malformed
             self._mark(f, MALFORMED, f"decoder error: {type(e).__name__}: {e}")
         return f
+
+    def _common(self, raw: bytes, ts: float, wire_len: int, node: str, n: int) -> Frame | None:
+        """The most common shape in one unpack: untagged Ethernet/IPv4 (no options) outside and inside,
+        TCP, UDP or ICMP inner. None for anything else (the general path then decodes it the same way)."""
+        (et, vihl, frag, p, osd, sport, dport, vflags, vni, macs, iet, ivihl, ifrag, ip, isd, l4) = _COMMON(raw)
+        if (et != ETH_IPV4 or vihl != 0x45 or p != 17 or dport != self.port or not vflags & 8 or iet != ETH_IPV4
+                or ivihl != 0x45 or frag & 0x1FFF or ifrag & 0x1FFF):
+            return None
+        if ip == 6:
+            info = _ports(l4) + _FLAGS[raw[97]] if n >= 98 else _ports(l4)
+        elif ip == 17:
+            info = _ports(l4)
+        elif ip == 1:
+            info = _icmp_text(1, l4[0], l4[1])
+        else:
+            return None
+        pair = self.fmt.pair
+        osrc, odst = pair(osd)
+        dmac, smac = pair(macs)
+        isrc, idst = pair(isd)
+        return Frame(ts, node, raw, wire_len, osrc, odst, sport, dport, vni >> 8, isrc, idst, smac, dmac,
+                     IPV4_PROTOS[ip], info, wire_len - 50)
 
     def _mark(self, f: Frame, kind: str, why: str) -> None:
         if kind == NOT_VXLAN:
@@ -293,14 +323,22 @@ def _l4(f: Frame, raw: bytes, off: int, p: int) -> None:
     if len(raw) < off + need:
         raise _Bad(MALFORMED, f"inner {f.proto} header cut short")
     if need == 4:
-        key = raw[off:off + 4]
-        ports = _PORTS.get(key)
-        if ports is None:
-            if len(_PORTS) >= 65536:
-                _PORTS.clear()
-            ports = _PORTS[key] = "%d > %d" % _U16X2(key)
+        ports = _ports(raw[off:off + 4])
         f.info = ports + _FLAGS[raw[off + 13]] if p == 6 and len(raw) >= off + 14 else ports
     else:
-        t, code = raw[off], raw[off + 1]
-        name = (ICMP_TYPES if p == 1 else ICMP6_TYPES).get(t)
-        f.info = f"{name} (code {code})" if name and code else (name or f"type {t} code {code}")
+        f.info = _icmp_text(p, raw[off], raw[off + 1])
+
+
+def _ports(key: bytes) -> str:
+    """"sport > dport" of the 4 port bytes, cached (ports repeat within flows)."""
+    ports = _PORTS.get(key)
+    if ports is None:
+        if len(_PORTS) >= 65536:
+            _PORTS.clear()
+        ports = _PORTS[key] = "%d > %d" % _U16X2(key)
+    return ports
+
+
+def _icmp_text(p: int, t: int, code: int) -> str:
+    name = (ICMP_TYPES if p == 1 else ICMP6_TYPES).get(t)
+    return f"{name} (code {code})" if name and code else (name or f"type {t} code {code}")

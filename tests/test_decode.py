@@ -168,3 +168,36 @@ def test_fast_path_and_cli_import_neither_scapy_nor_numpy():
             "print(sorted(m for m in ('scapy', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- the one-unpack common shape gives exactly what the general path gives ---------------------------
+
+COMMON_SEEDS = [vxlan(inner_frame(n), vni=v, sport=s) for n in ("icmp", "icmp-unreach", "tcp", "udp", "gre")
+                for v, s in ((256, 1), (70000, 65535))]
+
+
+def _general_only(raw: bytes, monkeypatch) -> Frame:
+    import core.vxlan_decode as vd
+    with monkeypatch.context() as m:
+        m.setattr(vd, "COMMON_LEN", 1 << 30)
+        return VxlanDecoder().decode(raw, 3.0, None, "n")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.sampled_from(COMMON_SEEDS), cut=st.integers(80, 130),
+       edits=st.lists(st.tuples(st.sampled_from([12, 13, 14, 20, 21, 23, 36, 37, 42, 62, 63, 64, 70, 71, 73, 84, 85,
+                                                 97]), st.integers(0, 255)), max_size=3))
+def test_common_shape_shortcut_equals_the_general_path(monkeypatch, seed, cut, edits):
+    raw = bytearray(seed[:cut])
+    for pos, val in edits:
+        if pos < len(raw):
+            raw[pos] = val
+    raw = bytes(raw)
+    assert VxlanDecoder().decode(raw, 3.0, None, "n") == _general_only(raw, monkeypatch)
+
+
+def test_frame_field_order_the_decoder_relies_on():
+    from dataclasses import fields
+    assert [f.name for f in fields(Frame)][:16] == [
+        "ts", "node", "raw", "wire_len", "outer_src", "outer_dst", "outer_sport", "outer_dport", "vni", "inner_src",
+        "inner_dst", "inner_src_mac", "inner_dst_mac", "proto", "info", "length"]
