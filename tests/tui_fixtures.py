@@ -5,6 +5,7 @@ from pathlib import Path
 
 from core.recorded import RecordedService
 from tui.app import OverlayApp
+from tui.screenshots import settle  # noqa: F401 - the tests' way to wait for workers
 
 STATE = Path(__file__).parent / "fixtures" / "lab_state.json"
 SIZE = (120, 36)
@@ -13,17 +14,6 @@ SIZE = (120, 36)
 def recorded_app(read_only: bool = False, **kw) -> OverlayApp:
     """The console on the recorded lab state, with timers, clocks and the watch switched off."""
     return OverlayApp(RecordedService.load(STATE, read_only=read_only), deterministic=True, **kw)
-
-
-async def settle(pilot) -> None:
-    """Wait until no worker runs and every message they posted has been handled (no fixed sleeps)."""
-    app = pilot.app
-    for _ in range(50):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(w.is_running for w in app.workers):
-            return
-    raise AssertionError("workers kept running: " + ", ".join(w.name for w in app.workers if w.is_running))
 
 
 async def press(pilot, *keys: str) -> None:

@@ -75,7 +75,7 @@ class OverlayApp(App[int]):
                 yield EtcdPane(id="etcd")
                 yield NetworksPane(id="networks")
             yield CapturePane(id="capture")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if self._keymap_overrides:
