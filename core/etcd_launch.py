@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from core.errors import EtcdError, OverlayError
 from core.etcd_decide import EtcdAction, decide, inspect_script, parse_inspection
-from core.etcd_plan import EtcdMemberPlan
+from core.etcd_plan import MARKER_NAME, EtcdMemberPlan
 from core.model import EtcdCluster
 
 ClusterReader = Callable[[], Awaitable[EtcdCluster]]
@@ -50,9 +50,11 @@ async def _carry_out(pool, plan: EtcdMemberPlan, action: EtcdAction) -> None:
 
 
 async def log_tail(pool, plan: EtcdMemberPlan, lines: int = 8) -> str:
+    """The last lines of the member's log, without etcd's harmless warning about our marker file."""
     try:
-        res = await pool.run(plan.node, f"tail -n {lines} {shlex.quote(plan.log)}", timeout=5)
-        return res.stdout.strip() or "(log is empty)"
+        res = await pool.run(plan.node, f"tail -n {lines + 4} {shlex.quote(plan.log)}", timeout=5)
+        kept = [ln for ln in res.stdout.strip().splitlines() if MARKER_NAME not in ln]
+        return "\n".join(kept[-lines:]) or "(log is empty)"
     except OverlayError as e:
         return f"(cannot read {plan.log}: {e})"
 

@@ -104,6 +104,33 @@ async def test_a_stopped_member_shows_unhealthy_then_comes_back(lab3):
         assert [a.kind for a in svc.etcd_last_actions] == ["adopt", "adopt", "start"]
 
 
+SQUAT_CLIENT_PORT = ("python3 -c 'import socket, time; s = socket.socket(); "
+                     "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                     "s.bind((\"127.0.0.1\", 2379)); s.listen(); time.sleep(600)'")
+
+
+async def test_a_member_that_cannot_start_is_named_with_its_log(lab3):
+    async with service(lab3) as svc:
+        await svc.etcd_apply()
+        await svc.pool.kill("docker-node3", int((await etcd_pids(svc))["docker-node3"]))
+        squatter = await svc.pool.start_detached("docker-node3", SQUAT_CLIENT_PORT, "/var/log/overlay-tui-squat.log")
+        await svc.pool.run("docker-node3", "for i in $(seq 50); do ss -ltn | grep -q '127.0.0.1:2379 ' && exit 0; "
+                           "sleep 0.1; done; exit 1", check=True)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(EtcdError) as err:
+                await svc.etcd_apply(timeout=20)
+            assert time.monotonic() - t0 < 20
+            msg = str(err.value)
+            assert msg.startswith("etcd on docker-node3 exited")
+            assert "--- docker-node3: /var/log/etcd.log (last lines) ---" in msg
+            assert "address already in use" in msg
+        finally:
+            await svc.pool.kill("docker-node3", squatter)
+            cluster = await svc.etcd_apply()
+        assert cluster.healthy
+
+
 async def test_keys_v3_and_v2(lab2):
     async with service(lab2) as svc:
         await svc.etcd_apply()
