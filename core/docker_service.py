@@ -49,7 +49,10 @@ class DockerMixin:
     async def docker_store_apply(self) -> list[DockerStoreChange]:
         """Write cluster-store/cluster-advertise into each node's daemon.json and restart Docker where needed."""
         self.require_writable("reconfiguring Docker's cluster store")
-        return await docker_store.apply(self.docker_nodes, self.pool, self.inventory)
+        try:
+            return await docker_store.apply(self.docker_nodes, self.pool, self.inventory)
+        finally:
+            self.overlay_networks.forget_stores()     # restarted daemons may use another store now
 
     # --- networks ---------------------------------------------------------------------
     async def networks(self) -> list[NetworkInfo]:

@@ -1,7 +1,8 @@
 """Networks across the cluster: list and merge per node, create, delete, and wait for convergence.
 
-Each node's daemon is asked through the SDK (inspect of every network: the list endpoint leaves
-``Containers`` empty); the answers are merged by network ID into :class:`core.model.NetworkInfo`
+Each node's daemon is asked through the SDK (the list, plus an inspect of each overlay network:
+the list endpoint leaves ``Containers`` empty), within a time budget per node (in classic mode a
+daemon whose etcd lost quorum answers each call only after its store timeout); the answers are merged by network ID into :class:`core.model.NetworkInfo`
 (``nodes`` = where the network is visible, ``containers`` = what each node runs on it). VNIs come
 from :mod:`core.overlay_vni`. Convergence of a new overlay network is polled about every 50 ms on
 every node concurrently: the same ID with scope ``global`` everywhere.
@@ -24,6 +25,7 @@ from core.overlay_vni import ClassicVniReader, swarm_vni
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 PREDEFINED = {"bridge", "host", "none", "ingress", "docker_gwbridge"}
 POLL_INTERVAL = 0.05
+NODE_BUDGET = 8.0          # seconds one node may take to list its networks before it is reported missing
 
 
 def validate_name(name: str) -> str:
@@ -53,18 +55,11 @@ def validate_subnet(subnet: str) -> ipaddress.IPv4Network:
     return net
 
 
-def _inspect_all(cl) -> list[dict]:
-    out = []
-    for summary in cl.api.networks():
-        try:
-            out.append(cl.api.inspect_network(summary["Id"]))
-        except docker.errors.NotFound:      # removed between list and inspect
-            continue
-    return out
-
-
-def _info_and_networks(cl) -> tuple[dict, list[dict]]:
-    return cl.info(), _inspect_all(cl)
+def _inspect(cl, net_id: str) -> dict | None:
+    try:
+        return cl.api.inspect_network(net_id)
+    except docker.errors.NotFound:          # removed between list and inspect
+        return None
 
 
 def _containers(node: str, attrs: dict) -> list[ContainerInfo]:
@@ -106,16 +101,44 @@ class OverlayNetworks:
         self.docker, self.pool, self.inventory = docker, pool, inventory
         self.vni_reader = ClassicVniReader(pool)
         self.errors: dict[str, str] = {}       # node -> why its networks are missing from the last list()
+        self._stores: dict[str, str] = {}      # node -> its etcd:// ClusterStore, once seen
 
-    async def _node(self, node: str) -> tuple[dict, list[dict]]:
-        return await self.docker.call(node, _info_and_networks)
+    def forget_stores(self) -> None:
+        self._stores.clear()
+
+    async def _cluster_store(self, node: str) -> str:
+        """The node's ClusterStore; an etcd one is remembered (a dockerd restart resets it)."""
+        known = self._stores.get(node)
+        if known:
+            return known
+        store = (await self.docker.call(node, lambda cl: cl.info())).get("ClusterStore") or ""
+        if store.startswith("etcd://"):
+            self._stores[node] = store
+        return store
+
+    async def _node(self, node: str) -> tuple[str, list[dict]]:
+        """(cluster store, networks) of one node. Overlay networks are inspected (for their containers),
+        concurrently; the list endpoint's data is complete for the others."""
+        store, summaries = await asyncio.gather(self._cluster_store(node),
+                                                self.docker.call(node, lambda cl: cl.api.networks()))
+        overlay = [n["Id"] for n in summaries if n.get("Driver") == "overlay"]
+        inspected = await asyncio.gather(*(self.docker.call(node, _inspect, i) for i in overlay))
+        full = {a["Id"]: a for a in inspected if a}
+        return store, [full.get(n["Id"], n) for n in summaries if n["Id"] in full or n["Id"] not in overlay]
+
+    async def _node_within_budget(self, node: str) -> tuple[str, list[dict]]:
+        try:
+            return await asyncio.wait_for(self._node(node), NODE_BUDGET)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise DockerError(f"{node}: Docker did not list its networks within {NODE_BUDGET:g} s (in classic "
+                              "mode every network call waits on the cluster store: has etcd lost its quorum?)") from None
 
     async def list(self) -> list[NetworkInfo]:
         """Every network of every reachable node, merged; raise only when no node answers."""
         names = [n.name for n in self.inventory.nodes]
-        answers = await asyncio.gather(*(self._node(n) for n in names), return_exceptions=True)
+        answers = await asyncio.gather(*(self._node_within_budget(n) for n in names), return_exceptions=True)
         per_node: dict[str, list[dict]] = {}
-        store: tuple[str, str] | None = None    # (node, its etcd:// cluster store): where VNIs are read
+        stores: list[tuple[str, str]] = []      # (node, its etcd:// cluster store): where VNIs can be read
         self.errors = {}
         for name, ans in zip(names, answers):
             if isinstance(ans, OverlayError):
@@ -124,18 +147,23 @@ class OverlayNetworks:
                 raise ans
             else:
                 per_node[name] = ans[1]
-                cluster_store = ans[0].get("ClusterStore") or ""
-                if store is None and cluster_store.startswith("etcd://"):
-                    store = (name, cluster_store)
+                if ans[0].startswith("etcd://"):
+                    stores.append((name, ans[0]))
         if not per_node:
             raise DockerError("no node's Docker answered: " + "; ".join(self.errors.values()))
-        vnis: dict[str, int] = {}
-        if store is not None:
+        return merge_networks(per_node, await self._classic_vnis(stores))
+
+    async def _classic_vnis(self, stores: list[tuple[str, str]]) -> dict[str, int]:
+        """VNIs from the first node whose etcd member answers (one member down must not hide them)."""
+        failures = []
+        for node, store in stores:
             try:
-                vnis = await self.vni_reader.vnis(*store)
+                return await self.vni_reader.vnis(node, store)
             except OverlayError as e:
-                self.errors["vni"] = str(e)
-        return merge_networks(per_node, vnis)
+                failures.append(str(e))
+        if failures:
+            self.errors["vni"] = "VNIs unknown: " + "; ".join(failures)
+        return {}
 
     async def find(self, name: str) -> list[NetworkInfo]:
         """Networks whose name (or full/short ID) is ``name``."""
