@@ -25,7 +25,8 @@ def inspect_script(plan: EtcdMemberPlan) -> str:
         "me=$(readlink /proc/$$/ns/net); "
         "for p in $(pgrep -x etcd); do "
         '  [ "$(readlink /proc/$p/ns/net 2>/dev/null)" = "$me" ] || continue; '
-        "  echo pid=$p; printf 'argv=%s\\n' \"$(tr '\\000' '\\037' < /proc/$p/cmdline)\"; "
+        "  echo pid=$p; echo unit=$(grep -o 'etcd[^/]*[.]service' /proc/$p/cgroup 2>/dev/null | tail -n 1); "
+        "  printf 'argv=%s\\n' \"$(tr '\\000' '\\037' < /proc/$p/cmdline)\"; "
         "done; "
         "echo version=$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'); "
         f"[ -d {dd} ] && echo datadir=yes; "
@@ -40,6 +41,7 @@ class Inspection:
     """What :func:`inspect_script` found on one node."""
 
     processes: list[tuple[int, list[str]]] = field(default_factory=list)   # (pid, argv)
+    units: dict[int, str] = field(default_factory=dict)                  # pid -> systemd unit running it
     version: str | None = None
     data_dir_exists: bool = False
     has_member: bool = False
@@ -53,6 +55,8 @@ def parse_inspection(text: str) -> Inspection:
         key, _, value = line.partition("=")
         if key == "pid":
             pid = int(value)
+        elif key == "unit" and pid is not None and value.strip():
+            out.units[pid] = value.strip()
         elif key == "argv" and pid is not None:
             out.processes.append((pid, [a for a in value.split(SEP) if a != ""]))
             pid = None
@@ -75,6 +79,7 @@ class EtcdAction:
     kind: str
     reason: str
     stop_pids: list[int] = field(default_factory=list)   # force: running etcd to stop first
+    stop_units: list[str] = field(default_factory=list)  # force: systemd units to stop (`systemctl stop`)
     wipe: bool = False                                   # force: remove the foreign data dir
     write_marker: bool = False
     pid: int | None = None                               # adopted process
@@ -98,17 +103,24 @@ def decide(plan: EtcdMemberPlan, found: Inspection, force: bool = False) -> Etcd
     if problem and not found.processes:
         return EtcdAction(node, "refuse", f"{node}: {problem}")
     stop: list[int] = []
+    units: list[str] = []
     for pid, argv in found.processes:
         diffs = flag_differences(argv, plan)
         if not diffs:
             return EtcdAction(node, "adopt", f"{node}: etcd pid {pid} already runs with the planned flags",
                               pid=pid, write_marker=found.marker is None)
+        unit = found.units.get(pid)
         if not force:
+            how = (f"it is the systemd service {unit}: `systemctl disable --now {unit}` on the node"
+                   if unit else "stop it yourself")
             return EtcdAction(node, "refuse",
                               f"{node}: an etcd (pid {pid}) already runs there with other flags ("
                               + "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
-                              + "); stop it yourself, or apply with --force to stop and replace it")
-        stop.append(pid)
+                              + f"); {how}, or apply with --force to stop and replace it")
+        if unit:
+            units.append(unit)
+        else:
+            stop.append(pid)
     if found.has_member:
         ok, what = marker_matches(found.marker, plan)
         if not ok:
@@ -118,6 +130,8 @@ def decide(plan: EtcdMemberPlan, found: Inspection, force: bool = False) -> Etcd
                                   "it may belong to another cluster: move it away, or apply with --force "
                                   "to wipe it (its data is lost)")
             return EtcdAction(node, "start", f"{node}: wiping foreign data dir ({what}) and starting etcd",
-                              stop_pids=stop, wipe=True, write_marker=True)
-        return EtcdAction(node, "start", f"{node}: restarting the member from its data dir", stop_pids=stop)
-    return EtcdAction(node, "start", f"{node}: starting a new member", stop_pids=stop, write_marker=True)
+                              stop_pids=stop, stop_units=units, wipe=True, write_marker=True)
+        return EtcdAction(node, "start", f"{node}: restarting the member from its data dir", stop_pids=stop,
+                          stop_units=units)
+    return EtcdAction(node, "start", f"{node}: starting a new member", stop_pids=stop, stop_units=units,
+                      write_marker=True)

@@ -43,6 +43,8 @@ async def _carry_out(pool, plan: EtcdMemberPlan, action: EtcdAction) -> None:
         if action.write_marker:
             await pool.run(plan.node, _prepare_script(plan, action), check=True)
         return
+    for unit in action.stop_units:          # a packaged etcd.service would come back if only killed
+        await pool.run(plan.node, f"systemctl stop {shlex.quote(unit)}", check=True)
     for pid in action.stop_pids:
         await pool.kill(plan.node, pid)
     await pool.run(plan.node, _prepare_script(plan, action), check=True)

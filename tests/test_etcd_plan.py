@@ -213,3 +213,13 @@ def test_v2_tree_is_flattened_with_json_pretty():
                                                 ("/docker/network/v1.0/idm/vxlan-id", False)]
     assert out[-1].value == '{\n  "Bits": 1\n}' and out[-1].source == "v2"
     assert pretty_value(b"plain") == "plain" and pretty_value(None) is None
+
+
+def test_a_systemd_etcd_is_named_and_stopped_through_systemctl():
+    plan = plan_cluster(inventory(), IPS)[0]
+    found = parse_inspection(f"pid=9\nunit=etcd.service\nargv=/usr/bin/etcd{SEP}\nversion=3.4.23\n")
+    assert found.units == {9: "etcd.service"}
+    act = decide(plan, found)
+    assert act.kind == "refuse" and "`systemctl disable --now etcd.service` on the node" in act.reason
+    forced = decide(plan, found, force=True)
+    assert (forced.kind, forced.stop_units, forced.stop_pids) == ("start", ["etcd.service"], [])
