@@ -139,6 +139,7 @@ def main() -> int:
     ap.add_argument("--keys", type=int, default=20, help="key presses timed in the first session")
     ap.add_argument("--concurrent", type=int, default=4, help="sessions opened at once (0: skip)")
     ap.add_argument("--no-live", action="store_true", help="skip the live lab even if one is up")
+    ap.add_argument("--inventory", metavar="FILE", help="live nodes to bench (default: the lab's, when it is up)")
     args = ap.parse_args()
     state = json.loads(RECORDED.read_text())
     nodes = [n["name"] for n in state["inventory"]["nodes"]]
@@ -158,16 +159,17 @@ def main() -> int:
                          args.rounds, args.keys)
             if args.concurrent:
                 bench_concurrent(srv, key, nodes, network, args.concurrent)
-        inventory = None if args.no_live else live_inventory()
+        inventory = None if args.no_live else (args.inventory or live_inventory())
         if inventory is None:
             print("live lab: none up (start one with `overlay-tui lab up`), skipped")
             return 0
         from core.inventory import load_inventory
 
-        live_nodes = [n.name for n in load_inventory(inventory).nodes]
+        inv = load_inventory(inventory)
+        live_nodes = [n.name for n in inv.nodes]
         with ServeProcess(work, access, ("--inventory", inventory, "--read-only")) as srv:
-            bench_target(f"live lab ({len(live_nodes)} nodes), over SSH", lambda: srv.ssh_argv(key, "-tt"),
-                         live_nodes, None, min(args.rounds, 3), args.keys)
+            bench_target(f"live ({len(live_nodes)} nodes), over SSH", lambda: srv.ssh_argv(key, "-tt"),
+                         live_nodes, inv.cluster.network, min(args.rounds, 3), args.keys)
     return 0
 
 
