@@ -3,8 +3,9 @@
 Called from the ``_live`` hook of :mod:`core.cli_capture`. Notices (where the capture runs, a node
 that dropped out, frames dropped by a slow consumer) go to stderr as ``# ...`` lines so stdout stays
 one frame per line. ``--write FILE`` appends each batch to a pcap (buffered writes, flushed per
-batch). Ctrl-C, ``--count`` and ``--seconds`` all end the capture the same way: every remote
-tcpdump is killed, then a summary goes to stderr.
+batch); ``--flows`` prints the per-flow table at the end instead of frames. Ctrl-C, ``--count``
+and ``--seconds`` all end the capture the same way: every remote tcpdump is killed, then a summary
+goes to stderr.
 """
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from contextlib import aclosing
+from dataclasses import replace
 
-from core.frame_format import frame_json, frame_line
+from core.flows import FlowTable
+from core.frame_format import flow_json, flow_table_lines, frame_json, frame_line
 
 
 def _say(text: str) -> None:
@@ -28,14 +32,20 @@ async def run_live(args: argparse.Namespace, formatter=None) -> int:
     from core.pcap_io import PcapWriter
 
     service = LiveService.open(args.inventory, read_only=True)
+    port = getattr(args, "vxlan_port", None)
+    if port:
+        inv = service.inventory
+        service.inventory = replace(inv, cluster=replace(inv.cluster, vxlan_port=port))
     fmt = formatter or frame_line
+    table = FlowTable() if getattr(args, "flows", False) else None
     state = {"frames": 0, "dropped": 0}
     writer = None
+    _stop_on_signals(asyncio.current_task())
     try:
         service.capture_nodes(args.node)                  # unknown node: UsageError, exit 2
         if args.write:
             writer = PcapWriter(args.write, snaplen=256)
-        await _stream(service, args, fmt, writer, state)
+        await _stream(service, args, fmt, writer, state, table)
     except asyncio.CancelledError:                        # Ctrl-C: a normal way to end a capture
         pass
     finally:
@@ -44,6 +54,10 @@ async def run_live(args: argparse.Namespace, formatter=None) -> int:
         await service.close()
     if state.get("closed"):                               # stdout's reader is gone: no flush error at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if table is not None:
+        stats = table.flows(getattr(service, "_names", None))
+        lines = [json.dumps(flow_json(s)) for s in stats] if args.json else flow_table_lines(stats)
+        sys.stdout.writelines(line + "\n" for line in lines)
     extra = f", {state['dropped']} dropped by a slow consumer" if state["dropped"] else ""
     wrote = f", written to {args.write}" if writer is not None else ""
     _say(f"{state['frames']} frames captured{extra}{wrote}")
@@ -53,7 +67,17 @@ async def run_live(args: argparse.Namespace, formatter=None) -> int:
     return 0
 
 
-async def _stream(service, args, fmt, writer, state: dict) -> None:
+def _stop_on_signals(task) -> None:
+    """SIGTERM and SIGHUP end the capture like Ctrl-C does (the remote tcpdumps are stopped)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            loop.add_signal_handler(sig, task.cancel)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+
+
+async def _stream(service, args, fmt, writer, state: dict, table) -> None:
     out = sys.stdout
     limit = args.count or 0
 
@@ -68,7 +92,11 @@ async def _stream(service, args, fmt, writer, state: dict) -> None:
                 frames = batch.frames
                 if limit and state["frames"] + len(frames) > limit:
                     frames = frames[:limit - state["frames"]]
-                lines = [json.dumps(frame_json(f)) for f in frames] if args.json else [fmt(f) for f in frames]
+                if table is not None:
+                    table.add_many(frames)
+                    lines = []
+                else:
+                    lines = [json.dumps(frame_json(f)) for f in frames] if args.json else [fmt(f) for f in frames]
                 if lines:
                     try:
                         out.write("\n".join(lines) + "\n")

@@ -31,14 +31,26 @@ _PROBE = ("PATH=$PATH:/usr/sbin:/sbin; command -v tcpdump || echo MISSING; echo 
           "echo $SSH_CONNECTION").format(s=_SECTION)
 
 
+# tcpdump under a small sh watchdog: `kill <sh pid>` stops tcpdump (TERM is passed on, so it flushes
+# and prints its counters), and when the SSH channel goes away for any reason (client killed,
+# connection lost) stdin reaches EOF and tcpdump is stopped too: no orphan waits for a next packet.
+# The watchdog's own output goes to /dev/null so it never holds the channel open.
+_WATCHDOG = (
+    "exec 3<&0; {cmd} & t=$!; trap 'kill -TERM $t 2>/dev/null' TERM INT HUP; "
+    "(cat <&3 >/dev/null 2>&1; kill -TERM $t 2>/dev/null) >/dev/null 2>&1 & w=$!; exec 3<&-; "
+    "while :; do wait $t; s=$?; kill -0 $t 2>/dev/null || break; done; kill $w 2>/dev/null; "
+    "if [ $s -gt 128 ]; then echo \"tcpdump was killed by SIG$(kill -l $((s - 128)))\" >&2; fi; exit $s")
+
+
 @dataclass
 class CapturePlan:
     """How one node will be captured: the interface, the command, the addresses it holds."""
 
     node: str
     interface: str
-    command: str
+    command: str                          # the tcpdump command line, as an operator would type it
     addresses: list[str] = field(default_factory=list)
+    remote: str = ""                      # what really runs: tcpdump under the watchdog below
 
 
 def parse_probe(node: NodeSpec, out: str, vxlan_port: int, snaplen: int = SNAPLEN) -> CapturePlan:
@@ -67,10 +79,10 @@ def parse_probe(node: NodeSpec, out: str, vxlan_port: int, snaplen: int = SNAPLE
         if iface is None:
             raise CaptureError(f"{node.name}: no interface there holds its underlay address {want or '?'}; "
                                "set capture_interface for that node in the inventory")
-    cmd = (f"{prefix}{tcpdump} -U --immediate-mode -i {shlex.quote(iface)} -s {int(snaplen)} -w - "
+    cmd = (f"{tcpdump} -U --immediate-mode -i {shlex.quote(iface)} -s {int(snaplen)} -w - "
            f"udp port {int(vxlan_port)}")
     local = [a for a, i in by_addr.items() if i == iface]
-    return CapturePlan(node.name, iface, cmd, local)
+    return CapturePlan(node.name, iface, cmd, local, f"{prefix}sh -c {shlex.quote(_WATCHDOG.format(cmd=cmd))}")
 
 
 async def plan_capture(pool: SSHPool, node: NodeSpec, vxlan_port: int, snaplen: int = SNAPLEN) -> CapturePlan:
@@ -92,7 +104,7 @@ class NodeCapture:
 
     async def start(self, timeout: float = 10.0) -> None:
         """Start tcpdump and wait until it says it is listening (so the capture is really on)."""
-        self.stream = await self.pool.stream(self.node, self.plan.command)
+        self.stream = await self.pool.stream(self.node, self.plan.remote or self.plan.command)
         err = self.stream.process.stderr
         seen: list[str] = []
         try:

@@ -47,8 +47,9 @@ class CaptureMixin:
     async def _names_or_notice(self, timeout: float | None = None) -> tuple[Names, str | None]:
         try:
             return await asyncio.wait_for(self.names(), timeout), None
-        except (OverlayError, OSError, asyncio.TimeoutError) as e:
-            why = str(e) or f"no answer within {timeout:g} s"
+        except Exception as e:  # noqa: BLE001 - names are a nicety: never let them stop a capture
+            why = (str(e) if isinstance(e, (OverlayError, OSError)) else "") or \
+                (f"no answer within {timeout:g} s" if isinstance(e, asyncio.TimeoutError) else f"{type(e).__name__}: {e}")
             return build_names(self.inventory, [], getattr(self, "_node_addresses", None)), \
                 f"names unavailable (raw values shown): {why}"
 

@@ -99,7 +99,7 @@ def test_probe_errors_name_the_node_and_what_to_do():
     with pytest.raises(CaptureError, match=r"docker-node2: capturing needs root"):
         parse_probe(NodeSpec("docker-node2", "198.18.0.1", user="ops"), _probe_out(uid="1000"), 4789)
     sudo = parse_probe(NodeSpec("n", "198.18.0.1", user="ops"), _probe_out(uid="1000", sudo="yes"), 4789)
-    assert sudo.command.startswith("sudo -n /usr/bin/tcpdump ")
+    assert sudo.remote.startswith("sudo -n sh -c ") and sudo.command.startswith("/usr/bin/tcpdump ")
 
 
 def _net() -> NetworkInfo:

@@ -1,0 +1,190 @@
+"""Live capture over SSH on the real 2-node lab with the overlay applied (etcd, classic store, `demo`, probes).
+
+Real traffic (the probes' ping matrix) is captured on both nodes' underlay and checked: the VNI is
+`demo`'s (>= 256 in classic mode), inner addresses are the probes', outer ones the nodes'; frames are
+named, merged in time order; stopping leaves no tcpdump on the nodes; a node whose tcpdump dies gives
+a notice while the other goes on; the CLI prints the promised JSON and writes a pcap tcpdump reads.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from contextlib import aclosing
+from pathlib import Path
+
+import pytest
+
+from core.capture_verify import collect_frames, verify_vxlan
+from core.live_service import LiveService
+
+pytestmark = pytest.mark.lab
+OVERLAY_TUI = str(Path(sys.executable).parent / "overlay-tui")
+APPLY_STEPS = ("ssh", "etcd", "etcd-health", "docker-store", "network", "converged", "probes")
+
+
+async def _apply(inventory) -> dict:
+    svc = LiveService(inventory)
+    try:
+        return {e.step.id: e.step async for e in svc.runbook_apply()}
+    finally:
+        await svc.close()
+
+
+@pytest.fixture(scope="module")
+def overlay2(lab2):
+    """lab2 with the runbook applied through step 7 (probes on every node ping each other)."""
+    steps = asyncio.run(_apply(lab2.inventory))
+    bad = {s: (steps[s].ok, steps[s].detail) for s in APPLY_STEPS if s not in steps or not steps[s].ok}
+    assert not bad, f"the runbook did not bring the overlay up: {bad}"
+    return lab2
+
+
+@pytest.fixture
+async def svc(overlay2):
+    s = LiveService(overlay2.inventory)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def _demo(svc):
+    net = next(n for n in await svc.networks() if n.name == svc.inventory.cluster.network)
+    probes = {c.ip.split("/")[0]: c for c in net.containers if c.ip}
+    return net, probes
+
+
+async def _tcpdumps(svc) -> dict[str, str]:
+    out = {}
+    for n in svc.inventory.nodes:
+        res = await svc.pool.run(n, "pgrep -a -x tcpdump || true")
+        out[n.name] = res.stdout.strip()
+    return out
+
+
+async def test_lab_traffic_is_decoded_with_the_networks_vni_and_the_probes_and_nodes_addresses(svc):
+    net, probes = await _demo(svc)
+    nodes = {n.advertise: n.name for n in svc.inventory.nodes}
+    frames, notices = await collect_frames(svc, [], svc.ping_matrix())
+    assert notices and notices[0].startswith("capturing on docker-node1 (eth0), docker-node2 (eth0)")
+    assert net.vni is not None and net.vni >= 256
+    icmp = [f for f in frames if f.proto == "ICMP"]
+    assert len(icmp) >= 8, [f.proto for f in frames]
+    for f in icmp:
+        assert f.vni == net.vni
+        assert {f.inner_src, f.inner_dst} <= set(probes), (f.inner_src, f.inner_dst, probes)
+        assert {f.outer_src, f.outer_dst} <= set(nodes), (f.outer_src, f.outer_dst)
+        # the outer source is the node that runs the inner source's container
+        assert nodes[f.outer_src] == probes[f.inner_src].node
+        assert nodes[f.outer_dst] == probes[f.inner_dst].node
+        assert f.network == net.name
+        assert f.src_name == f"{probes[f.inner_src].name}@{probes[f.inner_src].node}"
+        assert f.dst_name == f"{probes[f.inner_dst].name}@{probes[f.inner_dst].node}"
+        assert (f.outer_src_name, f.outer_dst_name) == (nodes[f.outer_src], nodes[f.outer_dst])
+    # both nodes captured, merged into one stream in time order
+    assert {f.node for f in icmp} == {"docker-node1", "docker-node2"}
+    assert all(a.ts <= b.ts for a, b in zip(frames, frames[1:]))
+    # each echo crosses the underlay once and is seen on both ends: the same bytes on both nodes
+    by_bytes: dict[bytes, set] = {}
+    for f in icmp:
+        by_bytes.setdefault(f.raw[14:], set()).add(f.node)
+    assert sum(1 for v in by_bytes.values() if v == {"docker-node1", "docker-node2"}) >= len(by_bytes) * 0.9
+
+
+async def test_stopping_the_capture_leaves_no_tcpdump_on_any_node(svc):
+    # 1: the consumer closes the generator
+    async with aclosing(svc.capture([])) as batches:
+        async for batch in batches:
+            assert all(_tcpdumps_running for _tcpdumps_running in batch.notices)
+            break
+    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+
+    # 2: the consumer's task is cancelled while it waits for frames
+    started = asyncio.Event()
+
+    async def consume():
+        async for _ in svc.capture(["docker-node1", "docker-node2"]):
+            started.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 15)
+    running = await _tcpdumps(svc)
+    assert all("tcpdump" in v for v in running.values()), running
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+
+
+async def test_a_node_whose_tcpdump_dies_ends_with_a_notice_while_the_other_goes_on(svc):
+    batches = []
+    started = asyncio.Event()
+
+    async def consume():
+        async for b in svc.capture([]):
+            batches.append(b)
+            started.set()
+
+    task = asyncio.create_task(consume())
+    try:
+        await asyncio.wait_for(started.wait(), 15)
+        node2 = next(c for c in svc.last_capture.captures if c.node.name == "docker-node2")
+        await svc.pool.run("docker-node2", f"kill -9 {node2.stream.pid}", check=True)
+        for _ in range(50):
+            if any("docker-node2: capture ended" in n for b in batches for n in b.notices):
+                break
+            await asyncio.sleep(0.1)
+        mark = len(batches)
+        await svc.ping_matrix()
+        await asyncio.sleep(0.3)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    notices = [n for b in batches for n in b.notices]
+    assert "docker-node2: capture ended: tcpdump was killed by SIGKILL" in notices
+    after = [f for b in batches[mark:] for f in b.frames]
+    assert after and {f.node for f in after} == {"docker-node1"}
+    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+
+
+async def test_runbook_step8_sees_demos_vni_between_the_right_addresses(svc):
+    state = await verify_vxlan(svc, "demo")
+    net, _ = await _demo(svc)
+    assert state.ok is True, state.detail
+    assert f"VNI {net.vni} (demo)" in state.detail
+    assert "docker-node1->docker-node2" in state.detail and "docker-node2->docker-node1" in state.detail
+
+
+async def test_cli_capture_json_lines_and_a_pcap_tcpdump_reads(svc, overlay2, tmp_path):
+    net, probes = await _demo(svc)
+    out = tmp_path / "live.pcap"
+    proc = await asyncio.create_subprocess_exec(
+        OVERLAY_TUI, "--inventory", overlay2.inventory_path, "capture", "--node", "docker-node1",
+        "--node", "docker-node2", "--count", "6", "--json", "--write", str(out), "--seconds", "30",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = await asyncio.wait_for(proc.stderr.readline(), 20)
+    assert first.decode().startswith("# capturing on docker-node1"), first
+    await svc.ping_matrix()
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, stderr.decode()
+    rows = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert len(rows) == 6
+    for r in rows:
+        assert {"node", "outer_src", "outer_dst", "vni", "network", "inner_src", "inner_dst", "proto",
+                "length"} <= set(r)
+        assert r["vni"] == net.vni and r["network"] == "demo"
+        assert r["node"] in ("docker-node1", "docker-node2")
+    assert "6 frames captured" in stderr.decode()
+    text = subprocess.run(["tcpdump", "-nn", "-r", str(out)], capture_output=True, text=True, check=True).stdout
+    assert text.count(f"vni {net.vni}") == 6, text
+    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+
+
+def test_cli_capture_unknown_node_exits_2(overlay2):
+    res = subprocess.run([OVERLAY_TUI, "--inventory", overlay2.inventory_path, "capture", "--node", "docker-node7",
+                          "--count", "1"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2
+    assert "unknown node docker-node7" in res.stderr and "docker-node1" in res.stderr
