@@ -213,3 +213,5 @@ async def test_a_dockerd_that_fails_to_restart_is_reported_with_its_log(classic2
             pid = await svc2.pool.start_detached(node, "dockerd", "/var/log/dockerd.log")
             await wait_for_store(svc2.docker_nodes, svc2.pool, node.name, f"etcd://{node.address}:2379", False, pid)
     assert [c.action for c in await svc2.docker_store_plan()] == ["none", "none"]
+    bak = json.loads((await svc2.pool.run(node, "cat /etc/docker/daemon.json.overlay-tui.bak", check=True)).stdout)
+    assert "cluster-store" not in bak and "bogus-key-for-test" not in bak     # the first original stays

@@ -130,3 +130,48 @@ def test_dynamic_busybox_is_refused_with_the_package_to_install():
         data = f.read()
     with pytest.raises(DockerError, match="dynamically linked.*busybox-static"):
         static_elf_arch(data, "/bin/ls")
+
+
+def test_restart_command_follows_how_the_host_runs_docker():
+    from core.docker_store import NodeDockerFacts, restart_command
+
+    direct = NodeDockerFacts("n1", "20.10.24", "", "", systemd=False, pid=16, args=["dockerd", "--debug"])
+    assert restart_command(direct) == ("kill 16 (wait until gone); "
+                                       "nohup setsid dockerd --debug > /var/log/dockerd.log 2>&1 < /dev/null &")
+    assert restart_command(NodeDockerFacts("n1", "20.10.24", "", "", systemd=True, pid=16)) == "systemctl restart docker"
+
+
+async def test_a_docker_23_engine_is_refused_before_anything_is_touched():
+    """plan/apply read the engine version first; nothing is written or restarted on a 24.0 engine."""
+    from core import docker_store
+    from core.model import ClusterSpec, Inventory, NodeSpec
+
+    class Engine24:
+        async def call(self, node, fn):
+            class Client:
+                def version(self):
+                    return {"Version": "24.0.7"}
+
+                def info(self):
+                    return {"ClusterStore": "", "ClusterAdvertise": ""}
+            return fn(Client())
+
+    class Shell:
+        def __init__(self):
+            self.commands = []
+
+        def spec(self, node):
+            return inv.node(node) if isinstance(node, str) else node
+
+        async def run(self, node, command, **kw):
+            from core.model import CommandResult
+            self.commands.append(command)
+            return CommandResult(node, command, 0, "direct\npid=7\narg=dockerd\n--daemon.json--\n{}", "", 0.01)
+
+    inv = Inventory(path="x.toml", nodes=(NodeSpec("n1", "198.18.9.1"),), cluster=ClusterSpec())
+    shell = Shell()
+    with pytest.raises(DockerError, match=r"n1: Docker 24.0.7 no longer supports the classic.*nothing was changed"):
+        await docker_store.apply(Engine24(), shell, inv)
+    assert shell.commands == [docker_store.FACTS_SCRIPT]        # read only: no write, no kill, no start
+    plan = await docker_store.plan(Engine24(), shell, inv)
+    assert plan[0].action == "unknown" and "24.0.7" in plan[0].reason
