@@ -82,13 +82,23 @@ def generate(path: Path) -> int:
     return total
 
 
-def timed(fn, runs: int = RUNS) -> tuple[float, object]:
-    times, res = [], None
+class Rate:
+    """Packets/s of one path, by CPU time of this process (what one core does, little disturbed by the
+    other processes of a shared machine) and by wall-clock time; median of ``runs`` runs."""
+
+    def __init__(self, packets: int, cpu: list[float], wall: list[float]) -> None:
+        self.cpu = packets / statistics.median(cpu)
+        self.wall = packets / statistics.median(wall)
+
+
+def timed(fn, packets: int, runs: int = RUNS) -> tuple[Rate, object]:
+    cpu, wall, res = [], [], None
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, w0 = time.process_time(), time.perf_counter()
         res = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), res
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return Rate(packets, cpu, wall), res
 
 
 def per_frame(path: Path) -> FlowTable:
@@ -103,18 +113,25 @@ def frames_only(path: Path) -> int:
     return len([dec.decode(d, ts, wl) for ts, _c, wl, d in PcapFileReader(path)])
 
 
-def scapy_rate(path: Path) -> float:
+def scapy_rates(path: Path) -> tuple[Rate, Rate]:
+    """scapy on the first SCAPY_FRAMES frames, once each: Ether(raw) dissecting bytes already in memory,
+    and scapy's own PcapReader reading and dissecting the file."""
     from core.frame_detail import dissect
+    from scapy.utils import PcapReader
     raws = []
     for _ts, _c, _wl, d in PcapFileReader(path):
         raws.append(d)
         if len(raws) >= SCAPY_FRAMES:
             break
     dissect(raws[0])  # import and bind outside the timing
-    t0 = time.perf_counter()
-    for r in raws:
-        dissect(r)
-    return len(raws) / (time.perf_counter() - t0)
+    mem, _ = timed(lambda: [dissect(r) for r in raws], len(raws), runs=1)
+
+    def read_file() -> None:
+        with PcapReader(str(path)) as rd:
+            for n, _pkt in enumerate(rd, 1):
+                if n >= len(raws):
+                    break
+    return mem, timed(read_file, len(raws), runs=1)[0]
 
 
 def main() -> int:
@@ -124,23 +141,28 @@ def main() -> int:
         nbytes = generate(path)
         print(f"generated {FRAMES:,} frames ({nbytes / FRAMES:.0f} bytes average, "
               f"{path.stat().st_size / 1e6:.1f} MB pcap) in {time.perf_counter() - t0:.1f} s")
-        t_flows, (table, _trunc) = timed(lambda: flows_from_pcap(path))
-        t_frames, n = timed(lambda: frames_only(path))
+        flows, (table, _trunc) = timed(lambda: flows_from_pcap(path), FRAMES)
+        frames, _n = timed(lambda: frames_only(path), FRAMES)
         reference = per_frame(path)
-        same = [(s.vni, s.inner_src, s.inner_dst, s.proto, s.packets, s.bytes, s.pps, s.bps) for s in table.flows()] == \
-               [(s.vni, s.inner_src, s.inner_dst, s.proto, s.packets, s.bytes, s.pps, s.bps) for s in reference.flows()]
-        scapy = scapy_rate(path)
-    flows_pps, frames_pps = FRAMES / t_flows, n / t_frames
+        same = table.flows() == reference.flows() and table.counts() == reference.counts()
+        scapy, scapy_file = scapy_rates(path)
     c = table.counts()
-    print(f"flows: {c['flows']}, malformed {c['malformed']}, not VXLAN {c['not_vxlan']}; "
-          f"batch flows equal the per-frame path's: {same}")
-    print(f"{'path':58} {'packets/s':>12} {'x scapy':>9}")
-    print(f"{'capture --read FILE --flows (file -> per-flow counters)':58} {flows_pps:12,.0f} {flows_pps / scapy:9.0f}")
-    print(f"{'per-frame fast path (file -> Frame objects)':58} {frames_pps:12,.0f} {frames_pps / scapy:9.0f}")
-    print(f"{f'scapy Ether(raw) dissection (first {SCAPY_FRAMES:,} frames)':58} {scapy:12,.0f} {1:9.0f}")
-    print(f"median of {RUNS} runs on one core; targets: >= 400,000 packets/s and >= 300x scapy (mark: 850,000)")
-    ok = flows_pps >= 400_000 and flows_pps / scapy >= 300 and same
-    print("targets met" if ok else "TARGETS NOT MET")
+    print(f"{c['flows']} flows, {c['malformed']} malformed, {c['not_vxlan']} not VXLAN; "
+          f"the --flows path's table equals the per-frame path's: {same}")
+    best = max(scapy.cpu, scapy_file.cpu)         # ratios against the faster scapy figure
+    print(f"{'path':56} {'packets/s (CPU)':>15} {'(wall)':>10} {'x scapy':>8}")
+    rows = [("capture --read FILE --flows (file -> per-flow counters)", flows),
+            ("per-frame fast path (file -> Frame objects)", frames),
+            (f"scapy Ether(raw) dissecting each frame", scapy),
+            (f"scapy PcapReader, file -> dissected", scapy_file)]
+    for name, r in rows:
+        print(f"{name:56} {r.cpu:15,.0f} {r.wall:10,.0f} {r.cpu / best:8.1f}")
+    print(f"one core; fast paths: median of {RUNS} runs over {FRAMES:,} frames; scapy: first {SCAPY_FRAMES:,} "
+          f"frames once; x scapy = CPU rate / the faster scapy CPU rate")
+    ratio = flows.cpu / best
+    print(f"targets: >= 400,000 packets/s and >= 300x scapy (mark 850,000): --flows path {flows.cpu:,.0f}/s, "
+          f"{ratio:.0f}x -> {'met' if flows.cpu >= 400_000 and ratio >= 300 and same else 'NOT met'}"
+          f"{'; mark reached' if flows.cpu >= 850_000 else ''}")
     return 0
 
 

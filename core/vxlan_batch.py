@@ -22,7 +22,7 @@ from core.pcap_io import GLOBAL_HEADER_LEN, MAX_RECORD, RECORD_HEADER_LEN, open_
 from core.vxlan_decode import (DEFAULT_VXLAN_PORT, IPV6_EXT_HEADERS, AddressFormatter, VxlanDecoder,
                                proto_name)
 
-CHUNK = 8 << 20
+CHUNK = 4 << 20
 PAD = 512                      # zero bytes after a chunk, so gathers past a short record stay in bounds
 _EXT = np.array(sorted(IPV6_EXT_HEADERS))
 KIND_IPV4, KIND_IPV6, KIND_ARP = 4, 6, 1
@@ -52,11 +52,21 @@ class _Batch:
         return self.arr[(self.base + off)[:, None] + np.arange(8)].view(">u8")[:, 0].astype(np.uint64)
 
     def skip_tags(self, off, et):
+        """Skip up to 2 VLAN tags; gathers only the (rare) tagged rows."""
         for _ in range(2):
-            tag = (et == 0x8100) | (et == 0x88A8) | (et == 0x9100)
-            et = np.where(tag, self.u16(off + 2), et)
-            off = off + 4 * tag
+            tagged = np.nonzero((et == 0x8100) | (et == 0x88A8) | (et == 0x9100))[0]
+            if not len(tagged):
+                break
+            et, off = et.copy(), off.copy()
+            et[tagged] = self.sub(tagged).u16(off[tagged] + 2)
+            off[tagged] += 4
         return off, et
+
+    def sub(self, rows: np.ndarray) -> _Batch:
+        """A view of some rows (same buffer), for gathers on those rows only."""
+        s = _Batch.__new__(_Batch)
+        s.arr, s.base = self.arr, self.base[rows]
+        return s
 
 
 def _need(p: np.ndarray) -> np.ndarray:
@@ -83,13 +93,16 @@ def _decode(bt: _Batch, port: int):
     i4 = ((iet == 0x0800) & (ivihl >> 4 == 4) & (iihl >= 20) & ((bt.u16(ioff + 6) & 0x1FFF) == 0)
           & (cap >= ioff + np.maximum(iihl, 20) + _need(p4)))
     i6 = (iet == 0x86DD) & (ivihl >> 4 == 6) & ~np.isin(nh, _EXT, kind="table") & (cap >= ioff + 40 + _need(nh))
-    arp = ((iet == 0x0806) & (cap >= ioff + 28) & (bt.u16(ioff) == 1) & (bt.u16(ioff + 2) == 0x0800)
-           & (bt.u16(ioff + 4) == 0x0604))
+    arp = (iet == 0x0806) & (cap >= ioff + 28)
+    ar = np.nonzero(arp)[0]
+    if len(ar):                                   # Ethernet/IPv4 ARP only; other ARP goes per frame
+        sb, ao = bt.sub(ar), ioff[ar]
+        arp[ar] = (sb.u16(ao) == 1) & (sb.u16(ao + 2) == 0x0800) & (sb.u16(ao + 4) == 0x0604)
     ok &= (i4 | i6 | arp) & (cap >= inner + 14)
     kind = np.where(i4, KIND_IPV4, np.where(i6, KIND_IPV6, KIND_ARP))
     pnum = np.where(i4, p4, np.where(i6, nh, 0))
-    src = np.where(arp, bt.u32(ioff + 14), bt.u32(ioff + 12))
-    dst = np.where(arp, bt.u32(ioff + 24), bt.u32(ioff + 16))
+    src = bt.u32(ioff + np.where(arp, 14, 12))
+    dst = bt.u32(ioff + np.where(arp, 24, 16))
     return ok, kind, pnum, vni, src, dst, ioff, bt.wire - inner
 
 
@@ -133,11 +146,15 @@ class _Aggregator:
         c0 = (k.astype(np.uint64) << 40) | (p.astype(np.uint64) << 24) | v.astype(np.uint64)
         c1 = (src[rows].astype(np.uint64) << 32) | dst[rows].astype(np.uint64)
         cols = [c0, c1]
-        six = k == KIND_IPV6
-        if six.any():
-            sub = _Batch.__new__(_Batch)
-            sub.arr, sub.base = bt.arr, bt.base[rows] + ioff[rows]
-            cols += [np.where(six, sub.u64(o), 0) for o in (8, 16, 24, 32)]
+        six = np.nonzero(k == KIND_IPV6)[0]
+        if len(six):                              # IPv6 addresses: 4 more 64-bit columns, gathered for v6 rows
+            r6 = rows[six]
+            sub = bt.sub(r6)
+            sub.base = sub.base + ioff[r6]
+            for o in (8, 16, 24, 32):
+                col = np.zeros(len(rows), dtype=np.uint64)
+                col[six] = sub.u64(o)
+                cols.append(col)
         ids, first = _factorize(cols)
         packets = np.bincount(ids, minlength=len(first))
         nbytes = np.bincount(ids, weights=ln, minlength=len(first))
