@@ -97,7 +97,11 @@ class FlowTable:
         return p / self.window, by * 8 / self.window
 
     def flows(self, names: Names | None = None, now: float | None = None) -> list[FlowStat]:
-        """Every flow, most bytes first (ties: by key), rates over the window ending at ``now``."""
+        """Every flow, most bytes first (ties: by key), rates over the window ending at ``now``.
+
+        ``now`` defaults to the newest frame's time (right for a file); a live view passes the wall
+        clock (``time.time()``) so the rate of a flow that went quiet falls to 0.
+        """
         end = self.bucket(now) if now is not None else self.newest_bucket
         first = (end if end is not None else 0) - self.slots
         out = []

@@ -75,7 +75,8 @@ def _need(p: np.ndarray) -> np.ndarray:
 
 
 def _decode(bt: _Batch, port: int):
-    """Vectorised decode; returns (ok mask, kind, pnum, vni, src, dst, v6 columns, inner length)."""
+    """Vectorised decode; returns (ok mask, kind, protocol number, vni, src, dst (IPv4 as ints),
+    inner L3 offset, inner frame length). Rows not ok go to the per-frame decoder."""
     cap = bt.cap
     off, et = bt.skip_tags(np.full(len(cap), 14), bt.u16(12))
     vihl = bt.b(off)
