@@ -10,7 +10,8 @@ checked (a node of another architecture gets a clear error saying how to provide
 
 One probe per node: container and hostname ``probe-<node>``, on the overlay network, started
 idempotently. ``ping_matrix`` runs ``ping -c 3 -W 1 -i 0.2`` from every probe to every other,
-by name and by address, all pairs concurrently, and parses busybox's summary lines.
+by name and by address, all pairs concurrently (one exec per source probe, whose pings run in
+parallel inside it, so N nodes cost N SDK calls, not N*(N-1)*2), and parses busybox's summary lines.
 """
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ from core.model import PingResult
 
 LABEL = "overlay-tui.probe"                  # value: the network the probe was started on
 APPLETS = ("sh", "ping", "ip", "nc", "sleep", "wget", "hostname", "cat", "ls", "ifconfig", "nslookup", "arp", "ps")
-PING = ["ping", "-c", "3", "-W", "1", "-i", "0.2"]
+PING = "ping -c 3 -W 1 -i 0.2"
+# Inside a probe: ping every target ("$@") at once, then print each output under "=== target".
+PING_ALL = (f'for t in "$@"; do {PING} "$t" > "/tmp/ping.$t" 2>&1 & done; wait; '
+            'for t in "$@"; do echo "=== $t"; cat "/tmp/ping.$t"; rm -f "/tmp/ping.$t"; done')
 ELF_MACHINES = {62: "x86_64", 183: "aarch64", 40: "armv7l", 3: "i386", 243: "riscv64", 21: "ppc64le", 22: "s390x"}
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
 _RTT = re.compile(r"min/avg/max = [\d.]+/([\d.]+)/")
@@ -184,17 +188,20 @@ class Probes:
                                      return_exceptions=True)
         return {n: f for n, f in zip(nodes, found) if isinstance(f, tuple)}
 
-    async def ping(self, src: str, dst: str, target: str, by: str) -> PingResult:
-        def run(cl) -> tuple[str, int | None]:
-            ex = cl.api.exec_create(probe_name(src), PING + [target])
-            out = cl.api.exec_start(ex["Id"]).decode(errors="replace")
-            return out, cl.api.exec_inspect(ex["Id"]).get("ExitCode")
+    async def ping_from(self, src: str, targets: list[tuple[str, str, str]]) -> list[PingResult]:
+        """Ping every (dst, target, by) from src's probe: one exec, the pings run concurrently inside it."""
+        def run(cl) -> str:
+            ex = cl.api.exec_create(probe_name(src), ["sh", "-c", PING_ALL, "sh", *[t for _, t, _ in targets]])
+            return cl.api.exec_start(ex["Id"]).decode(errors="replace")
         try:
-            out, _code = await self.docker.call(src, run)
+            outputs = split_outputs(await self.docker.call(src, run))
         except OverlayError as e:
-            return PingResult(src, dst, target, by, 0, 0, None, error=str(e))
-        sent, received, rtt, error = parse_ping(out)
-        return PingResult(src, dst, target, by, sent, received, rtt, error=error)
+            return [PingResult(src, dst, t, by, 0, 0, None, error=str(e)) for dst, t, by in targets]
+        results = []
+        for dst, target, by in targets:
+            sent, received, rtt, error = parse_ping(outputs.get(target, ""))
+            results.append(PingResult(src, dst, target, by, sent, received, rtt, error=error))
+        return results
 
     async def ping_matrix(self) -> list[PingResult]:
         """Every ordered pair of nodes, by name and by address; [] when no probe runs anywhere."""
@@ -202,7 +209,8 @@ class Probes:
         if not probes:
             return []
         nodes = [n.name for n in self.inventory.nodes]
-        jobs, missing = [], []
+        per_src: dict[str, list[tuple[str, str, str]]] = {}
+        missing = []
         for a in nodes:
             for b in nodes:
                 if a == b:
@@ -212,14 +220,21 @@ class Probes:
                     missing += [PingResult(a, b, probe_name(b), by, 0, 0, None, error=f"no probe runs on {gone}")
                                 for by in ("name", "address")]
                     continue
-                jobs.append(self.ping(a, b, probe_name(b), "name"))
+                per_src.setdefault(a, []).append((b, probe_name(b), "name"))
                 ip = probes[b][1]
                 if ip:
-                    jobs.append(self.ping(a, b, ip, "address"))
+                    per_src[a].append((b, ip, "address"))
                 else:
                     missing.append(PingResult(a, b, "?", "address", 0, 0, None,
                                               error=f"probe on {b} has no address on {probes[b][0]}"))
-        return list(await asyncio.gather(*jobs)) + missing
+        batches = await asyncio.gather(*(self.ping_from(a, ts) for a, ts in per_src.items()))
+        return [r for batch in batches for r in batch] + missing
+
+
+def split_outputs(text: str) -> dict[str, str]:
+    """target -> its ping output, from PING_ALL's ``=== target`` sections."""
+    parts = re.split(r"^=== (\S+)\n", text, flags=re.M)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
 
 
 def _raise_all(results: list) -> None:

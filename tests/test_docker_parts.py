@@ -175,3 +175,12 @@ async def test_a_docker_23_engine_is_refused_before_anything_is_touched():
     assert shell.commands == [docker_store.FACTS_SCRIPT]        # read only: no write, no kill, no start
     plan = await docker_store.plan(Engine24(), shell, inv)
     assert plan[0].action == "unknown" and "24.0.7" in plan[0].reason
+
+
+def test_split_outputs_of_the_in_probe_ping_script():
+    from core.probes import split_outputs
+
+    text = "=== probe-b\n" + BUSYBOX_OK + "=== 198.19.2.3\nping: sendto: Network unreachable\n"
+    out = split_outputs(text)
+    assert parse_ping(out["probe-b"]) == (3, 3, 0.177, None)
+    assert parse_ping(out["198.19.2.3"])[3] == "ping: sendto: Network unreachable"
