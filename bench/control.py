@@ -197,6 +197,27 @@ async def bench_network_convergence(lab: BenchLab) -> None:
     report("create_network call (checks + create + converge)", [t * 1000 for t in total], "ms")
 
 
+@section("ping_matrix_3", nodes=3)
+async def bench_ping_matrix(lab: BenchLab) -> None:
+    """Probes on every node (first start pays the image import), then the full matrix by name and address."""
+    await lab.classic()
+    await lab.svc.create_network("bench-ping", subnet="198.19.170.0/24")
+    try:
+        t0 = time.monotonic()
+        await lab.svc.start_probes("bench-ping")
+        report(f"start_probes, {lab.nodes} nodes (image import + run)", [time.monotonic() - t0])
+        times = []
+        for _ in range(lab.runs):
+            t0 = time.monotonic()
+            results = await lab.svc.ping_matrix()
+            times.append((time.monotonic() - t0) * 1000)
+            assert len(results) == lab.nodes * (lab.nodes - 1) * 2 and all(r.loss == 0 for r in results), results
+        report("ping matrix, every pair by name and address", times, "ms")
+    finally:
+        await lab.svc.remove_probes("bench-ping")
+        await lab.svc.delete_network("bench-ping")
+
+
 # --- driver ------------------------------------------------------------------------------
 async def run_sections(chosen: list[tuple[str, int, Section]], runs: int) -> None:
     for nodes in sorted({n for _, n, _ in chosen}):
