@@ -1,8 +1,8 @@
 """The etcd control plane on the real lab: apply, adopt, health, refusal of foreign data, keys, watch.
 
-Every test that changes a shared lab (lab2/lab3) leaves etcd running healthy with every member,
-because the Docker tests of the same session use the cluster. The foreign-data-dir and --force
-tests use a lab of their own.
+The shared labs (lab2/lab3, also used by the Docker and runbook tests of the session) only see
+applies, reads and test keys, and are left with etcd healthy on every member. Tests that stop,
+block or replace members use labs of their own, so Docker on the shared labs never loses its store.
 """
 from __future__ import annotations
 
@@ -71,6 +71,17 @@ async def apply_and_check(lab) -> None:
         assert await etcd_pids(svc) == pids
 
 
+@pytest.fixture(scope="module")
+def own_lab3():
+    """A 3-node lab for the tests that stop or block members."""
+    require_lab()
+    name = lab_name("g")
+    try:
+        yield start_lab(name, 3)
+    finally:
+        stop_lab(name)
+
+
 async def test_apply_on_two_nodes_then_adopt(lab2):
     await apply_and_check(lab2)
 
@@ -79,7 +90,8 @@ async def test_apply_on_three_nodes_then_adopt(lab3):
     await apply_and_check(lab3)
 
 
-async def test_a_stopped_member_shows_unhealthy_then_comes_back(lab3):
+async def test_a_stopped_member_shows_unhealthy_then_comes_back(own_lab3):
+    lab3 = own_lab3
     async with service(lab3) as svc:
         await svc.etcd_apply()
         pid = int((await etcd_pids(svc))["docker-node3"])
@@ -109,8 +121,8 @@ SQUAT_CLIENT_PORT = ("python3 -c 'import socket, time; s = socket.socket(); "
                      "s.bind((\"127.0.0.1\", 2379)); s.listen(); time.sleep(600)'")
 
 
-async def test_a_member_that_cannot_start_is_named_with_its_log(lab3):
-    async with service(lab3) as svc:
+async def test_a_member_that_cannot_start_is_named_with_its_log(own_lab3):
+    async with service(own_lab3) as svc:
         await svc.etcd_apply()
         await svc.pool.kill("docker-node3", int((await etcd_pids(svc))["docker-node3"]))
         squatter = await svc.pool.start_detached("docker-node3", SQUAT_CLIENT_PORT, "/var/log/overlay-tui-squat.log")
