@@ -136,7 +136,7 @@ class NodeCapture:
         try:
             async for chunk in self.stream.chunks():
                 frames, bad = self.decoder.feed(chunk)
-                merger.add(frames, bad)
+                merger.add(frames, bad, self.node.name)
             reason = await self._end_reason()
         except (OSError, asyncssh.Error) as e:
             reason = f"connection lost ({getattr(e, 'reason', None) or e})"
@@ -147,7 +147,7 @@ class NodeCapture:
         finally:
             if reason is not None and not self.stopping:
                 merger.notice(f"{self.node.name}: capture ended: {reason}")
-            merger.source_ended()
+            merger.source_ended(self.node.name)
 
     async def _end_reason(self) -> str:
         assert self.stream is not None

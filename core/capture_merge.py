@@ -1,16 +1,20 @@
 """Merge frames from several capture sources into time-ordered, bounded batches.
 
-Producers (one per node) call :meth:`FrameMerger.add` with frames in their own time order. Each
-chunk is held for a short reorder window after it arrives, then released, sorted by timestamp
-with everything else released at the same tick, into a bounded ready buffer: when the consumer
-falls behind, the oldest frames are dropped and counted rather than letting memory grow.
-:meth:`FrameMerger.batches` yields :class:`core.model.FrameBatch` objects bounded in count and in
-time. With a single source there is nothing to reorder and the window is skipped.
+Producers (one per node) call :meth:`FrameMerger.add` with frames in their own time order. A frame
+is released once no source can still send an earlier one: its timestamp is at or below the
+*watermark*, the smallest "newest timestamp seen" over the sources still open (a k-way merge that
+compares only the nodes' own clocks, so clock skew against this machine does not matter). A source
+that stays silent would hold everything back, so a chunk is also released ``window`` seconds after it
+arrived whatever the watermark. Released frames are sorted (timsort: near-linear on a few sorted
+runs) into a bounded ready buffer: when the consumer falls behind, the oldest frames are dropped
+and counted rather than letting memory grow. :meth:`FrameMerger.batches` yields
+:class:`core.model.FrameBatch` objects bounded in count and in time.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from operator import attrgetter
@@ -18,19 +22,23 @@ from operator import attrgetter
 from core.model import Frame, FrameBatch
 
 _BY_TS = attrgetter("ts")
+_NEVER = float("-inf")
 
 
 class FrameMerger:
     """Time-ordered merge of per-source frame streams with a bounded buffer."""
 
-    def __init__(self, sources: int, *, window: float = 0.08, interval: float = 0.05, max_batch: int = 2000,
+    def __init__(self, sources: int, *, window: float = 0.25, interval: float = 0.05, max_batch: int = 2000,
                  max_buffered: int = 200_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self.window = window if sources > 1 else 0.0
+        self.sources = sources
+        self.window = window
         self.interval = interval
         self.max_batch = max_batch
         self.max_buffered = max_buffered
         self.clock = clock
-        self._held: deque[tuple[float, list[Frame]]] = deque()   # (arrival, frames) in arrival order
+        self._held: dict[str, deque[tuple[float, list[Frame]]]] = {}   # source -> (arrival, frames)
+        self._newest: dict[str, float] = {}                             # source -> newest ts seen
+        self._closed: set[str] = set()
         self._held_count = 0
         self._ready: deque[Frame] = deque()
         self._notices: list[str] = []
@@ -41,12 +49,15 @@ class FrameMerger:
         self.total_dropped = 0
 
     # --- producer side ---------------------------------------------------------------------
-    def add(self, frames: list[Frame], malformed: int = 0) -> None:
-        """Hand over frames of one source (in that source's time order)."""
+    def add(self, frames: list[Frame], malformed: int = 0, source: str = "") -> None:
+        """Hand over frames of one source, in that source's time order."""
         self._malformed += malformed
         if not frames:
             return
-        self._held.append((self.clock(), frames))
+        self._held.setdefault(source, deque()).append((self.clock(), frames))
+        last = frames[-1].ts
+        if last > self._newest.get(source, _NEVER):
+            self._newest[source] = last
         self._held_count += len(frames)
         over = self._held_count + len(self._ready) - self.max_buffered
         if over > 0:
@@ -56,9 +67,10 @@ class FrameMerger:
         self._notices.append(text)
         self._wake.set()
 
-    def source_ended(self) -> None:
+    def source_ended(self, source: str = "") -> None:
         """One source is done for good (its notice, if any, was given with :meth:`notice`)."""
         self._open -= 1
+        self._closed.add(source)
         self._wake.set()
 
     @property
@@ -71,10 +83,12 @@ class FrameMerger:
         while n > 0 and self._ready:
             self._ready.popleft()
             n -= 1
-        while n > 0 and self._held:
-            arrival, frames = self._held[0]
+        while n > 0 and self._held_count:
+            # the oldest held chunk over all sources goes first
+            q = min((q for q in self._held.values() if q), key=lambda q: q[0][1][0].ts)
+            arrival, frames = q[0]
             if len(frames) <= n:
-                self._held.popleft()
+                q.popleft()
                 self._held_count -= len(frames)
                 n -= len(frames)
             else:
@@ -83,17 +97,39 @@ class FrameMerger:
                 n = 0
 
     # --- consumer side ---------------------------------------------------------------------
+    def watermark(self) -> float:
+        """Frames at or before this timestamp can no longer be preceded by another source's."""
+        open_ = [self._newest.get(s, _NEVER) for s in self._held if s not in self._closed]
+        missing = self.sources - len(self._closed) - len(open_)      # open sources that sent nothing yet
+        if missing > 0 or not open_:
+            return _NEVER if missing > 0 else float("inf")
+        return min(open_)
+
     def _release(self, everything: bool = False) -> None:
-        cutoff = self.clock() - self.window
+        if self.sources <= 1 or everything:
+            mark, cutoff = float("inf"), float("inf")
+        else:
+            mark, cutoff = self.watermark(), self.clock() - self.window
         out: list[Frame] = []
         runs = 0
-        while self._held and (everything or self._held[0][0] <= cutoff):
-            _, frames = self._held.popleft()
-            self._held_count -= len(frames)
-            out.extend(frames)
-            runs += 1
+        for q in self._held.values():
+            while q:
+                arrival, frames = q[0]
+                if arrival <= cutoff or frames[-1].ts <= mark:
+                    q.popleft()
+                    taken = frames
+                else:
+                    cut = bisect_right(frames, mark, key=_BY_TS)
+                    if cut == 0:
+                        break
+                    taken, q[0] = frames[:cut], (arrival, frames[cut:])
+                self._held_count -= len(taken)
+                out.extend(taken)
+                runs += 1
+                if taken is not frames:
+                    break
         if runs > 1:
-            out.sort(key=_BY_TS)            # timsort: near-linear on a few sorted runs
+            out.sort(key=_BY_TS)
         self._ready.extend(out)
 
     def _take(self) -> FrameBatch | None:
@@ -114,12 +150,10 @@ class FrameMerger:
             self._release(everything=done)
             while (batch := self._take()) is not None:
                 yield batch
-            if done and not self._held:
+            if done and not self._held_count:
                 return
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             except asyncio.TimeoutError:
                 pass
-            if self._wake.is_set() and not self.finished:
-                await asyncio.sleep(0)      # a notice: hand it out at once, with the frames before it

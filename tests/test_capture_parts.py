@@ -32,18 +32,31 @@ async def _drain(m: FrameMerger) -> list:
     return out
 
 
-async def test_merger_releases_two_sources_in_time_order_after_the_window():
+async def test_merger_releases_two_sources_in_time_order_up_to_the_watermark():
     clock = FakeClock()
     m = FrameMerger(2, window=0.1, clock=clock)
-    m.add([_f(1.0, "a"), _f(1.2, "a"), _f(1.4, "a")])
+    m.add([_f(1.0, "a"), _f(1.2, "a"), _f(1.4, "a")], source="a")
+    m._release()
+    assert not m._ready                       # b has sent nothing yet: a's frames wait (at most the window)
     clock.now = 0.05
-    m.add([_f(1.1, "b"), _f(1.3, "b")])
+    m.add([_f(1.1, "b"), _f(1.3, "b")], source="b")
+    m._release()                              # watermark = min(1.4, 1.3): everything up to 1.3 may go
+    assert [(f.ts, f.node) for f in m._ready] == [(1.0, "a"), (1.1, "b"), (1.2, "a"), (1.3, "b")]
+    m.add([_f(1.35, "b")], source="b")
     m._release()
-    assert not m._ready                       # both still inside the reorder window
-    clock.now = 0.2
+    assert [f.ts for f in m._ready][-1] == 1.35 and m._held_count == 1
+    clock.now = 0.2                           # b stays silent: a's 1.4 goes out after the window
     m._release()
-    assert [f.ts for f in m._ready] == [1.0, 1.1, 1.2, 1.3, 1.4]
-    assert [f.node for f in m._ready] == ["a", "b", "a", "b", "a"]
+    assert [f.ts for f in m._ready] == [1.0, 1.1, 1.2, 1.3, 1.35, 1.4] and m._held_count == 0
+
+
+async def test_merger_does_not_wait_for_a_source_that_ended():
+    clock = FakeClock()
+    m = FrameMerger(2, window=10, clock=clock)
+    m.add([_f(1.0, "a"), _f(2.0, "a")], source="a")
+    m.source_ended("b")
+    m._release()
+    assert [f.ts for f in m._ready] == [1.0, 2.0]
 
 
 async def test_merger_bounds_batches_and_drops_oldest_when_full():
@@ -59,11 +72,11 @@ async def test_merger_bounds_batches_and_drops_oldest_when_full():
 
 async def test_merger_passes_notices_and_ends_when_every_source_ended():
     m = FrameMerger(2, window=0.01)
-    m.add([_f(1.0, "a")])
+    m.add([_f(1.0, "a")], source="a")
     m.notice("b: capture ended: tcpdump was killed by SIGKILL")
-    m.source_ended()
-    m.add([_f(2.0, "a")])
-    m.source_ended()
+    m.source_ended("b")
+    m.add([_f(2.0, "a")], source="a")
+    m.source_ended("a")
     batches = await asyncio.wait_for(_drain(m), 2)
     assert [f.ts for b in batches for f in b.frames] == [1.0, 2.0]
     assert [n for b in batches for n in b.notices] == ["b: capture ended: tcpdump was killed by SIGKILL"]
