@@ -133,8 +133,9 @@ def restart_command(facts: NodeDockerFacts) -> str:
 async def plan_node(docker: DockerNodes, pool, inventory, node: str) -> DockerStoreChange:
     """The change one node needs; raises DockerError for an engine without the classic store."""
     ip = await underlay_address(pool, node)
-    store = f"etcd://{ip}:{inventory.cluster.etcd_client_port}"
-    adv = f"{ip}:{ADVERTISE_PORT}"
+    host = f"[{ip}]" if ":" in ip else ip
+    store = f"etcd://{host}:{inventory.cluster.etcd_client_port}"
+    adv = f"{host}:{ADVERTISE_PORT}"
     facts = await node_facts(docker, pool, node)
     engine_supports_classic(node, facts.version)
     cfg = facts.daemon_json or {}
@@ -145,6 +146,11 @@ async def plan_node(docker: DockerNodes, pool, inventory, node: str) -> DockerSt
         change.command = f"nothing to do: dockerd already uses {store}, advertising {adv}"
         change.reason = "already configured"
         return change
+    flags = [a for a in facts.args if any(a.split("=")[0] == f"--{k}" for k in STORE_KEYS)]
+    if facts.systemd and flags:
+        raise DockerError(f"{node}: the docker service starts dockerd with {' '.join(flags)} on its command line, "
+                          f"which would clash with the same keys in {DAEMON_JSON}; remove those flags from the "
+                          "unit (`systemctl edit docker`) and apply again; nothing was changed")
     restart = restart_command(facts)
     if file_ok:
         change.action, change.reason = "restart", f"daemon.json is right but dockerd runs with store {facts.cluster_store or 'none'}"

@@ -141,40 +141,81 @@ def test_restart_command_follows_how_the_host_runs_docker():
     assert restart_command(NodeDockerFacts("n1", "20.10.24", "", "", systemd=True, pid=16)) == "systemctl restart docker"
 
 
+class _Engine:
+    """Stands in for DockerNodes: answers version() and info() only (the pure decision logic is tested)."""
+
+    def __init__(self, version: str, info: dict | None = None) -> None:
+        self.version, self.info = version, info or {"ClusterStore": "", "ClusterAdvertise": ""}
+
+    async def call(self, node, fn):
+        engine = self
+
+        class Client:
+            def version(self):
+                return {"Version": engine.version}
+
+            def info(self):
+                return engine.info
+        return fn(Client())
+
+
+class _Shell:
+    """Stands in for SSHPool: records commands, answers the facts script with ``facts``."""
+
+    def __init__(self, inv, facts: str) -> None:
+        self.inv, self.facts, self.commands = inv, facts, []
+
+    def spec(self, node):
+        return self.inv.node(node) if isinstance(node, str) else node
+
+    async def run(self, node, command, **kw):
+        from core.model import CommandResult
+        self.commands.append(command)
+        return CommandResult(node, command, 0, self.facts, "", 0.01)
+
+
+def _inv():
+    from core.model import ClusterSpec, Inventory, NodeSpec
+    return Inventory(path="x.toml", nodes=(NodeSpec("n1", "198.18.9.1"),), cluster=ClusterSpec())
+
+
 async def test_a_docker_23_engine_is_refused_before_anything_is_touched():
     """plan/apply read the engine version first; nothing is written or restarted on a 24.0 engine."""
     from core import docker_store
-    from core.model import ClusterSpec, Inventory, NodeSpec
 
-    class Engine24:
-        async def call(self, node, fn):
-            class Client:
-                def version(self):
-                    return {"Version": "24.0.7"}
-
-                def info(self):
-                    return {"ClusterStore": "", "ClusterAdvertise": ""}
-            return fn(Client())
-
-    class Shell:
-        def __init__(self):
-            self.commands = []
-
-        def spec(self, node):
-            return inv.node(node) if isinstance(node, str) else node
-
-        async def run(self, node, command, **kw):
-            from core.model import CommandResult
-            self.commands.append(command)
-            return CommandResult(node, command, 0, "direct\npid=7\narg=dockerd\n--daemon.json--\n{}", "", 0.01)
-
-    inv = Inventory(path="x.toml", nodes=(NodeSpec("n1", "198.18.9.1"),), cluster=ClusterSpec())
-    shell = Shell()
+    inv = _inv()
+    shell = _Shell(inv, "direct\npid=7\narg=dockerd\n--daemon.json--\n{}")
     with pytest.raises(DockerError, match=r"n1: Docker 24.0.7 no longer supports the classic.*nothing was changed"):
-        await docker_store.apply(Engine24(), shell, inv)
+        await docker_store.apply(_Engine("24.0.7"), shell, inv)
     assert shell.commands == [docker_store.FACTS_SCRIPT]        # read only: no write, no kill, no start
-    plan = await docker_store.plan(Engine24(), shell, inv)
+    plan = await docker_store.plan(_Engine("24.0.7"), shell, inv)
     assert plan[0].action == "unknown" and "24.0.7" in plan[0].reason
+
+
+async def test_store_flags_in_a_systemd_unit_are_refused_with_the_fix():
+    from core import docker_store
+
+    inv = _inv()
+    shell = _Shell(inv, "systemd\npid=7\narg=/usr/bin/dockerd\narg=--cluster-store=etcd://10.1.1.1:2379\n"
+                        "--daemon.json--\n{}")
+    with pytest.raises(DockerError, match=r"--cluster-store=etcd://10.1.1.1:2379 on its command line.*systemctl edit"):
+        await docker_store.apply(_Engine("20.10.24"), shell, inv)
+    assert shell.commands == [docker_store.FACTS_SCRIPT]
+
+
+async def test_plan_says_configure_with_the_merge_and_the_restart():
+    from core import docker_store
+
+    inv = _inv()
+    shell = _Shell(inv, "direct\npid=7\narg=dockerd\n--daemon.json--\n{\"bip\": \"198.19.255.1/24\"}")
+    change = (await docker_store.plan(_Engine("20.10.24"), shell, inv))[0]
+    assert (change.action, change.want_store, change.want_advertise) == \
+        ("configure", "etcd://198.18.9.1:2379", "198.18.9.1:2375")
+    assert "merge {\"cluster-store\"" in change.command and "kill 7" in change.command
+    configured = _Engine("20.10.24", {"ClusterStore": "etcd://198.18.9.1:2379", "ClusterAdvertise": "198.18.9.1:2375"})
+    shell.facts = ("direct\npid=7\n--daemon.json--\n"
+                   '{"cluster-store": "etcd://198.18.9.1:2379", "cluster-advertise": "198.18.9.1:2375"}')
+    assert (await docker_store.plan(configured, shell, inv))[0].action == "none"
 
 
 def test_split_outputs_of_the_in_probe_ping_script():
