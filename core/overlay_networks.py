@@ -180,8 +180,15 @@ class OverlayNetworks:
 
     async def create(self, name: str, subnet: str | None = None, attachable: bool = True,
                      node: str | None = None, timeout: float = 30.0) -> ConvergeResult:
-        """Create an overlay network on ``node`` (default: the first) and wait until every node sees it."""
+        """Create an overlay network on ``node`` (default: the first) and wait until every node sees it.
+
+        The runbook's network (inventory ``[cluster] network``) defaults to ``network_subnet``; any
+        other network without ``subnet`` gets Docker's choice.
+        """
         validate_name(name)
+        cluster = self.inventory.cluster
+        if subnet is None and name == cluster.network and cluster.network_subnet:
+            subnet = cluster.network_subnet
         net = validate_subnet(subnet) if subnet else None
         node = self._check_node(node)
         existing = await self.list()
