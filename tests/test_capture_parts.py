@@ -155,3 +155,28 @@ def test_step8_check_wants_every_node_pair_with_the_right_addresses():
     assert not ok and "n1->n2" in detail
     ok, detail = check_frames([_vx("198.18.0.1", "198.18.0.2", "10.0.0.3", "10.0.0.2"), both[1]], net, addr)
     assert not ok and "mismatched inner addresses" in detail
+
+
+def test_the_pcap_recorded_on_the_lab_decodes_to_demos_vni_between_probes_and_nodes():
+    import json
+    from pathlib import Path
+
+    from core.pcap_io import read_pcap_frames
+
+    here = Path(__file__).parent / "fixtures"
+    side = json.loads((here / "lab_vxlan.json").read_text())
+    frames = list(read_pcap_frames(here / "lab_vxlan.pcap"))
+    assert len(frames) == side["frames"] >= 24
+    node_of = {addr: node for node, addr in side["nodes"].items()}
+    conts = side["containers"]
+    assert side["vni"] >= 256                                  # classic (etcd store) mode allocates from 256
+    apply_names(frames, names_from_json(side["names"]))
+    for f in frames:
+        assert f.error is None and f.vni == side["vni"] and f.network == side["network"]
+        assert node_of[f.outer_src] == conts[f.inner_src]["node"]   # outer source: the inner source's node
+        assert node_of[f.outer_dst] == conts[f.inner_dst]["node"]
+        assert f.inner_src_mac == conts[f.inner_src]["mac"]
+        assert (f.outer_src_name, f.outer_dst_name) == (node_of[f.outer_src], node_of[f.outer_dst])
+        assert f.src_name == f"{conts[f.inner_src]['name']}@{conts[f.inner_src]['node']}"
+    assert {f.info for f in frames if f.proto == "ICMP"} >= {"echo request", "echo reply"}
+    assert {(f.outer_src, f.outer_dst) for f in frames} == {(a, b) for a in node_of for b in node_of if a != b}
