@@ -65,8 +65,12 @@ def is_loopback(host: str) -> bool:
 
 
 def console_argv(inventory: str | None, read_only: bool, replay_state: str | None) -> list[str]:
-    """The command each session runs: the console, with the server's inventory and modes."""
-    argv = [sys.executable, "-m", "tui.launcher"]
+    """The command each session runs: the console, with the server's inventory and modes.
+
+    ``-P`` keeps the server's working directory off ``sys.path`` (a ``core/`` or ``tui/`` there must not
+    shadow ours); :func:`console_env` puts this package's own root on PYTHONPATH instead.
+    """
+    argv = [sys.executable, "-P", "-m", "tui.launcher"]
     if inventory:
         argv += ["--inventory", inventory]
     if read_only:

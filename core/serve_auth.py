@@ -35,7 +35,7 @@ class ConsoleSSHServer(asyncssh.SSHServer):
         if self._admitted:
             log.info("%s: disconnected", self._who())
             return
-        reason = "no key on the access list was offered"
+        reason = "no key on the access list was offered (only public keys are accepted)"
         if self._user is None:
             reason = "disconnected before authenticating"
         if exc is not None and not isinstance(exc, asyncssh.ConnectionLost):

@@ -14,6 +14,7 @@ import signal
 import struct
 import sys
 import termios
+from pathlib import Path
 
 # Runs first in the child (already in a new session): take the pty on fd 0 as the controlling
 # terminal, then exec the console. `python -I -S` starts in a few milliseconds.
@@ -21,6 +22,7 @@ _BOOT = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); 
          "os.execvpe(sys.argv[1], sys.argv[1:], os.environ)")
 _TERM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _LOCALE_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])  # where core/ and tui/ live
 _DROP_FROM_SERVER_ENV = ("TERM", "COLORTERM", "COLUMNS", "LINES", "TERM_PROGRAM", "NO_COLOR", "TMUX", "STY")
 
 
@@ -34,6 +36,7 @@ def console_env(term: str | None, client_env: dict[str, str]) -> dict[str, str]:
     """The server's environment minus its own terminal's traits, plus TERM (and colour/locale hints) from the client."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP_FROM_SERVER_ENV}
     env["TERM"] = term if term and _TERM_RE.match(term) else "xterm-256color"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     for name, value in client_env.items():
         if name == "COLORTERM" and value in ("truecolor", "24bit"):
             env[name] = value

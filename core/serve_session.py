@@ -63,7 +63,7 @@ class ConsoleSession(asyncssh.SSHServerSession):
         self._chan = chan
 
     def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int], term_modes) -> bool:
-        self._term, self._size = term_type, (term_size[0], term_size[1])
+        self._term, self._size = term_type, (term_size[0] or 80, term_size[1] or 24)
         return True
 
     def shell_requested(self) -> bool:
@@ -89,9 +89,9 @@ class ConsoleSession(asyncssh.SSHServerSession):
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
-        self._size = (width, height)
+        self._size = (width or 80, height or 24)
         if self._master is not None:
-            set_window_size(self._master, width, height)
+            set_window_size(self._master, *self._size)
 
     def data_received(self, data: bytes, datatype) -> None:
         self._pending_input += data  # kept until the console's pty exists

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+OVERLAY_TUI = str(Path(sys.executable).parent / "overlay-tui")  # the installed entry point, as operators run it
 ANSI_RE = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_=>]")
 
 # The stand-in console: prints PID/SIZE/KEY lines; q quits 0, x exits 3, c crashes (SIGSEGV), h hangs
@@ -103,6 +104,7 @@ class ServeProcess:
     workdir: Path
     authorized_keys: Path
     args: tuple[str, ...] = ()
+    cwd: Path = ROOT
     port: int = 0
     host_fingerprint: str = ""
 
@@ -112,10 +114,10 @@ class ServeProcess:
         self.stderr_path = self.workdir / "serve.stderr"
 
     def __enter__(self) -> "ServeProcess":
-        argv = [sys.executable, "-m", "tui.launcher", "serve", "--listen", "127.0.0.1:0",
+        argv = [OVERLAY_TUI, "serve", "--listen", "127.0.0.1:0",
                 "--authorized-keys", str(self.authorized_keys), "--host-key", str(self.host_key),
                 "--log", str(self.log), *self.args]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(argv, cwd=self.cwd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                      stderr=open(self.stderr_path, "wb"), text=True)
         lines = []
         for line in self.proc.stdout:

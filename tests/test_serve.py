@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from serve_helpers import (ROOT, STANDIN, ServeProcess, SSHTerminal, console_pids, fingerprint, make_key,
+from serve_helpers import (OVERLAY_TUI, ROOT, STANDIN, ServeProcess, SSHTerminal, console_pids, fingerprint, make_key,
                            pid_alive, wait_until, window_size_of)
 
 NO_TERMINAL = "this server serves an interactive console; connect with a terminal (ssh -t)"
@@ -110,7 +110,7 @@ async def test_passwords_and_keyboard_interactive_are_refused(keys):
     assert "ADMITTED" not in srv.log.read_text()
 
 
-async def test_no_port_forwarding(keys):
+async def test_no_forwarding_and_no_subsystems(keys):
     with standin_server(keys) as srv:
         async with asyncssh.connect("127.0.0.1", srv.port, username="op", client_keys=[str(keys["key"])],
                                     known_hosts=str(srv.known_hosts), agent_path=None) as conn:
@@ -118,6 +118,9 @@ async def test_no_port_forwarding(keys):
                 await conn.open_connection("127.0.0.1", srv.port)
             with pytest.raises(asyncssh.ChannelListenError):
                 await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", 22)
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.start_sftp_client()
+    assert "refused subsystem 'sftp'" in srv.log.read_text()
 
 
 async def _asyncssh_console(srv: ServeProcess, key: Path, size=(100, 30)):
@@ -229,7 +232,7 @@ def _serve_fails(keys, *args: str) -> subprocess.CompletedProcess:
     """Start serve with a good inventory, access list and host key path, overridden by ``args``; it must fail."""
     base = ["--inventory", str(_inventory(keys["dir"])), "--authorized-keys", str(keys["access"]),
             "--host-key", str(keys["dir"] / "hk")]
-    return subprocess.run([sys.executable, "-m", "tui.launcher", "serve", *base, *args], cwd=ROOT,
+    return subprocess.run([OVERLAY_TUI, "serve", *base, *args], cwd=ROOT,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
 
 
@@ -322,6 +325,20 @@ def test_a_read_only_console_says_so_and_cannot_create_a_network(keys):
         t.send("c")  # create a network
         t.expect(r"creating networks is not available: this console is")
         assert "--read-only" in Path(f"/proc/{console_pids(srv.log)[0]}/cmdline").read_text().split("\0")
+        t.send("q")
+        assert t.wait_exit() == 0
+
+
+def test_a_tui_package_in_the_servers_directory_does_not_replace_the_console(keys):
+    shadow = keys["dir"] / "elsewhere" / "tui"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")
+    (shadow / "launcher.py").write_text("print('SHADOWED')\n")
+    srv = recorded_server(keys)
+    srv.cwd = shadow.parent
+    with srv, SSHTerminal(srv.ssh_argv(keys["key"], "-tt"), cols=120, rows=36) as t:
+        t.expect(r"etcd members")
+        assert "SHADOWED" not in t.text()
         t.send("q")
         assert t.wait_exit() == 0
 
