@@ -66,21 +66,20 @@ async def _live(args: argparse.Namespace) -> int:
 
 def read_file(args: argparse.Namespace, out, err, names: Names | None = None) -> int:
     """``capture --read``: frames (or flows) of a pcap file to ``out``; counts and notices to ``err``."""
+    from core.flows import FlowTable
+    from core.vxlan_decode import VxlanDecoder
     port = args.vxlan_port or DEFAULT_VXLAN_PORT
+    decoder = VxlanDecoder(port)
     if args.flows and not args.write and args.count is None:
         from core.vxlan_batch import flows_from_pcap     # numpy: imported only when needed
-        table, truncated = flows_from_pcap(args.read, port)
+        table, truncated = flows_from_pcap(args.read, port, decoder=decoder)
     else:
-        from core.flows import FlowTable
-        table, truncated = FlowTable(), None
-        frames = _frames(args, port)
+        table, frames = FlowTable(), _FileFrames(args.read, decoder, args.count)
         for f in _written(frames, args.write):
-            if args.flows:
-                table.add(f)
-            else:
+            table.add(f)
+            if not args.flows:
                 out.write((json.dumps(frame_json(f, names)) if args.json else frame_line(f, names)) + "\n")
-                table.add(f)
-        truncated = frames.truncated  # type: ignore[attr-defined]
+        truncated = frames.truncated
     if args.flows:
         stats = table.flows(names)
         if args.json:
@@ -90,18 +89,18 @@ def read_file(args: argparse.Namespace, out, err, names: Names | None = None) ->
     c = table.counts()
     err.write(f"{args.read}: {c['frames']} frames, {c['flows']} flows, {c['malformed']} malformed, "
               f"{c['not_vxlan']} not VXLAN (port {port})\n")
-    if truncated:
-        err.write(f"warning: {truncated}\n")
+    for note in (truncated, decoder.port_hint()):
+        if note:
+            err.write(f"warning: {note}\n")
     return 0
 
 
 class _FileFrames:
     """Iterator over a file's decoded frames that remembers a truncated end (``truncated``)."""
 
-    def __init__(self, path: str, port: int, count: int | None) -> None:
+    def __init__(self, path: str, decoder, count: int | None) -> None:
         from core.pcap_io import PcapFileReader
-        from core.vxlan_decode import VxlanDecoder
-        self.reader, self.decoder, self.count = PcapFileReader(path), VxlanDecoder(port), count
+        self.reader, self.decoder, self.count = PcapFileReader(path), decoder, count
 
     @property
     def truncated(self) -> str | None:
@@ -114,10 +113,6 @@ class _FileFrames:
             n += 1
             if self.count is not None and n >= self.count:
                 return
-
-
-def _frames(args: argparse.Namespace, port: int) -> _FileFrames:
-    return _FileFrames(args.read, port, args.count)
 
 
 def _written(frames, path: str | None) -> Iterator[Frame]:

@@ -192,10 +192,14 @@ class _Aggregator:
 
 
 def flows_from_pcap(path: str | os.PathLike, port: int = DEFAULT_VXLAN_PORT, table: FlowTable | None = None,
-                    chunk: int = CHUNK) -> tuple[FlowTable, str | None]:
-    """Per-flow counters of a whole pcap file; returns (table, sentence about a truncated end or None)."""
+                    chunk: int = CHUNK, decoder: VxlanDecoder | None = None) -> tuple[FlowTable, str | None]:
+    """Per-flow counters of a whole pcap file; returns (table, sentence about a truncated end or None).
+
+    ``decoder`` (optional) is the per-frame decoder used for the frames the batch does not take; pass
+    one to read its counters (``udp_ports``, ``port_hint()``) afterwards.
+    """
     table = table or FlowTable()
-    decoder = VxlanDecoder(port)
+    decoder = decoder or VxlanDecoder(port)
     agg = _Aggregator(table, decoder.fmt)
     src = str(path)
     with open_pcap(path) as fh:

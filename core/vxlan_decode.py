@@ -21,6 +21,7 @@ from core.model import Frame
 
 DEFAULT_VXLAN_PORT = 4789
 LINUX_VXLAN_PORT = 8472
+VXLAN_PORT_NAMES = {DEFAULT_VXLAN_PORT: "IANA's", LINUX_VXLAN_PORT: "Linux's default", 4790: "VXLAN-GPE"}
 MALFORMED = "MALFORMED"
 NOT_VXLAN = "NOT-VXLAN"
 
@@ -115,18 +116,28 @@ class VxlanDecoder:
     ``frames``, ``malformed`` and ``not_vxlan`` are running counts since creation.
     """
 
-    __slots__ = ("port", "frames", "malformed", "not_vxlan", "fmt")
+    __slots__ = ("port", "frames", "malformed", "not_vxlan", "fmt", "udp_ports")
 
     def __init__(self, port: int = DEFAULT_VXLAN_PORT, formatter: AddressFormatter | None = None) -> None:
         if not 0 < int(port) < 65536:
             raise ValueError(f"VXLAN port {port} is not a UDP port (1-65535)")
         self.port = int(port)
         self.frames = self.malformed = self.not_vxlan = 0
+        self.udp_ports: dict[int, int] = {}       # UDP destination ports of non-VXLAN frames (for hints)
         self.fmt = formatter or AddressFormatter()
 
     def counts(self) -> dict[str, int]:
         """Running totals: frames decoded, and how many of them were malformed or not VXLAN."""
         return {"frames": self.frames, "malformed": self.malformed, "not_vxlan": self.not_vxlan}
+
+    def port_hint(self) -> str | None:
+        """A sentence when non-VXLAN frames went to another well-known VXLAN port (4789, 8472, 4790)."""
+        ports = [(n, p) for p, n in self.udp_ports.items() if p in (DEFAULT_VXLAN_PORT, LINUX_VXLAN_PORT, 4790)]
+        if not ports:
+            return None
+        n, p = max(ports)
+        return (f"{n} frames are UDP to port {p}, a VXLAN port ({VXLAN_PORT_NAMES[p]}), not to {self.port}: "
+                f"try --vxlan-port {p}")
 
     def decode(self, raw: bytes, ts: float = 0.0, wire_len: int | None = None, node: str = "") -> Frame:
         """Decode one captured frame; never raises (bad input gives a MALFORMED/NOT-VXLAN Frame)."""
@@ -218,6 +229,7 @@ class VxlanDecoder:
             raise _Bad(MALFORMED, "outer UDP header cut short")
         f.outer_sport, f.outer_dport = _U16X2(raw, off)
         if f.outer_dport != self.port:
+            self.udp_ports[f.outer_dport] = self.udp_ports.get(f.outer_dport, 0) + 1
             raise _Bad(NOT_VXLAN, f"UDP port {f.outer_dport} is not the VXLAN port {self.port}")
         if n < off + 16:
             raise _Bad(MALFORMED, "VXLAN header cut short")

@@ -92,8 +92,11 @@ def test_vxlan_port_option(capsys, tmp_path):
     from core.pcap_io import PcapWriter
     with PcapWriter(path) as w:
         w.write(1.0, vxlan(inner_frame("icmp"), vni=42, port=8472))
-    _, out, _ = _run(capsys, "--read", str(path), "--json")
-    assert json.loads(out)["proto"] == "NOT-VXLAN"
+    for extra in ([], ["--flows"]):
+        _, out, err = _run(capsys, "--read", str(path), "--json", *extra)
+        assert json.loads(out)["proto"] == "NOT-VXLAN"
+        assert "warning: 1 frames are UDP to port 8472, a VXLAN port (Linux's default), not to 4789: " \
+               "try --vxlan-port 8472" in err
     _, out, _ = _run(capsys, "--read", str(path), "--json", "--vxlan-port", "8472")
     assert json.loads(out)["vni"] == 42
 
