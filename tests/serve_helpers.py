@@ -25,7 +25,7 @@ OVERLAY_TUI = str(Path(sys.executable).parent / "overlay-tui")  # the installed 
 ANSI_RE = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_=>]")
 
 # The stand-in console: prints PID/SIZE/KEY lines; q quits 0, x exits 3, c crashes (SIGSEGV), h hangs
-# (ignoring SIGHUP), g starts a grandchild that lingers in the same process group.
+# (ignoring SIGHUP), g starts a grandchild that lingers in the same process group, f floods output forever.
 STANDIN = r'''
 import fcntl, os, signal, struct, subprocess, sys, termios, tty
 def size():
@@ -46,6 +46,9 @@ while True:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         os.write(1, b"HANGING\r\n")
         while True: signal.pause()
+    if b == b"f":
+        line = b"FLOOD " + b"x" * 4000 + b"\r\n"
+        while True: os.write(1, line)
     if b == b"g":
         p = subprocess.Popen(["sleep", "300"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.write(1, b"GRANDCHILD %d\r\n" % p.pid)

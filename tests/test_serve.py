@@ -193,6 +193,33 @@ async def test_a_crashed_or_hung_session_does_not_disturb_the_others(keys):
         ca.close(), cb.close()
 
 
+def _rss_kb(pid: int) -> int:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+
+
+async def test_a_client_that_does_not_read_holds_back_its_console_not_the_server(keys):
+    import asyncio
+
+    with standin_server(keys) as srv:
+        (cf, pf), (co, po) = [await _asyncssh_console(srv, keys["key"]) for _ in range(2)]
+        await _read_until(pf, rb"READY")
+        await _read_until(po, rb"READY")
+        rss = _rss_kb(srv.proc.pid)
+        pf.stdin.write(b"f")  # the console floods; its client reads nothing more
+        await _read_until(pf, rb"FLOOD")
+        for ch in "abdeijk":  # meanwhile the other session answers every key
+            po.stdin.write(ch.encode())
+            await _read_until(po, f"KEY b'{ch}'".encode())
+            await asyncio.sleep(0.2)  # let the flood run: the server must not buffer it
+        assert _rss_kb(srv.proc.pid) - rss < 20_000, "the server buffered the flood"
+        got = 0
+        while got < 4_000_000:  # reading again resumes the flow
+            got += len(await asyncio.wait_for(pf.stdout.read(1 << 20), 10))
+        po.stdin.write(b"q")
+        assert (await po.wait(timeout=15)).exit_status == 0
+        cf.close(), co.close()
+
+
 def test_a_client_that_goes_away_takes_its_console_and_its_children_with_it(keys):
     with standin_server(keys) as srv, SSHTerminal(srv.ssh_argv(keys["key"], "-tt")) as t:
         pid = int(t.expect(r"PID (\d+) READY").group(1))
