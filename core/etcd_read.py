@@ -140,6 +140,11 @@ class EtcdReader:
         self._clients[ep] = (port, client)
         return client
 
+    async def dedicated_client(self, ep: Endpoint, timeout: float | None = None) -> etcd3.Etcd3Client:
+        """A client of its own (not cached; the caller closes it), e.g. for a long watch."""
+        host, port = await self.local_address(ep)
+        return etcd3.client(host, port, timeout=timeout)
+
     def drop(self, ep: Endpoint) -> None:
         """Forget ``ep``'s client (after an error), so the next call reconnects at once.
 

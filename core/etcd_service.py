@@ -72,7 +72,12 @@ class EtcdMixin:
         return await self._etcd_reader().keys_v2(endpoints, prefix or "/docker")
 
     async def watch(self) -> AsyncIterator[ClusterEvent]:
-        """Members (added/removed/changed), v3 key puts/deletes, and v2 (Docker) key changes."""
+        """Members (added/removed/changed), v3 key puts/deletes, and v2 (Docker) key changes.
+
+        Also kind "watch" events: "started" (value: the member watched) once the v3 watch is in place,
+        "error" when it broke (it resumes on another member from the last revision seen, so no put
+        is lost) or a poll failed.
+        """
         out: asyncio.Queue = asyncio.Queue()
         tasks = [asyncio.create_task(self._watch_v3(out)), asyncio.create_task(self._poll_cluster(out))]
         try:
@@ -87,11 +92,14 @@ class EtcdMixin:
         """Keep one v3 watch running, moving to another member when the one watched fails."""
         loop = asyncio.get_running_loop()
         reader = self._etcd_reader()
+        revision = 0
         while True:
-            watcher = None
+            watcher = client = None
             try:
-                _, client = await reader.first_client(await self.etcd_endpoints())
-                watcher = KeyWatchThread(client, loop, out)
+                ep, _ = await reader.first_client(await self.etcd_endpoints())
+                client = await reader.dedicated_client(ep)      # its own channel: reads never close it
+                watcher = KeyWatchThread(client, loop, out, start_revision=revision + 1 if revision else 0,
+                                         where=f"{ep.via} ({ep.url})")
                 watcher.start()
                 await watcher.ended.wait()
             except OverlayError as e:
@@ -99,6 +107,9 @@ class EtcdMixin:
             finally:
                 if watcher is not None:
                     await asyncio.to_thread(watcher.cancel)
+                    revision = max(revision, watcher.revision)
+                if client is not None:
+                    client.close()
             await asyncio.sleep(POLL_SECONDS)
 
     async def _poll_cluster(self, out: asyncio.Queue) -> None:

@@ -24,8 +24,11 @@ from core.model import ClusterEvent, EtcdCluster, KeyEntry
 class KeyWatchThread:
     """One gRPC Watch over every v3 key (key "\\0", range_end "\\0"), iterated in its own thread."""
 
-    def __init__(self, client, loop: asyncio.AbstractEventLoop, out: asyncio.Queue) -> None:
-        self.client, self.loop, self.out = client, loop, out
+    def __init__(self, client, loop: asyncio.AbstractEventLoop, out: asyncio.Queue, start_revision: int = 0,
+                 where: str = "") -> None:
+        self.client, self.loop, self.out, self.where = client, loop, out, where
+        self.start_revision = start_revision
+        self.revision = 0                 # last revision seen: a new watch resumes after it
         self._requests: queue.Queue = queue.Queue()
         self._call = None
         self._cancelled = threading.Event()
@@ -34,7 +37,8 @@ class KeyWatchThread:
         self.ended = asyncio.Event()
 
     def start(self) -> None:
-        self._requests.put(etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(key=b"\0", range_end=b"\0")))
+        create = etcdrpc.WatchCreateRequest(key=b"\0", range_end=b"\0", start_revision=self.start_revision)
+        self._requests.put(etcdrpc.WatchRequest(create_request=create))
         self.thread.start()
 
     def _request_iter(self):
@@ -57,6 +61,9 @@ class KeyWatchThread:
             self._call = etcdrpc.WatchStub(self.client.channel).Watch(self._request_iter())
         try:
             for resp in self._call:
+                self.revision = max(self.revision, resp.header.revision)
+                if resp.created:
+                    self._emit(ClusterEvent(kind="watch", action="started", key="v3", value=self.where))
                 if resp.canceled and resp.cancel_reason:
                     self._emit(ClusterEvent(kind="watch", action="error", key="v3", value=resp.cancel_reason))
                 for ev in resp.events:

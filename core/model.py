@@ -266,11 +266,12 @@ class LogLines:
 
 @dataclass
 class ClusterEvent:
-    """A change seen by a watch: kind is "member", "key", "network" or "watch" (action "error": the
-    stream broke and is being re-established; value says why)."""
+    """A change seen by a watch: kind is "member", "key", "network" or "watch" (action "started": the v3
+    watch is in place, value names the member; "error": it broke and is being re-established, value
+    says why)."""
 
     kind: str
-    action: str                       # "put", "delete", "added", "removed", "changed", "error"
+    action: str                       # "put", "delete", "added", "removed", "changed", "started", "error"
     key: str
     value: str | None = None
     source: str = ""                  # for kind "key": "v3" or "v2" (Docker's classic store)

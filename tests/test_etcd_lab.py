@@ -160,32 +160,47 @@ async def test_keys_v3_and_v2(lab2):
                            "ETCDCTL_API=2 etcdctl rm -r /overlay-tui-test", check=True)
 
 
+async def next_event(stream, seen: list, kind: str, key: str, action: str | None = None) -> None:
+    async with asyncio.timeout(20):
+        async for ev in stream:
+            seen.append(ev)
+            if ev.kind == kind and ev.key == key and action in (None, ev.action):
+                return
+
+
 async def test_watch_sees_a_put_and_cancels_cleanly(lab2):
     async with service(lab2) as svc:
         await svc.etcd_apply()
         key = f"/overlay-tui-watch/{time.time_ns()}"
-        stream = svc.watch()
-        seen = []
-
-        async def put_later():
-            await asyncio.sleep(0.5)
-            await svc.pool.run("docker-node1", f"etcdctl put {key} hello", check=True)
-
-        task = asyncio.create_task(put_later())
+        stream, seen = svc.watch(), []
         try:
-            async with asyncio.timeout(15):
-                async for ev in stream:
-                    seen.append(ev)
-                    if ev.kind == "key" and ev.key == key:
-                        break
+            await next_event(stream, seen, "watch", "v3", "started")
+            await svc.pool.run("docker-node1", f"etcdctl put {key} hello", check=True)
+            await next_event(stream, seen, "key", key)
         finally:
             await stream.aclose()
-            await task
         assert (seen[-1].action, seen[-1].value, seen[-1].source) == ("put", "hello", "v3")
         assert {e.key for e in seen if e.kind == "member" and e.action == "added"} >= {"docker-node1", "docker-node2"}
         await asyncio.sleep(0.2)
         assert not [t for t in threading.enumerate() if t.name == "overlay-tui-etcd-watch" and t.is_alive()]
         await svc.pool.run("docker-node1", f"etcdctl del {key}", check=True)
+
+
+async def test_watch_resumes_on_another_member_without_losing_a_put(own_lab3):
+    async with service(own_lab3) as svc:
+        await svc.etcd_apply()
+        stream, seen = svc.watch(), []
+        try:
+            await next_event(stream, seen, "watch", "v3", "started")
+            await svc.pool.kill("docker-node1", int((await etcd_pids(svc))["docker-node1"]))   # the watched member
+            await svc.pool.run("docker-node2", "etcdctl put /overlay-tui-watch/gap 2", check=True)
+            await next_event(stream, seen, "key", "/overlay-tui-watch/gap")
+        finally:
+            await stream.aclose()
+            cluster = await svc.etcd_apply()
+        assert any(e.kind == "watch" and e.action == "error" for e in seen)
+        assert (seen[-1].action, seen[-1].value) == ("put", "2")
+        assert cluster.healthy
 
 
 FOREIGN = ("etcd --name foreign --initial-cluster-token another-cluster --data-dir {dd} "
