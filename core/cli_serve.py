@@ -10,7 +10,11 @@ from core.cli import run_async
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve the console over SSH (one console process per operator session)")
+    p = sub.add_parser(
+        "serve", help="serve the console over SSH (one console process per operator session)",
+        description="Serve the console over SSH: every operator whose public key is on the access list gets a "
+                    "console of their own with `ssh -t -p PORT HOST`. Public keys only; refused attempts are "
+                    "logged. The host key's fingerprint is printed at start so operators can check it.")
     p.add_argument("--listen", metavar="HOST:PORT", default=None,
                    help="address to listen on (default 127.0.0.1:2222; a non-loopback address is logged)")
     p.add_argument("--authorized-keys", metavar="FILE", default="~/.ssh/authorized_keys",

@@ -52,6 +52,7 @@ def test_openssh_session_gets_keys_resizes_and_quits_with_status_0(keys):
         assert t.wait_exit() == 0
     log = srv.log.read_text()
     assert "ADMITTED" in log and fingerprint(keys["key"]) in log
+    assert stat.S_IMODE(srv.log.stat().st_mode) == 0o600
 
 
 def test_the_console_exit_status_becomes_the_session_status(keys):
