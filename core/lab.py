@@ -43,9 +43,9 @@ async def lab_up(name: str = "lab", nodes: int | None = None) -> LabInfo:
     try:
         check_owner(name, d)
         current = lab_state(name)
-        if current and (nodes is None or nodes == len(current.nodes)) and await _healthy(current):
-            return dataclasses.replace(current, seconds=0.0)
-        if current and nodes is not None and nodes != len(current.nodes) and await _healthy(current):
+        if current and await _healthy(current):
+            if nodes is None or nodes == len(current.nodes):
+                return dataclasses.replace(current, seconds=0.0)
             raise LabError(f"lab {name!r} is up with {len(current.nodes)} nodes, not {nodes}: "
                            f"take it down first (`overlay-tui lab down --name {name}`)")
         _teardown(name)                     # half-built, dead or leftover: start clean
@@ -186,10 +186,7 @@ def lab_down(name: str = "lab") -> list[str]:
     check_name(name)
     check_can_run()
     with lab_lock(name):
-        owner = read_json(owner_file(name))
-        d = lab_dir(name).resolve()
-        if owner and owner.get("dir") != str(d) and (Path(owner["dir"]) / "state.json").is_file():
-            check_owner(name, d)
+        check_owner(name, lab_dir(name).resolve())
         return _teardown(name)
 
 
