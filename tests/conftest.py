@@ -3,6 +3,9 @@
 - ``require_lab()``: skip (or, with OVERLAY_TUI_REQUIRE_LAB=1 as in CI, fail) when this machine
   cannot run a lab (not root, no network namespaces, missing binaries).
 - ``lab2`` / ``lab3``: session-scoped 2- and 3-node labs (:class:`LabHandle`), torn down at the end.
+  They are shared by every module of the session: a test that changes a node (starts etcd, restarts
+  dockerd with a cluster store) must leave it usable; one that needs a pristine lab takes its own
+  with ``start_lab(lab_name("x"), n)`` / ``stop_lab(...)``.
 - ``lab_service2``: a :class:`core.live_service.LiveService` on ``lab2``, closed after the test.
 
 The session keeps its lab state in a fresh temp dir (OVERLAY_TUI_STATE, inherited by CLI

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -301,3 +302,19 @@ def test_namespace_names_of_one_lab_never_match_another():
     assert not a.owns_netns("ot-x-n1-n1") and not a.owns_netns("ot-x-n1-sw") and not a.owns_netns("ot-xy-n1")
     assert b.owns_netns("ot-x-n1-n2") and not b.owns_netns("ot-x-n1")
     assert len(lab_net.LabNames("a" * 32).seat_link) <= 15 and a.seat_link != b.seat_link
+
+
+def test_labs_of_a_dead_pytest_session_are_swept():
+    import conftest
+
+    require_lab()
+    root = Path(tempfile.mkdtemp(prefix=conftest.TEST_STATE_PREFIX))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (root / "pytest.pid").write_text(str(dead.pid))
+    name = lab_name("z")
+    res = cli("lab", "up", "--name", name, "--nodes", "1", env={"OVERLAY_TUI_STATE": str(root)})
+    assert res.returncode == 0, res.stderr
+    info = lab_mod.info_from_state(json.loads((root / "labs" / name / "state.json").read_text()))
+    conftest._sweep_stale_test_labs()
+    assert leftovers(info) == [] and not root.exists()
