@@ -26,7 +26,8 @@ from core.ssh import RemoteStream, SSHPool
 
 SNAPLEN = 128
 _SECTION = "--overlay-tui--"
-_PROBE = ("PATH=$PATH:/usr/sbin:/sbin; command -v tcpdump || echo MISSING; echo {s}; id -u; echo {s}; "
+_PROBE = ("PATH=$PATH:/usr/sbin:/sbin; p=$(command -v tcpdump) && [ -f \"$p\" ] && [ -x \"$p\" ] && echo \"$p\" "
+          "|| echo MISSING; echo {s}; id -u; echo {s}; "
           "(sudo -n true 2>/dev/null && echo yes) || echo no; echo {s}; ip -o addr show; echo {s}; "
           "echo $SSH_CONNECTION").format(s=_SECTION)
 

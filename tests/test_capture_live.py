@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import signal
 import subprocess
 import sys
 from contextlib import aclosing
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from core.capture_verify import collect_frames, verify_vxlan
+from core.errors import CaptureError
 from core.live_service import LiveService
 
 pytestmark = pytest.mark.lab
@@ -188,3 +189,32 @@ def test_cli_capture_unknown_node_exits_2(overlay2):
                           "--count", "1"], capture_output=True, text=True, timeout=30)
     assert res.returncode == 2
     assert "unknown node docker-node7" in res.stderr and "docker-node1" in res.stderr
+
+
+async def test_a_node_without_tcpdump_is_a_clear_error_and_leaves_nothing_running(svc):
+    # hide tcpdump on docker-node2 only (the node has a mount namespace of its own)
+    await svc.pool.run("docker-node2", "mount --bind /dev/null /usr/bin/tcpdump", check=True)
+    try:
+        with pytest.raises(CaptureError, match=r"^docker-node2: tcpdump is not installed .*package `tcpdump`"):
+            async with aclosing(svc.capture([])) as batches:
+                async for _ in batches:
+                    break
+    finally:
+        await svc.pool.run("docker-node2", "umount /usr/bin/tcpdump", check=True)
+    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+
+
+async def test_cli_capture_stops_cleanly_on_ctrl_c(overlay2, svc):
+    proc = await asyncio.create_subprocess_exec(
+        OVERLAY_TUI, "--inventory", overlay2.inventory_path, "capture", "--node", "docker-node1",
+        "--node", "docker-node2", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = await asyncio.wait_for(proc.stderr.readline(), 20)
+    assert first.decode().startswith("# capturing on"), first
+    await svc.ping_matrix()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, stderr.decode()
+    lines = stdout.decode().splitlines()
+    assert len(lines) >= 8 and all(" vni " in line for line in lines)
+    assert f"# {len(lines)} frames captured" in stderr.decode()
+    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
