@@ -28,9 +28,11 @@ def docker_error(node: str, exc: BaseException) -> DockerError:
         if isinstance(why, bytes):
             why = why.decode(errors="replace")
         return DockerError(f"{node}: Docker refused: {why}")
-    if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError)):
-        return DockerError(f"{node}: cannot reach the Docker daemon at {DOCKER_SOCKET} through SSH "
-                           f"(is dockerd running on the node?): {exc}")
+    unreachable = (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError)
+    if isinstance(exc, unreachable) or (isinstance(exc, docker.errors.DockerException)
+                                        and isinstance(exc.__context__, unreachable)):
+        return DockerError(f"{node}: cannot reach the Docker daemon at {DOCKER_SOCKET} through the SSH-forwarded "
+                           "socket (is dockerd running on the node?)")
     if isinstance(exc, requests.exceptions.Timeout):
         return DockerError(f"{node}: the Docker daemon did not answer in time")
     return DockerError(f"{node}: Docker SDK error: {exc!r}")

@@ -215,3 +215,29 @@ async def test_a_dockerd_that_fails_to_restart_is_reported_with_its_log(classic2
     assert [c.action for c in await svc2.docker_store_plan()] == ["none", "none"]
     bak = json.loads((await svc2.pool.run(node, "cat /etc/docker/daemon.json.overlay-tui.bak", check=True)).stdout)
     assert "cluster-store" not in bak and "bogus-key-for-test" not in bak     # the first original stays
+
+
+async def test_a_node_whose_dockerd_is_down_is_named_not_fatal(classic2, svc2):
+    """networks() still answers from the other node and says which node is missing; nothing hangs."""
+    import time
+
+    from core.docker_store import wait_for_store
+
+    node = classic2.nodes[1]
+    await svc2.create_network("down-test", subnet="198.19.188.0/24")
+    pid = int((await svc2.pool.run(node, "cat /var/run/docker.pid", check=True)).stdout)
+    await svc2.pool.kill(node, pid, wait=30)
+    try:
+        t0 = time.monotonic()
+        nets = await svc2.networks()
+        assert time.monotonic() - t0 < 10
+        net = next(n for n in nets if n.name == "down-test")
+        assert net.nodes == ["docker-node1"]
+        assert "docker-node2" in svc2.overlay_networks.errors["docker-node2"]
+        with pytest.raises(DockerError, match="docker-node2: cannot reach the Docker daemon"):
+            await svc2.start_probes("down-test")
+    finally:
+        new = await svc2.pool.start_detached(node, "dockerd", "/var/log/dockerd.log")
+        await wait_for_store(svc2.docker_nodes, svc2.pool, node.name, f"etcd://{node.address}:2379", False, new)
+        await svc2.remove_probes("down-test")
+        await svc2.delete_network("down-test")
