@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlparse
 
-from core.errors import DockerError, OverlayError
+from core.errors import DockerError
 
 OVERLAY_DIR = "/v2/keys/docker/network/v1.0/overlay/network"
 SWARM_VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
@@ -88,12 +88,13 @@ class ClassicVniReader:
                 if e.code == 404:          # no overlay network was ever created
                     return None
                 raise
+        where = f"{node}: cannot read Docker's overlay state from etcd at {ep[0]}:{ep[1]} (v2 API)"
         try:
             body = await asyncio.to_thread(get)
-        except OverlayError:
-            raise
         except (OSError, urllib.error.URLError) as e:
             self._ports.pop((node, *ep), None)
-            raise DockerError(f"{node}: cannot read Docker's overlay state from etcd at {ep[0]}:{ep[1]} "
-                              f"(v2 API; etcd needs --enable-v2=true): {e}") from None
-        return parse_overlay_dir(body) if body else {}
+            raise DockerError(f"{where}: {e}") from None
+        try:
+            return parse_overlay_dir(body) if body else {}
+        except ValueError as e:
+            raise DockerError(f"{where}: the answer is not etcd's JSON ({e})") from None
