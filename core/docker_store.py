@@ -39,6 +39,8 @@ FACTS_SCRIPT = (
 
 @dataclass
 class NodeDockerFacts:
+    """What one node's Docker looks like now: engine, running store, service manager, config."""
+
     node: str
     version: str
     cluster_store: str
