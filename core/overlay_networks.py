@@ -42,6 +42,8 @@ def validate_name(name: str) -> str:
 def validate_subnet(subnet: str) -> ipaddress.IPv4Network:
     """An IPv4 CIDR with no host bits set and room for containers (prefix /8 to /29)."""
     try:
+        if "/" not in subnet:
+            raise ValueError("no prefix length")
         net = ipaddress.ip_network(subnet, strict=False)
     except ValueError:
         raise DockerError(f"invalid subnet {subnet!r}: give an IPv4 CIDR such as 198.19.10.0/24") from None
@@ -49,9 +51,11 @@ def validate_subnet(subnet: str) -> ipaddress.IPv4Network:
         raise DockerError(f"invalid subnet {subnet!r}: overlay-tui creates IPv4 overlay networks only")
     if str(net) != subnet.strip():
         raise DockerError(f"invalid subnet {subnet!r}: host bits are set; did you mean {net}?")
-    if not 8 <= net.prefixlen <= 29:
-        raise DockerError(f"invalid subnet {subnet!r}: the prefix must be /8 to /29 (a /{net.prefixlen} "
-                          "leaves no usable room for containers)")
+    if net.prefixlen > 29:
+        raise DockerError(f"invalid subnet {subnet!r}: a /{net.prefixlen} leaves no room for containers; "
+                          "the prefix must be /8 to /29")
+    if net.prefixlen < 8:
+        raise DockerError(f"invalid subnet {subnet!r}: a /{net.prefixlen} is too large; the prefix must be /8 to /29")
     return net
 
 

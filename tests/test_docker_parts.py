@@ -46,7 +46,8 @@ def test_invalid_network_names_say_why(name, why):
 
 @pytest.mark.parametrize("subnet,why", [("10.0.0.1/24", "did you mean 10.0.0.0/24"), ("foo", "IPv4 CIDR"),
                                         ("10.0.0.0/33", "IPv4 CIDR"), ("fd00::/64", "IPv4"),
-                                        ("10.0.0.0/30", "/8 to /29"), ("10.0.0.0/7", "/8 to /29")])
+                                        ("10.0.0.0/30", "no room.*/8 to /29"), ("10.0.0.0/7", "too large"),
+                                        ("198.19.10.0", "IPv4 CIDR such as")])
 def test_invalid_subnets_say_why(subnet, why):
     with pytest.raises(DockerError, match=why):
         validate_subnet(subnet)
