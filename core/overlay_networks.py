@@ -22,16 +22,16 @@ from core.errors import DockerError, OverlayError, UsageError
 from core.model import ContainerInfo, ConvergeResult, NetworkInfo
 from core.overlay_vni import ClassicVniReader, swarm_vni
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")   # Docker's restrictedNamePattern (as tui/network_validation)
 PREDEFINED = {"bridge", "host", "none", "ingress", "docker_gwbridge"}
 POLL_INTERVAL = 0.05
 NODE_BUDGET = 8.0          # seconds one node may take to list its networks before it is reported missing
 
 
 def validate_name(name: str) -> str:
-    """Docker's rule for names ([a-zA-Z0-9][a-zA-Z0-9_.-]*), up to 63 characters, not a predefined one."""
+    """Docker's rule for names ([a-zA-Z0-9][a-zA-Z0-9_.-]*), not a predefined one."""
     if not NAME_RE.match(name or ""):
-        raise DockerError(f"invalid network name {name!r}: use 1-63 letters, digits, '_', '.' or '-', "
+        raise DockerError(f"invalid network name {name!r}: use letters, digits, '_', '.' or '-', "
                           "starting with a letter or digit")
     if name in PREDEFINED:
         raise DockerError(f"invalid network name {name!r}: it is one of Docker's predefined networks "
@@ -40,7 +40,7 @@ def validate_name(name: str) -> str:
 
 
 def validate_subnet(subnet: str) -> ipaddress.IPv4Network:
-    """An IPv4 CIDR with no host bits set and room for containers (prefix /8 to /29)."""
+    """An IPv4 CIDR with no host bits set and room for containers (prefix /8 to /30)."""
     try:
         if "/" not in subnet:
             raise ValueError("no prefix length")
@@ -51,11 +51,11 @@ def validate_subnet(subnet: str) -> ipaddress.IPv4Network:
         raise DockerError(f"invalid subnet {subnet!r}: overlay-tui creates IPv4 overlay networks only")
     if str(net) != subnet.strip():
         raise DockerError(f"invalid subnet {subnet!r}: host bits are set; did you mean {net}?")
-    if net.prefixlen > 29:
+    if net.prefixlen > 30:
         raise DockerError(f"invalid subnet {subnet!r}: a /{net.prefixlen} leaves no room for containers; "
-                          "the prefix must be /8 to /29")
+                          "the prefix must be /8 to /30")
     if net.prefixlen < 8:
-        raise DockerError(f"invalid subnet {subnet!r}: a /{net.prefixlen} is too large; the prefix must be /8 to /29")
+        raise DockerError(f"invalid subnet {subnet!r}: a /{net.prefixlen} is too large; the prefix must be /8 to /30")
     return net
 
 

@@ -32,13 +32,13 @@ def test_parse_ping_reads_busybox_summary():
     assert parse_ping("ping: bad address 'probe-x'\n") == (0, 0, None, "ping: bad address 'probe-x'")
 
 
-@pytest.mark.parametrize("name", ["demo", "a", "net_1.x-2", "A" * 63])
+@pytest.mark.parametrize("name", ["demo", "a", "net_1.x-2", "A" * 100])
 def test_valid_network_names(name):
     assert validate_name(name) == name
 
 
 @pytest.mark.parametrize("name,why", [("", "invalid network name"), ("-x", "starting with"), ("a b", "letters"),
-                                      ("a" * 64, "1-63"), ("bridge", "predefined"), ("host", "predefined")])
+                                      ("a/b", "letters"), ("bridge", "predefined"), ("host", "predefined")])
 def test_invalid_network_names_say_why(name, why):
     with pytest.raises(DockerError, match=why):
         validate_name(name)
@@ -46,7 +46,7 @@ def test_invalid_network_names_say_why(name, why):
 
 @pytest.mark.parametrize("subnet,why", [("10.0.0.1/24", "did you mean 10.0.0.0/24"), ("foo", "IPv4 CIDR"),
                                         ("10.0.0.0/33", "IPv4 CIDR"), ("fd00::/64", "IPv4"),
-                                        ("10.0.0.0/30", "no room.*/8 to /29"), ("10.0.0.0/7", "too large"),
+                                        ("10.0.0.0/31", "no room.*/8 to /30"), ("10.0.0.0/7", "too large"),
                                         ("198.19.10.0", "IPv4 CIDR such as")])
 def test_invalid_subnets_say_why(subnet, why):
     with pytest.raises(DockerError, match=why):
