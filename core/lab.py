@@ -119,9 +119,11 @@ _children: dict[int, object] = {}     # Popen objects of nodes started by this p
 
 def _write_keys_and_inventory(d: Path, plans: list[lab_node.NodePlan], index: int) -> None:
     pub = (d / "id_ed25519.pub").read_text()
-    (d / "authorized_keys").write_text(pub)
     lines = []
     for p in plans:
+        (p.dir / "etc-ssh").chmod(0o755)             # sshd's StrictModes checks the path
+        (p.dir / "etc-ssh" / "authorized_keys").write_text(pub)
+        (p.dir / "etc-ssh" / "authorized_keys").chmod(0o644)
         kind, key = Path(str(p.host_key) + ".pub").read_text().split()[:2]
         lines.append(f"{p.address} {kind} {key}")
     (d / "known_hosts").write_text("\n".join(lines) + "\n")
@@ -176,7 +178,7 @@ def _last_line(info: LabInfo, node: LabNodeInfo) -> str:
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         lines = []
-    return f"{log}: {lines[-1]}" if lines else f"{log} is empty"
+    return f"{log}: {' / '.join(ln.strip() for ln in lines[-2:])}" if lines else f"{log} is empty"
 
 
 # ---------------------------------------------------------------- down

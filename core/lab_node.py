@@ -5,10 +5,11 @@ A node is one process tree started as::
     nsenter --net=/run/netns/ot-LAB-nI unshare --uts --mount --pid --fork --kill-child --mount-proc sh init.sh
 
 ``init.sh`` (pid 1 of the node's own pid namespace) gives the node a private /run and node-local
-/etc/docker, /var/lib/docker, /var/lib/etcd, /var/log and /etc/hosts, an empty /root/.bashrc and the
-hostname ``docker-nodeI``; then it starts dockerd exactly as the Docker service would (default
-paths: /var/run/docker.pid, /var/run/docker.sock, /var/log/dockerd.log) and OpenSSH's sshd. So
-whatever connects over SSH sees an ordinary host: no lab-specific path anywhere.
+/etc/ssh, /etc/docker, /var/lib/docker, /var/lib/etcd, /var/log, /etc/hosts, /tmp and /var/tmp, an
+empty /root/.bashrc and the hostname ``docker-nodeI``; then it starts dockerd exactly as the Docker
+service would (default paths: /var/run/docker.pid, /var/run/docker.sock, /var/log/dockerd.log) and
+OpenSSH's sshd with its default config path. So whatever connects over SSH sees an ordinary host:
+no lab-specific path anywhere.
 
 Killing ``unshare`` (or pid 1) takes the whole pid namespace down with it, containers included.
 """
@@ -18,6 +19,7 @@ import glob
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -32,24 +34,24 @@ DAEMON_JSON = {
     "default-address-pools": [{"base": "198.19.192.0/18", "size": 24}],
 }
 # Host paths the node gets its own copy of (source dir name under the node dir -> mount point).
-NODE_LOCAL_DIRS = {"etc-docker": "/etc/docker", "var-lib-docker": "/var/lib/docker",
+NODE_LOCAL_DIRS = {"etc-ssh": "/etc/ssh", "etc-docker": "/etc/docker", "var-lib-docker": "/var/lib/docker",
                    "var-lib-etcd": "/var/lib/etcd", "var-log": "/var/log"}
-# Paths hidden inside the node (so the lab's own files must not live below them).
+# Mounted last, once nothing more is read from the lab's state dir (which may live below /tmp).
+NODE_LOCAL_TMP = {"var-tmp": "/var/tmp", "tmp": "/tmp"}     # /tmp last of all
+# Paths hidden inside the node before its mounts are done (so the lab's own files must not live below them).
 MASKED_PATHS = ["/run", "/var/run", *NODE_LOCAL_DIRS.values()]
 
 SSHD_CONFIG = """\
 # sshd of lab node {name} (lab {lab}); written by `overlay-tui lab up`.
 ListenAddress {address}:22
-HostKey {host_key}
+HostKey /etc/ssh/ssh_host_ed25519_key
 PidFile /run/sshd.pid
-AuthorizedKeysFile {authorized_keys}
+AuthorizedKeysFile /etc/ssh/authorized_keys
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-# the lab's keys may live below a world-writable directory (a test's /tmp)
-StrictModes no
 AllowTcpForwarding yes
 AllowStreamLocalForwarding yes
 X11Forwarding no
@@ -71,7 +73,7 @@ mkdir -p /run/sshd /run/lock
 hostname {name}
 # dockerd as the Docker service starts it: default paths, detached from this script
 nohup setsid dockerd > /var/log/dockerd.log 2>&1 < /dev/null &
-/usr/sbin/sshd -f {sshd_config}
+/usr/sbin/sshd
 echo "node {name} started"
 set +e
 # stay pid 1; a foreground child makes sh reap orphans (waitpid(-1)) while it waits
@@ -96,7 +98,7 @@ class NodePlan:
 
     @property
     def host_key(self) -> Path:
-        return self.dir / "ssh_host_ed25519_key"
+        return self.dir / "etc-ssh" / "ssh_host_ed25519_key"
 
 
 def keygen(path: Path, comment: str) -> subprocess.Popen:
@@ -109,21 +111,26 @@ def write_node_files(plan: NodePlan, all_nodes: list[tuple[str, str]]) -> None:
     """Node-local dirs, daemon.json, /etc/hosts, sshd config and init script (host key made separately)."""
     for src in NODE_LOCAL_DIRS:
         (plan.dir / src).mkdir(parents=True, exist_ok=True)
+    for src in NODE_LOCAL_TMP:
+        (plan.dir / src).mkdir(parents=True, exist_ok=True)
+        (plan.dir / src).chmod(0o1777)
+    if os.path.isfile("/etc/ssh/ssh_config"):     # so `ssh` on the node behaves as on the host
+        shutil.copy("/etc/ssh/ssh_config", plan.dir / "etc-ssh" / "ssh_config")
     (plan.dir / "etc-docker" / "daemon.json").write_text(json.dumps(DAEMON_JSON, indent=2) + "\n")
     hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     hosts += [f"{addr}\t{name}" for name, addr in all_nodes]
     (plan.dir / "hosts").write_text("\n".join(hosts) + "\n")
-    (plan.dir / "sshd_config").write_text(SSHD_CONFIG.format(
-        name=plan.name, lab=plan.lab, address=plan.address, host_key=plan.host_key,
-        authorized_keys=plan.lab_dir / "authorized_keys"))
+    (plan.dir / "etc-ssh" / "sshd_config").write_text(SSHD_CONFIG.format(name=plan.name, lab=plan.lab,
+                                                                          address=plan.address))
     mounts = []
     for src, dst in NODE_LOCAL_DIRS.items():
         mounts.append(f"mkdir -p {dst} && mount --bind {shlex.quote(str(plan.dir / src))} {dst}")
     mounts.append(f"mount --bind {shlex.quote(str(plan.dir / 'hosts'))} /etc/hosts")
     if os.path.isfile("/root/.bashrc"):   # Debian root's rc may be slow (pyenv): give sessions an empty one
         mounts.append(f"mount --bind {shlex.quote(str(plan.lab_dir / 'empty_rc'))} /root/.bashrc")
-    (plan.dir / "init.sh").write_text(INIT_SCRIPT.format(
-        name=plan.name, lab=plan.lab, mounts="\n".join(mounts), sshd_config=shlex.quote(str(plan.dir / "sshd_config"))))
+    for src, dst in NODE_LOCAL_TMP.items():
+        mounts.append(f"mkdir -p {dst} && mount --bind {shlex.quote(str(plan.dir / src))} {dst}")
+    (plan.dir / "init.sh").write_text(INIT_SCRIPT.format(name=plan.name, lab=plan.lab, mounts="\n".join(mounts)))
 
 
 def start_node(plan: NodePlan) -> subprocess.Popen:

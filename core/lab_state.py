@@ -1,8 +1,8 @@
 """The lab's bookkeeping: its recorded state, name checks, prerequisites and locks.
 
 State of lab NAME lives in ``lab_dir(NAME)``: ``state.json`` (pids, namespaces, links, index),
-the client key ``id_ed25519``, ``known_hosts``, ``authorized_keys``, ``inventory.toml`` and one
-directory per node (host key, sshd config, init script and the node-local /var/lib/docker...).
+the client key ``id_ed25519``, ``known_hosts``, ``inventory.toml`` and one directory per node
+(init script and log, and the node-local /etc/ssh, /etc/docker, /var/lib/docker, /var/log, /tmp...).
 Kernel-visible names (namespaces, the seat link) are global, so a lab name is taken machine-wide:
 ``/run/overlay-tui/labs/NAME.json`` records which state dir owns it.
 """

@@ -187,6 +187,14 @@ async def test_node_looks_like_a_fresh_docker_host(fresh2):
             assert "no-etcd" in out and "/usr/bin/etcd" in out   # installed, not started
             assert '"bip": "198.19.255.1/24"' in out
             assert f"{lab2.nodes[0].address}" in out.splitlines()[-1]
+        # /tmp, /etc/ssh and /var/log are each node's own, as on separate machines
+        for node in lab2.nodes:
+            await pool.run(node, "touch /tmp/marker-$(hostname) /var/log/marker-$(hostname)", check=True)
+        for i, node in enumerate(lab2.nodes, start=1):
+            out = (await pool.run(node, "ls /tmp /var/log; grep ^ListenAddress /etc/ssh/sshd_config", check=True)).stdout
+            assert f"marker-docker-node{i}" in out and f"marker-docker-node{3 - i}" not in out
+            assert f"ListenAddress {node.address}:22" in out
+        assert not list(Path("/tmp").glob("marker-docker-node*"))
     finally:
         await pool.close()
 
