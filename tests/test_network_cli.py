@@ -80,3 +80,30 @@ def test_duplicate_name_is_refused(classic2):
         assert res.returncode == 1 and "a network named 'cli-dup' already exists" in res.stderr
     finally:
         assert cli(classic2, "delete", "cli-dup", "--yes").returncode == 0
+
+
+def _delete_on_a_terminal(lab, name: str, answer: str) -> subprocess.CompletedProcess:
+    """`network delete NAME` with a pty as stdin (a terminal), typing ``answer``."""
+    import os
+
+    master, slave = os.openpty()
+    try:
+        os.write(master, answer.encode() + b"\n")
+        return cli(lab, "delete", name, stdin=slave)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_delete_asks_on_a_terminal(classic2):
+    assert cli(classic2, "create", "cli-ask", "--subnet", "198.19.179.0/24").returncode == 0
+    try:
+        res = _delete_on_a_terminal(classic2, "cli-ask", "n")
+        assert res.returncode == 2 and "Delete overlay network cli-ask" in res.stdout
+        assert "not confirmed; nothing was deleted" in res.stderr
+        assert "cli-ask" in cli(classic2, "ls").stdout
+        res = _delete_on_a_terminal(classic2, "cli-ask", "y")
+        assert res.returncode == 0 and "deleted overlay network cli-ask" in res.stdout
+        assert "cli-ask" not in cli(classic2, "ls").stdout
+    finally:
+        cli(classic2, "delete", "cli-ask", "--yes")
