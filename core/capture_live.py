@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import time
 from dataclasses import dataclass, field
 
 import asyncssh
 
 from core.capture_decode import StreamDecoder
 from core.capture_merge import FrameMerger
-from core.errors import CaptureError, OverlayError
+from core.errors import CaptureError, CommandTimeout, OverlayError
 from core.model import NodeSpec
 from core.node_address import literal_ip
 from core.ssh import RemoteStream, SSHPool
 
 SNAPLEN = 128
+HEALTH_INTERVAL = 5.0          # seconds of silence after which a node is asked whether it still answers
+HEALTH_TIMEOUT = 8.0           # ... and how long it has to answer
+STOP_TIMEOUT = 5.0             # a kill that takes longer means the node is gone: close the channel instead
 _SECTION = "--overlay-tui--"
 _PROBE = ("PATH=$PATH:/usr/sbin:/sbin; p=$(command -v tcpdump) && [ -f \"$p\" ] && [ -x \"$p\" ] && echo \"$p\" "
           "|| echo MISSING; echo {s}; id -u; echo {s}; "
@@ -95,12 +99,15 @@ async def plan_capture(pool: SSHPool, node: NodeSpec, vxlan_port: int, snaplen: 
 class NodeCapture:
     """One node's remote tcpdump, read, decoded and fed to the merger."""
 
-    def __init__(self, pool: SSHPool, node: NodeSpec, plan: CapturePlan, vxlan_port: int) -> None:
-        self.pool, self.node, self.plan = pool, node, plan
+    def __init__(self, pool: SSHPool, node: NodeSpec, plan: CapturePlan, vxlan_port: int,
+                 health: tuple[float, float] = (HEALTH_INTERVAL, HEALTH_TIMEOUT)) -> None:
+        self.pool, self.node, self.plan, self.health = pool, node, plan, health
         self.decoder = StreamDecoder(node.name, vxlan_port)
         self.stream: RemoteStream | None = None
         self.task: asyncio.Task | None = None
         self.stopping = False
+        self.lost: str | None = None    # why the health check gave this node up
+        self.last_data = time.monotonic()
         self.kernel_stats = ""          # tcpdump's closing lines (captured / received / dropped by kernel)
 
     async def start(self, timeout: float = 10.0) -> None:
@@ -134,21 +141,47 @@ class NodeCapture:
     async def _read(self, merger: FrameMerger) -> None:
         assert self.stream is not None
         reason = None
+        health = asyncio.create_task(self._health(), name=f"capture-health-{self.node.name}")
         try:
             async for chunk in self.stream.chunks():
+                self.last_data = time.monotonic()
                 frames, bad = self.decoder.feed(chunk)
                 merger.add(frames, bad, self.node.name)
             reason = await self._end_reason()
         except (OSError, asyncssh.Error) as e:
             reason = f"connection lost ({getattr(e, 'reason', None) or e})"
         except asyncio.CancelledError:
-            raise
+            if self.lost is None:
+                raise
+            reason = self.lost                 # cancelled by the health check: end this node only
         except Exception as e:  # noqa: BLE001 - one node's failure must not end the others
             reason = f"{e.__class__.__name__}: {e}"
         finally:
+            health.cancel()
             if reason is not None and not self.stopping:
                 merger.notice(f"{self.node.name}: capture ended: {reason}")
             merger.source_ended(self.node.name)
+
+    async def _health(self) -> None:
+        """While the stream is silent, check every ``health[0]`` s that the node still answers.
+
+        A node whose link or host goes down sends no EOF: without this, SSH keepalives would take
+        most of a minute to notice. A node that does not answer within ``health[1]`` s ends
+        this node's part of the capture.
+        """
+        assert self.stream is not None
+        while True:
+            await asyncio.sleep(self.health[0])
+            if time.monotonic() - self.last_data < self.health[0]:
+                continue
+            try:
+                await self.pool.run(self.node, f"kill -0 {self.stream.pid}", timeout=self.health[1])
+            except OverlayError as e:
+                why = "no answer" if isinstance(e, CommandTimeout) else e.message.removeprefix(self.node.name + ": ")
+                self.lost = f"the node does not answer over SSH ({why} within {self.health[1]:g} s; link or host down?)"
+                if self.task is not None:
+                    self.task.cancel()
+                return
 
     async def _end_reason(self) -> str:
         assert self.stream is not None
@@ -169,9 +202,11 @@ class NodeCapture:
     async def stop(self, grace: float = 2.0) -> None:
         """Kill the remote tcpdump, let the reader take what was already sent, then end it."""
         self.stopping = True
-        if self.stream is not None:
+        if self.stream is not None and self.lost is not None:
+            self.stream.process.close()            # unreachable: closing the channel is all we can do
+        elif self.stream is not None:
             try:
-                await asyncio.wait_for(self.stream.stop(), self.node.command_timeout)
+                await asyncio.wait_for(self.stream.stop(), STOP_TIMEOUT)
             except (asyncio.TimeoutError, OverlayError, OSError, asyncssh.Error):
                 self.stream.process.close()
         if self.task is not None and not self.task.done():
@@ -185,8 +220,10 @@ class LiveCapture:
     """Captures on several nodes at once; frames come out of :attr:`merger` in time order."""
 
     def __init__(self, pool: SSHPool, nodes: list[NodeSpec], vxlan_port: int = 4789, *,
-                 snaplen: int = SNAPLEN, **merger_opts) -> None:
+                 snaplen: int = SNAPLEN, health: tuple[float, float] = (HEALTH_INTERVAL, HEALTH_TIMEOUT),
+                 **merger_opts) -> None:
         self.pool, self.nodes, self.vxlan_port, self.snaplen = pool, nodes, vxlan_port, snaplen
+        self.health = health
         self.merger = FrameMerger(len(nodes), **merger_opts)
         self.captures: list[NodeCapture] = []
 
@@ -195,7 +232,7 @@ class LiveCapture:
         plans = await asyncio.gather(*(plan_capture(self.pool, n, self.vxlan_port, self.snaplen) for n in self.nodes),
                                      return_exceptions=True)
         self._raise_first(plans)
-        self.captures = [NodeCapture(self.pool, n, p, self.vxlan_port) for n, p in zip(self.nodes, plans)]
+        self.captures = [NodeCapture(self.pool, n, p, self.vxlan_port, self.health) for n, p in zip(self.nodes, plans)]
         started = await asyncio.gather(*(c.start() for c in self.captures), return_exceptions=True)
         if any(isinstance(r, BaseException) for r in started):
             await asyncio.gather(*(c.stop() for c, r in zip(self.captures, started) if r is None),

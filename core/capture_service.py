@@ -57,7 +57,8 @@ class CaptureMixin:
         """Live frames of ``nodes`` (every node when empty), time-ordered, named, in bounded batches.
 
         ``opts`` go to :class:`core.capture_live.LiveCapture` (``window``, ``interval``, ``max_batch``,
-        ``max_buffered``, ``snaplen``).
+        ``max_buffered``, ``snaplen``, ``health``). The first batch has no frames: its notice says
+        where the capture runs, and it comes once every remote tcpdump listens.
         """
         specs = self.capture_nodes(nodes)
         live = LiveCapture(self.pool, specs, self.inventory.cluster.vxlan_port, **opts)

@@ -218,3 +218,41 @@ async def test_cli_capture_stops_cleanly_on_ctrl_c(overlay2, svc):
     assert len(lines) >= 8 and all(" vni " in line for line in lines)
     assert f"# {len(lines)} frames captured" in stderr.decode()
     assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+
+
+async def test_a_node_whose_link_goes_down_ends_with_a_notice_while_the_other_goes_on(svc, overlay2):
+    netns = next(n.netns for n in overlay2.info.nodes if n.name == "docker-node2")
+    batches = []
+    started = asyncio.Event()
+
+    async def consume():
+        async for b in svc.capture([], health=(1.0, 2.0)):
+            batches.append(b)
+            started.set()
+
+    task = asyncio.create_task(consume())
+    try:
+        await asyncio.wait_for(started.wait(), 15)
+        subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "eth0", "down"], check=True)
+        try:
+            for _ in range(100):
+                if any("docker-node2: capture ended" in n for b in batches for n in b.notices):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "eth0", "up"], check=True)
+        mark = len(batches)
+        assert not task.done()                                    # docker-node1 goes on
+        assert "tcpdump" in (await _tcpdumps(svc))["docker-node1"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    notices = [n for b in batches for n in b.notices]
+    assert any(n.startswith("docker-node2: capture ended: the node does not answer over SSH") for n in notices), notices
+    assert all(f.node == "docker-node1" for b in batches[mark:] for f in b.frames)
+    # once the link is back, the channel's close reaches the node and its watchdog stops tcpdump
+    for _ in range(60):
+        if await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}:
+            break
+        await asyncio.sleep(0.5)
+    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
