@@ -77,7 +77,7 @@ def netns_id(ns: str) -> tuple[int, int] | None:
 def used_indexes(labs_state: list[dict]) -> set[int]:
     """Lab indexes taken by any lab on this machine, whichever state dir it came from.
 
-    Looks at live addresses and routes in the root namespace, addresses in every ``ot-*``
+    Looks at live addresses and routes in the root namespace, addresses in every named network
     namespace, and the state files we know of (a half-built lab may have no address yet).
     """
     used: set[int] = set()
@@ -103,9 +103,7 @@ def used_indexes(labs_state: list[dict]) -> set[int]:
         first = line.split()[0] if line.split() else ""
         if first not in ("default", "broadcast", "local", "unreachable") and first:
             note(first)
-    for ns in list_netns():
-        if not ns.startswith("ot-"):
-            continue
+    for ns in list_netns():                 # every named namespace, ours or not
         for line in ip("-n", ns, "-4", "-o", "addr", "show", check=False).stdout.splitlines():
             parts = line.split()
             if "inet" in parts:

@@ -130,8 +130,20 @@ async def lab_service2(lab2):
         await svc.close()
 
 
+def _session_gone(state_root: Path) -> bool:
+    try:
+        os.kill(int((state_root / "pytest.pid").read_text()), 0)
+    except (OSError, ValueError):
+        return True
+    return False
+
+
 def _sweep_stale_test_labs() -> None:
-    """Take down labs whose pytest session (under a test state dir) is gone."""
+    """Take down labs whose pytest session (under a test state dir) is gone, then its state dir."""
+    for root in Path(tempfile.gettempdir()).glob(TEST_STATE_PREFIX + "*"):
+        if root != Path(_STATE) and (root / "pytest.pid").is_file() and _session_gone(root) \
+                and not any((root / "labs").glob("*/state.json")):
+            shutil.rmtree(root, ignore_errors=True)
     for owner in Path("/run/overlay-tui/labs").glob("*.json"):
         try:
             lab_dir = Path(json.loads(owner.read_text())["dir"])
@@ -140,12 +152,8 @@ def _sweep_stale_test_labs() -> None:
         state_root = lab_dir.parent.parent
         if not state_root.name.startswith(TEST_STATE_PREFIX) or state_root == Path(_STATE):
             continue
-        try:
-            pid = int((state_root / "pytest.pid").read_text())
-            os.kill(pid, 0)
-            continue                      # its session still runs
-        except (OSError, ValueError):
-            pass
+        if not _session_gone(state_root):
+            continue
         subprocess.run([str(Path(sys.executable).parent / "overlay-tui"), "lab", "down", "--name", owner.stem],
                        env={**os.environ, "OVERLAY_TUI_STATE": str(state_root)}, capture_output=True)
         shutil.rmtree(state_root, ignore_errors=True)
