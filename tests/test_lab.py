@@ -77,6 +77,8 @@ def test_cli_up_status_idempotent_up_down():
             assert n["address"].startswith("198.18.") and n["ssh_user"] == "root" and n["ssh_port"] == 22
             assert Path(n["ssh_key"]).is_file() and Path(n["known_hosts"]).is_file() and n["reachable"] is True
         info = lab_mod.lab_state(name)
+        with open("/proc/self/mountinfo") as fh:     # the nodes' mounts stay in their own mount namespaces
+            assert [line for line in fh if info.dir in line] == []
         again = cli("lab", "up", "--name", name)
         assert again.returncode == 0 and "already up" in again.stdout
         assert lab_mod.lab_state(name) == info          # same pids, namespaces, index: nothing rebuilt
