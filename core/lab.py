@@ -186,7 +186,7 @@ def _last_line(info: LabInfo, node: LabNodeInfo) -> str:
 def lab_down(name: str = "lab") -> list[str]:
     """Remove everything lab ``name`` made (also half-built); return a list of what was removed."""
     check_name(name)
-    check_can_run()
+    check_can_run(teardown=True)
     with lab_lock(name):
         check_owner(name, lab_dir(name).resolve())
         return _teardown(name)

@@ -67,11 +67,12 @@ def check_name(name: str) -> None:
         raise UsageError(f"invalid lab name {name!r}: use letters, digits, '-' or '_' (at most 32, starting with a letter or digit)")
 
 
-def check_can_run() -> None:
-    """Raise :class:`LabError` if this process cannot build a lab (not root, missing binaries)."""
+def check_can_run(teardown: bool = False) -> None:
+    """Raise :class:`LabError` if this process cannot build (or, with ``teardown``, remove) a lab."""
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces, mounts, daemons): run it with sudo, or as root")
-    missing = sorted({pkg for binary, pkg in REQUIRED_BINARIES.items() if not _which(binary)})
+    needed = {"ip": "iproute2"} if teardown else REQUIRED_BINARIES
+    missing = sorted({pkg for binary, pkg in needed.items() if not _which(binary)})
     if missing:
         raise LabError(f"missing programs for the lab: install the Debian package(s) {' '.join(missing)} "
                        f"(`make run` does it, or `apt-get install {' '.join(missing)}`)")
