@@ -12,6 +12,7 @@ Every other frame (malformed, not VXLAN, fragments, rare shapes) goes through th
 from __future__ import annotations
 
 import os
+from itertools import repeat
 from struct import Struct
 
 import numpy as np
@@ -216,7 +217,7 @@ def flows_from_pcap(path: str | os.PathLike, port: int = DEFAULT_VXLAN_PORT, tab
                 break
             fill += got
             starts, used = walk(buf, fill)
-            if starts:
+            if len(starts):
                 buf[fill:fill + PAD] = bytes(PAD)
                 _process(buf, starts, hdr, port, agg, decoder)
             elif fill == len(buf) - PAD:          # one record larger than the buffer: grow it
@@ -231,34 +232,79 @@ def flows_from_pcap(path: str | os.PathLike, port: int = DEFAULT_VXLAN_PORT, tab
 
 
 class _Walker:
-    """Finds the complete records in a buffer: a tight loop reading each record's caplen."""
+    """Finds the complete records in a buffer.
+
+    A tight loop reads each record's caplen. Captures with a snap length (``tcpdump -s 128``) have
+    long runs of records of one caplen: the walker then predicts a run's record offsets at once and
+    checks every predicted caplen with numpy (exact: a run ends at the first record that differs).
+    Failed predictions back off exponentially, so files of mixed sizes pay almost nothing for them.
+    """
+
+    MIN_RUN, MAX_RUN, MAX_BACKOFF = 16, 1 << 16, 4096
 
     def __init__(self, endian: str, src: str) -> None:
         self.caplen_at = Struct(endian + "I").unpack_from
-        self.src, self.consumed = src, GLOBAL_HEADER_LEN
+        self.endian, self.src, self.consumed = endian, src, GLOBAL_HEADER_LEN
+        self.backoff = 1
 
-    def __call__(self, buf: bytearray, n: int) -> tuple[list[int], int]:
+    def __call__(self, buf: bytearray, n: int) -> tuple[np.ndarray, int]:
         """Offsets of the complete records in ``buf[:n]`` and the bytes they span."""
         caplen_at = self.caplen_at
+        pieces: list = []
         starts: list[int] = []
         push = starts.append
-        lim, off = n - RECORD_HEADER_LEN, 0
+        lim, off, budget = n - RECORD_HEADER_LEN, 0, self.backoff
         while off <= lim:
-            end = off + RECORD_HEADER_LEN + caplen_at(buf, off + 8)[0]
-            if end > n:
-                break
-            push(off)
-            off = end
+            for _ in repeat(None, budget):
+                if off > lim:
+                    break
+                end = off + RECORD_HEADER_LEN + caplen_at(buf, off + 8)[0]
+                if end > n:
+                    break
+                push(off)
+                off = end
+            else:
+                if off > lim:
+                    break
+                run = self._run(buf, n, off)
+                if run is not None:
+                    pieces += [np.array(starts, dtype=np.int64), run]
+                    starts = []
+                    push = starts.append
+                    off = int(run[-1]) + (int(run[1]) - int(run[0]))
+                    budget = self.backoff = 1
+                else:
+                    budget = self.backoff = min(self.backoff * 2, self.MAX_BACKOFF)
+                continue
+            break
         if off <= lim and caplen_at(buf, off + 8)[0] > MAX_RECORD:
             raise CaptureError(f"{self.src}: record at byte {self.consumed + off} claims "
                                f"{caplen_at(buf, off + 8)[0]} captured bytes: the pcap data is corrupt")
         self.consumed += off
-        return starts, off
+        pieces.append(np.array(starts, dtype=np.int64))
+        return np.concatenate(pieces), off
+
+    def _run(self, buf: bytearray, n: int, off: int) -> np.ndarray | None:
+        """Offsets of the run of records of the same caplen starting at ``off``, or None if short."""
+        c = self.caplen_at(buf, off + 8)[0]
+        stride = RECORD_HEADER_LEN + c
+        k = min((n - off) // stride, self.MAX_RUN)
+        if k < self.MIN_RUN:
+            return None
+        arr = np.frombuffer(buf, dtype=np.uint8, count=n)
+        pos = off + 8 + stride * np.arange(k, dtype=np.int64)
+        b = [arr[pos + i].astype(np.int64) for i in range(4)]
+        if self.endian == "<":
+            b.reverse()
+        vals = (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+        differ = np.flatnonzero(vals != c)
+        m = k if not len(differ) else int(differ[0])
+        return pos[:m] - 8 if m >= self.MIN_RUN else None
 
 
-def _process(buf: bytearray, starts: list[int], hdr, port: int, agg: _Aggregator, decoder: VxlanDecoder) -> None:
+def _process(buf: bytearray, starts: np.ndarray, hdr, port: int, agg: _Aggregator, decoder: VxlanDecoder) -> None:
     arr = np.frombuffer(buf, dtype=np.uint8)
-    bt = _Batch(arr, np.array(starts, dtype=np.int64), hdr.endian, hdr.nsec)
+    bt = _Batch(arr, starts, hdr.endian, hdr.nsec)
     ok, *fields = _decode(bt, port)
     agg.add(bt, np.nonzero(ok)[0], *fields)
     bad = np.nonzero(~ok)[0]

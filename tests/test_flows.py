@@ -156,3 +156,41 @@ def test_flow_stat_is_the_shared_model():
     t = FlowTable()
     t.add(_frame(0))
     assert isinstance(t.flows()[0], FlowStat)
+
+
+# --- the record walker's run prediction (snap-length captures) ----------------------------------------
+
+def _naive_walk(buf: bytes, endian: str) -> tuple[list[int], int]:
+    starts, off = [], 0
+    while off + 16 <= len(buf):
+        end = off + 16 + struct.unpack_from(endian + "I", buf, off + 8)[0]
+        if end > len(buf):
+            break
+        starts.append(off)
+        off = end
+    return starts, off
+
+
+@settings(max_examples=80, deadline=None)
+@given(runs=st.lists(st.tuples(st.integers(0, 140), st.integers(1, 60)), min_size=1, max_size=12),
+       endian=st.sampled_from("<>"), cut=st.integers(0, 40))
+def test_walker_run_prediction_finds_exactly_the_records(runs, endian, cut):
+    from core.vxlan_batch import _Walker
+    recs = b"".join(struct.pack(endian + "IIII", 1, 2, c, c) + bytes([c % 256]) * c
+                    for c, count in runs for _ in range(count))
+    buf = bytearray(recs[:len(recs) - cut])
+    walker = _Walker(endian, "t")
+    walker.backoff = 1                          # predict at every chance
+    starts, used = walker(buf, len(buf))
+    assert (starts.tolist(), used) == _naive_walk(bytes(buf), endian)
+
+
+def test_snapped_capture_flows_equal_per_frame(tmp_path):
+    path = tmp_path / "s128.pcap"
+    frames = [vxlan(inner_frame("icmp") / (b"p" * 100)), vxlan(inner_frame("tcp")), vxlan(inner_frame("arp"))]
+    with PcapWriter(path, snaplen=128) as w:
+        for i in range(3000):
+            w.write(i * 0.001, frames[0] if i % 50 else frames[1 + (i // 50) % 2])
+    batch, _ = flows_from_pcap(path)
+    _same(batch, _per_frame(path))
+    assert batch.frames == 3000
