@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.cli import run_async
-from core.errors import OverlayError
+from core.errors import OverlayError, UsageError
 
 DEFAULT_COMMANDS = ("docker network ls", "ip -d link show type vxlan")
 
@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-lines", type=int, default=40, metavar="N", help="last N lines of each etcd/dockerd log")
     p.add_argument("--command", action="append", metavar="CMD", dest="commands",
                    help=f"command whose output to record on each node (default: {', '.join(DEFAULT_COMMANDS)})")
+    p.add_argument("--rewrite", action="append", default=[], metavar="OLD=NEW",
+                   help="replace text in the written state, e.g. 198.18.5.=198.18.0. so a fixture does not depend "
+                        "on which /24 the lab was given")
     p.set_defaults(func=lambda args: run_async(_record(args)))
 
 
@@ -101,6 +104,7 @@ async def _record(args: argparse.Namespace) -> int:
     from core.recorded import state_to_json
 
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     svc = LiveService.open(args.inventory)
     inv = svc.inventory
     state: dict[str, Any] = {"recorded_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -132,8 +136,13 @@ async def _record(args: argparse.Namespace) -> int:
         state["commands"] = await _commands(svc, args.commands or list(DEFAULT_COMMANDS))
     finally:
         await svc.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(state_to_json(state))
+    text = state_to_json(state)
+    for rule in args.rewrite:
+        old, sep, new = rule.partition("=")
+        if not sep or not old:
+            raise UsageError(f"--rewrite {rule!r}: expected OLD=NEW")
+        text = text.replace(old, new)
+    out.write_text(text)
     print(f"recorded {len(state['nodes'])} nodes, {len(state['etcd'].members) if hasattr(state['etcd'], 'members') else 0} "
           f"etcd members, {len(state['networks'])} networks to {out}"
           + (f" ({len(state['errors'])} parts failed: {', '.join(state['errors'])})" if state["errors"] else ""))

@@ -37,7 +37,7 @@ async def test_create_network_form_validates_before_sending_then_creates():
         await press(pilot, "enter")
         errors = str(form.query_one("#form-errors", Static).render())
         assert "not a valid Docker name" in errors and "host bits set; did you mean 198.19.0.0/24" in errors
-        assert app.screen is form and len(await app.service.networks()) == 5  # nothing was sent
+        assert app.screen is form and len(await app.service.networks()) == 14  # nothing was sent
         form.query_one("#name", Input).value = "blue"
         form.query_one("#subnet", Input).value = "198.19.0.0/24"
         await press(pilot, "enter")
@@ -56,7 +56,7 @@ async def test_create_network_form_cancels_with_escape():
         await settle(pilot)
         await press(pilot, "3", "c", "escape")
         assert not isinstance(app.screen, NetworkForm)
-        assert len(await app.service.networks()) == 5
+        assert len(await app.service.networks()) == 14
 
 
 def test_validation_rules():
@@ -115,11 +115,12 @@ async def test_key_browser_shows_both_trees_and_pretty_json():
         assert isinstance(screen, KeyBrowserScreen)
         tree = screen.query_one(Tree)
         v2, v3 = tree.root.children
-        assert "13 keys" in str(v2.label) and "2 keys" in str(v3.label)
+        assert "16 keys" in str(v2.label) and "0 keys" in str(v3.label)
         docker = v2.children[0]
         assert str(docker.label) == "docker"
+        demo = next(n for n in await app.service.networks() if n.name == "demo")
         overlay_net = next(n for n in tree._tree_nodes.values()
-                           if n.data is not None and "/overlay/network/" in n.data.key)
+                           if n.data is not None and n.data.key.endswith(f"/overlay/network/{demo.id}"))
         node = overlay_net
         while node is not None:
             node.expand()
@@ -143,7 +144,7 @@ async def test_run_command_shows_output_and_exit_status():
         lines = [str(s.text) for s in app.screen.query_one(RichLog).lines]
         assert lines[0].startswith("docker-node1$ docker network ls")
         out = "\n".join(lines)
-        assert "demo      overlay   global" in out and "[exit 0" in out
+        assert re.search(r"e1e5d5f913f2 +demo +overlay +global", out) and "[exit 0" in out
 
 
 async def test_follow_log_streams_lines_into_the_log():
@@ -154,7 +155,8 @@ async def test_follow_log_streams_lines_into_the_log():
         screen = app.screen
         assert isinstance(screen, LogScreen) and (screen.node, screen.source) == ("docker-node2", "dockerd")
         log = screen.query_one(Log)
-        assert log.line_count >= 7 and "Daemon has completed initialization" in "\n".join(log.lines)
+        recorded = app.service.state["logs"]["docker-node2/dockerd"]
+        assert log.line_count == len(recorded) == 40 and list(log.lines) == recorded
         assert "end of stream" in str(screen.query_one("#log-status", Static).render())
         await press(pilot, "escape")
         assert not isinstance(app.screen, LogScreen)
@@ -171,18 +173,18 @@ async def test_runbook_shows_steps_and_applies_with_progress():
         rows = table_rows(app, "#steps")
         assert len(rows) == 8 and rows[0][1] == "○ not run" and rows[4][2] == "overlay network `demo` exists"
         detail = str(screen.query_one("#step-detail", Static).render())
-        assert "docker-node1: ssh root@198.18.0.1 hostname" in detail
+        assert "docker-node1: ssh root@198.18.0.1:22 hostname" in detail
         await press(pilot, "a")
         assert isinstance(app.screen, ConfirmModal)
         await press(pilot, "y")
         progress = [m for m in messages if isinstance(m, RunbookProgress)]
-        assert len({id(m) for m in progress}) == 16  # the hook sees a message at each node it reaches
+        assert len({id(m) for m in progress}) == 20  # the hook sees a message at each node it reaches
         rows = table_rows(app, "#steps")
-        assert [r[1] for r in rows] == ["✓ ok"] * 7 + ["– n/a"]
+        assert [r[1] for r in rows] == ["✓ ok"] * 8
         log = "\n".join(str(s.text) for s in screen.query_one("#runbook-log", RichLog).lines)
         assert "apply finished: every available step verified" in log
         await press(pilot, "down", "down")
-        assert "3 members healthy, leader docker-node1" in str(screen.query_one("#step-detail", Static).render())
+        assert "3 members healthy, leader docker-node1 (already done)" in str(screen.query_one("#step-detail", Static).render())
 
 
 async def test_watch_refreshes_networks_when_the_cluster_changes():
