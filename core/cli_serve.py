@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host-key", metavar="FILE", default=None,
                    help="the server's private host key, made on first use (default STATE/serve/host_key)")
     p.add_argument("--max-sessions", metavar="N", type=int, default=8, help="concurrent consoles (default 8)")
+    p.add_argument("--no-warm-spare", action="store_true",
+                   help="do not keep a console started ahead of the next session (saves its memory; "
+                        "each session then waits for Python and Textual to start)")
     p.add_argument("--log", metavar="FILE", default=None, help="access log, appended (default STATE/serve/access.log)")
     # The same as the top-level options; SUPPRESS keeps `overlay-tui --read-only serve` working too.
     p.add_argument("--inventory", "-i", metavar="FILE", default=argparse.SUPPRESS, help="inventory for every console")
@@ -36,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace):
     """Check every option and resolve the inventory once, so a bad one fails here and not per session."""
     from core.errors import UsageError
-    from core.serve import DEFAULT_LISTEN, ServeConfig, console_argv, parse_listen, serve_dir
+    from core.serve import DEFAULT_LISTEN, ServeConfig, console_argv, console_options, parse_listen, serve_dir
 
     host, port = parse_listen(args.listen or DEFAULT_LISTEN)
     if args.max_sessions < 1:
@@ -49,13 +52,12 @@ def build_config(args: argparse.Namespace):
         from core.live_service import resolve_inventory
 
         inventory = os.path.abspath(resolve_inventory(inventory).path)
-    if args.console_command:
-        argv = shlex.split(args.console_command)
-    else:
-        argv = console_argv(inventory, args.read_only, replay and os.path.abspath(replay))
+    options = console_options(inventory, args.read_only, replay and os.path.abspath(replay))
+    argv = shlex.split(args.console_command) if args.console_command else console_argv(options)
     return ServeConfig(host=host, port=port, authorized_keys=Path(args.authorized_keys).expanduser(),
                        host_key=Path(args.host_key).expanduser() if args.host_key else serve_dir() / "host_key",
                        max_sessions=args.max_sessions, console_argv=argv,
+                       console_options=None if args.console_command else options, warm_spare=not args.no_warm_spare,
                        log_file=Path(args.log).expanduser() if args.log else serve_dir() / "access.log")
 
 

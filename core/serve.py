@@ -22,6 +22,7 @@ from core.paths import state_dir
 from core.serve_auth import ConsoleSSHServer
 from core.serve_keys import AccessList, load_or_create_host_key
 from core.serve_session import SessionSlots
+from core.serve_spare import ConsoleLauncher
 
 log = logging.getLogger("overlay_tui.serve")
 
@@ -38,6 +39,9 @@ class ServeConfig:
     host_key: Path
     max_sessions: int = 8
     console_argv: list[str] = field(default_factory=list)
+    #: the console's own options when ``console_argv`` is the real console (enables warm spares)
+    console_options: list[str] | None = None
+    warm_spare: bool = True
     log_file: Path | None = None
 
 
@@ -65,20 +69,25 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def console_argv(inventory: str | None, read_only: bool, replay_state: str | None) -> list[str]:
-    """The command each session runs: the console, with the server's inventory and modes.
+def console_argv(options: list[str]) -> list[str]:
+    """The command each session runs: the console with ``options``.
 
     ``-P`` keeps the server's working directory off ``sys.path`` (a ``core/`` or ``tui/`` there must not
-    shadow ours); :func:`console_env` puts this package's own root on PYTHONPATH instead.
+    shadow ours); :func:`core.serve_pty.console_env` puts this package's own root on PYTHONPATH instead.
     """
-    argv = [sys.executable, "-P", "-m", "tui.launcher"]
+    return [sys.executable, "-P", "-m", "tui.launcher", *options]
+
+
+def console_options(inventory: str | None, read_only: bool, replay_state: str | None) -> list[str]:
+    """The console's options: the server's inventory and modes."""
+    opts: list[str] = []
     if inventory:
-        argv += ["--inventory", inventory]
+        opts += ["--inventory", inventory]
     if read_only:
-        argv.append("--read-only")
+        opts.append("--read-only")
     if replay_state:
-        argv += ["--replay-state", replay_state]
-    return argv
+        opts += ["--replay-state", replay_state]
+    return opts
 
 
 def setup_logging(log_file: Path | None) -> None:
@@ -103,10 +112,11 @@ async def run_server(config: ServeConfig, ready: asyncio.Future | None = None) -
     nkeys = access.check()
     host_key = load_or_create_host_key(config.host_key)
     slots = SessionSlots(config.max_sessions)
+    launcher = ConsoleLauncher(config.console_argv, config.console_options, config.warm_spare)
     try:
         acceptor = await asyncssh.listen(
             config.host, config.port, server_host_keys=[host_key],
-            server_factory=lambda: ConsoleSSHServer(access, slots, config.console_argv),
+            server_factory=lambda: ConsoleSSHServer(access, slots, launcher),
             encoding=None, line_editor=False, agent_forwarding=False, x11_forwarding=False,
             allow_scp=False, login_timeout=30, keepalive_interval=30, reuse_address=True)
     except OSError as e:
@@ -118,6 +128,7 @@ async def run_server(config: ServeConfig, ready: asyncio.Future | None = None) -
           f"  host key {host_key.get_fingerprint('sha256')} ({config.host_key})\n"
           f"  access list {config.authorized_keys} ({nkeys} keys); at most {config.max_sessions} sessions\n"
           f"  connect with: ssh -t -p {port} {config.host}", flush=True)
+    launcher.prepare()
     if ready is not None:
         ready.set_result(port)
     stop = asyncio.Event()
@@ -128,7 +139,7 @@ async def run_server(config: ServeConfig, ready: asyncio.Future | None = None) -
         await stop.wait()
     finally:
         acceptor.close()
-        await _hang_up_all(slots)
+        await asyncio.gather(launcher.close(), _hang_up_all(slots))
     log.info("stopped")
     return 0
 

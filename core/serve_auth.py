@@ -12,6 +12,7 @@ import asyncssh
 
 from core.serve_keys import AccessList
 from core.serve_session import ConsoleSession, SessionSlots
+from core.serve_spare import ConsoleLauncher
 
 log = logging.getLogger("overlay_tui.serve")
 
@@ -19,8 +20,8 @@ log = logging.getLogger("overlay_tui.serve")
 class ConsoleSSHServer(asyncssh.SSHServer):
     """One SSH connection: authenticates against the access list and opens a :class:`ConsoleSession` per channel."""
 
-    def __init__(self, access: AccessList, slots: SessionSlots, console_argv: list[str]) -> None:
-        self._access, self._slots, self._argv = access, slots, console_argv
+    def __init__(self, access: AccessList, slots: SessionSlots, launcher: ConsoleLauncher) -> None:
+        self._access, self._slots, self._launcher = access, slots, launcher
         self._peer = "?"
         self._user: str | None = None
         self._refused: list[str] = []
@@ -75,7 +76,7 @@ class ConsoleSSHServer(asyncssh.SSHServer):
         log.info("ADMITTED peer=%s user=%s key=%s", self._peer, self._user, self._accepted)
 
     def session_requested(self) -> ConsoleSession:
-        return ConsoleSession(self._argv, self._slots, self._who())
+        return ConsoleSession(self._launcher, self._slots, self._who())
 
     def _who(self) -> str:
         return f"{self._user}@{self._peer}"

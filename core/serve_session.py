@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
-from core.serve_pty import console_env, hang_up, set_window_size, signal_group, spawn_on_pty
+from core.serve_pty import hang_up, set_window_size, signal_group
+from core.serve_spare import ConsoleLauncher
 
 log = logging.getLogger("overlay_tui.serve")
 
@@ -42,10 +43,10 @@ class SessionSlots:
 
 
 class ConsoleSession(asyncssh.SSHServerSession):
-    """The asyncssh session object for one channel: runs ``console_argv`` on a pty and bridges it."""
+    """The asyncssh session object for one channel: runs a console on a pty and bridges it."""
 
-    def __init__(self, console_argv: list[str], slots: SessionSlots, who: str) -> None:
-        self._argv, self._slots, self._who = console_argv, slots, who
+    def __init__(self, launcher: ConsoleLauncher, slots: SessionSlots, who: str) -> None:
+        self._launcher, self._slots, self._who = launcher, slots, who
         self._chan: asyncssh.SSHServerChannel | None = None
         self._term: str | None = None
         self._size = (80, 24)
@@ -126,8 +127,8 @@ class ConsoleSession(asyncssh.SSHServerSession):
     async def _run(self) -> None:
         assert self._chan is not None
         try:
-            env = console_env(self._term, self._chan.get_environment())
-            self._proc, self._master = await spawn_on_pty(self._argv, env, *self._size)
+            self._proc, self._master, warm = await self._launcher.start(self._term, self._chan.get_environment(),
+                                                                        *self._size)
         except OSError as e:
             self._slots.release(self)
             log.error("%s: cannot start the console: %s", self._who, e)
@@ -137,7 +138,8 @@ class ConsoleSession(asyncssh.SSHServerSession):
         self._flush_input()
         if self._gone:  # the client left while the console was starting
             loop.create_task(hang_up(self._proc))
-        log.info("%s: console started (pid %d, TERM=%s, %dx%d)", self._who, self._proc.pid, env["TERM"], *self._size)
+        log.info("%s: console started (pid %d, %s, TERM=%s, %dx%d)", self._who, self._proc.pid,
+                 "warm spare" if warm else "cold start", self._term, *self._size)
         try:
             status = await self._proc.wait()
             try:

@@ -82,6 +82,13 @@ def console_pids(log: Path) -> list[int]:
     return [int(p) for p in re.findall(r"console started \(pid (\d+)", log.read_text())]
 
 
+def children_of(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def window_size_of(pid: int) -> tuple[int, int]:
     """(cols, rows) of the terminal on ``pid``'s stdin, as the process itself would read it."""
     fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NOCTTY)

@@ -17,8 +17,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from serve_helpers import (OVERLAY_TUI, ROOT, STANDIN, ServeProcess, SSHTerminal, console_pids, fingerprint, make_key,
-                           pid_alive, wait_until, window_size_of)
+from serve_helpers import (OVERLAY_TUI, ROOT, STANDIN, ServeProcess, SSHTerminal, children_of, console_pids,
+                           fingerprint, make_key, pid_alive, wait_until, window_size_of)
 
 NO_TERMINAL = "this server serves an interactive console; connect with a terminal (ssh -t)"
 
@@ -369,6 +369,45 @@ def test_a_tui_package_in_the_servers_directory_does_not_replace_the_console(key
         assert "SHADOWED" not in t.text()
         t.send("q")
         assert t.wait_exit() == 0
+
+
+def test_a_warm_spare_console_is_ready_before_anyone_connects(keys):
+    with recorded_server(keys) as srv:
+        wait_until(lambda: children_of(srv.proc.pid), what="the spare console")
+        spare = children_of(srv.proc.pid)[0]
+        with SSHTerminal(srv.ssh_argv(keys["key"], "-tt"), cols=120, rows=36) as t:
+            t.expect(r"etcd members")
+            t.expect(_box_line(120))
+            t.send("q")
+            assert t.wait_exit() == 0
+        assert console_pids(srv.log) == [spare]
+        assert f"console started (pid {spare}, warm spare" in srv.log.read_text()
+        assert not pid_alive(spare)
+
+
+def test_without_a_warm_spare_each_session_starts_its_console(keys):
+    with recorded_server(keys, "--no-warm-spare") as srv, \
+            SSHTerminal(srv.ssh_argv(keys["key"], "-tt"), cols=100, rows=30) as t:
+        t.expect(r"etcd members")
+        t.send("q")
+        assert t.wait_exit() == 0
+        assert "cold start" in srv.log.read_text() and "warm spare" not in srv.log.read_text()
+
+
+@pytest.mark.parametrize("warm", [True, False])
+async def test_the_clients_terminal_type_and_colour_hint_reach_the_console(keys, warm):
+    with recorded_server(keys, *([] if warm else ["--no-warm-spare"])) as srv:
+        for env, truecolor in (({"COLORTERM": "truecolor"}, True), ({}, False)):
+            conn = await asyncssh.connect("127.0.0.1", srv.port, username="op", client_keys=[str(keys["key"])],
+                                          known_hosts=str(srv.known_hosts), agent_path=None)
+            proc = await conn.create_process(term_type="xterm-256color", term_size=(120, 36), encoding=None,
+                                             env=env)
+            screen = await _read_until(proc, rb"etcd members")
+            assert (b"\x1b[38;2;" in screen) is truecolor and (b"\x1b[38;5;" in screen) is not truecolor
+            proc.stdin.write(b"q")
+            assert (await proc.wait(timeout=15)).exit_status == 0
+            conn.close()
+    assert srv.log.read_text().count("warm spare" if warm else "cold start") >= 1
 
 
 async def test_two_real_consoles_at_once(keys):
