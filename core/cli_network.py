@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 
@@ -53,16 +54,24 @@ async def _ls(args: argparse.Namespace) -> int:
         _warn(svc)
     finally:
         await svc.close()
-    if args.json:
+    try:
+        _print_networks(nets, args.json)
+    except BrokenPipeError:                  # `network ls | head`: the reader left, not an error
+        sys.stdout = open(os.devnull, "w")
+    return 0
+
+
+def _print_networks(nets, as_json: bool) -> None:
+    if as_json:
         print(json.dumps([asdict(n) for n in nets], indent=2))
-        return 0
+        return
     print(f"{'NAME':<20} {'ID':<12} {'DRIVER':<8} {'SCOPE':<7} {'SUBNET':<18} {'VNI':<6} NODES / CONTAINERS")
     for n in nets:
         print(f"{n.name:<20} {n.id[:12]:<12} {n.driver:<8} {n.scope:<7} {n.subnet or '-':<18} "
               f"{n.vni if n.vni is not None else '-':<6} {','.join(n.nodes)}")
         for c in n.containers:
             print(f"{'':<75} {c.name}@{c.node} {c.ip or '-'} {c.mac or '-'}")
-    return 0
+    sys.stdout.flush()
 
 
 async def _create(args: argparse.Namespace) -> int:
