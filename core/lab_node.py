@@ -41,6 +41,9 @@ NODE_LOCAL_TMP = {"var-tmp": "/var/tmp", "tmp": "/tmp"}     # /tmp last of all
 # Paths hidden inside the node before its mounts are done (so the lab's own files must not live below them).
 MASKED_PATHS = ["/run", "/var/run", *NODE_LOCAL_DIRS.values()]
 
+# A service's environment (not the caller's: no venv, proxies or test variables leak into the node).
+SERVICE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
+
 SSHD_CONFIG = """\
 # sshd of lab node {name} (lab {lab}); written by `overlay-tui lab up`.
 ListenAddress {address}:22
@@ -140,7 +143,8 @@ def start_node(plan: NodePlan) -> subprocess.Popen:
         return subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{plan.netns}", "unshare", "--uts", "--mount", "--pid", "--fork",
              "--kill-child", "--mount-proc", "sh", str(plan.dir / "init.sh")],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+            cwd="/", env=SERVICE_ENV)
     finally:
         log.close()
 
