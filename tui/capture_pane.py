@@ -10,6 +10,7 @@ table is computed off the event loop once a second; ``w`` saves the frames shown
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import ClassVar
 
@@ -169,6 +170,7 @@ class CapturePane(Widget):
         try:
             async for batch in stream:
                 self.absorb(batch)
+                await asyncio.sleep(0)        # a producer that never awaits must not starve the UI
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

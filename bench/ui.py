@@ -1,0 +1,325 @@
+"""Benchmark: the capture pane under a flood of frames, in the real console, headless.
+
+A synthetic service replays a generated pcap at RATE frames/s (default 100,000): every batch is
+decoded on the fly by core's fast decoder (core.vxlan_decode) and named (core.naming), as the live
+capture does, into the real console (tui.app.OverlayApp on the recorded lab state, 120x36) whose
+capture pane consumes it. When the console falls behind, the producer drops the excess and says
+so in the batch (as core.capture_merge's bounded buffer does). It prints:
+
+  - frames/s absorbed by the pane (offered, absorbed, dropped at the source, evicted by the ring);
+  - key-to-redraw latency: a key (up/down/pageup/end) is pressed every ~150 ms; the time from the
+    press to the first repaint of the frame list after the key was handled (median, p95, max);
+  - memory: RSS and the ring's length every 2 s (bounded once the ring is full), and a short
+    tracemalloc run at the end (it slows allocation, so it is not part of the rate);
+  - time from start to the first full paint (FirstPaint) of the console on recorded state, or on a
+    lab with ``--inventory FILE`` (a live LiveService).
+
+    .venv/bin/python bench/ui.py [--seconds 10] [--rate 100000] [--inventory FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
+from struct import pack
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.model import FrameBatch  # noqa: E402
+from core.naming import apply_names  # noqa: E402
+from core.pcap_io import PcapWriter, iter_pcap  # noqa: E402
+from core.recorded import RecordedService  # noqa: E402
+from core.vxlan_decode import VxlanDecoder  # noqa: E402
+
+STATE = ROOT / "tests" / "fixtures" / "lab_state.json"
+NODES = ["198.18.0.1", "198.18.0.2", "198.18.0.3"]
+INNER = {256: ["198.19.0.2", "198.19.0.3", "198.19.0.4"], 257: ["198.19.1.2", "198.19.1.3", "198.19.1.9"]}
+SNAPLEN = 128
+
+
+# --- a generated pcap ---------------------------------------------------------------------------
+def _ip(a: str) -> bytes:
+    return bytes(int(x) for x in a.split("."))
+
+
+def _ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
+    return pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0, _ip(src), _ip(dst)) + payload
+
+
+def vxlan_frame(i: int) -> bytes:
+    """One VXLAN frame: node pair, VNI, inner pair and protocol vary with ``i``."""
+    s, d = NODES[i % 3], NODES[(i + 1) % 3]
+    vni = 256 if i % 4 else 257
+    hosts = INNER[vni]
+    isrc, idst = hosts[i % 3], hosts[(i + 2) % 3]
+    kind = i % 10
+    if kind < 4:
+        l4, proto = pack("!BBHHH", 8 if i % 2 else 0, 0, 0, 1, i & 0xFFFF) + b"x" * 56, 1
+    elif kind < 7:
+        l4, proto = pack("!HHIIBBHHH", 40000 + i % 1000, 80, i, 0, 0x50, 0x18, 502, 0, 0) + b"y" * (i % 1400), 6
+    elif kind < 9:
+        body = b"z" * (i % 512)
+        l4, proto = pack("!HHHH", 5000 + i % 7, 53, 8 + len(body), 0) + body, 17
+    else:
+        l4, proto = b"", 0
+    mac_s, mac_d = b"\x02\x42\xc6\x13\x00" + bytes([i % 3 + 2]), b"\x02\x42\xc6\x13\x00" + bytes([(i + 2) % 3 + 2])
+    if proto:
+        inner = mac_d + mac_s + b"\x08\x00" + _ipv4(isrc, idst, proto, l4)
+    else:
+        arp = pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac_s, _ip(isrc), b"\0" * 6, _ip(idst))
+        inner = b"\xff" * 6 + mac_s + b"\x08\x06" + arp
+    vx = pack("!BBHI", 0x08, 0, 0, vni << 8)
+    udp = pack("!HHHH", 40000 + i % 20000, 4789, 8 + len(vx) + len(inner), 0) + vx + inner
+    return b"\x02\x00\xc6\x12\x00\x02\x02\x00\xc6\x12\x00\x01\x08\x00" + _ipv4(s, d, 17, udp)
+
+
+def generate_pcap(path: Path, n: int = 20_000) -> list[tuple[bytes, int]]:
+    """Write ``n`` frames (snap length 128, as the live capture takes them); return (data, wire_len)."""
+    with PcapWriter(path, snaplen=SNAPLEN) as w:
+        for i in range(n):
+            raw = vxlan_frame(i)
+            w.write(1_764_000_000 + i * 1e-5, raw, len(raw))
+    return [(data, wirelen) for _ts, _cap, wirelen, data in iter_pcap(path)]
+
+
+# --- the flood ------------------------------------------------------------------------------------
+class FloodService(RecordedService):
+    """Recorded lab state whose capture is a flood of ``rate`` frames/s decoded from ``records``."""
+
+    records: list[tuple[bytes, int]] = []
+    rate = 100_000
+    max_batch = 2_000
+    backlog = 1.0               # seconds of frames held for a slow consumer before dropping
+
+    async def capture(self, nodes: list[str], **_opts) -> AsyncIterator[FrameBatch]:
+        names = await self.names()
+        decoder = VxlanDecoder()
+        decode, recs, nrec = decoder.decode, self.records, len(self.records)
+        t0 = time.monotonic()
+        self.offered = self.delivered = self.dropped = 0
+        self.decode_cpu = 0.0
+        self.offered_for = 1e-9
+        k = 0
+        while True:
+            due = int((time.monotonic() - t0) * self.rate) - self.offered
+            if due < self.rate // 200:                      # less than 5 ms worth: let the UI run
+                await asyncio.sleep(0.005)
+                continue
+            dropped = max(0, due - int(self.backlog * self.rate))
+            n = min(due - dropped, self.max_batch)
+            self.offered += dropped + n
+            self.dropped += dropped
+            k += dropped
+            now = time.time()
+            c0 = time.thread_time()
+            frames = []
+            for j in range(k, k + n):
+                data, wl = recs[j % nrec]
+                frames.append(decode(data, now, wl, nodes[j % len(nodes)]))
+            k += n
+            apply_names(frames, names)
+            self.decode_cpu += time.thread_time() - c0
+            self.delivered += n
+            self.offered_for = time.monotonic() - t0
+            yield FrameBatch(frames, dropped=dropped)
+            await asyncio.sleep(0)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+async def flood(seconds: float, rate: int) -> dict:
+    from textual import events
+
+    from tui.app import OverlayApp
+    from tui.capture_pane import CapturePane
+    from tui.frame_list import FrameList
+
+    renders: list[float] = []
+    handled: list[float] = []
+    orig_render, orig_move = FrameList.render_line, FrameList._move
+
+    cpu = {"render": 0.0, "absorb": 0.0, "lines": 0}
+
+    def render_line(self, y):
+        c0 = time.thread_time()
+        strip = orig_render(self, y)
+        cpu["render"] += time.thread_time() - c0
+        cpu["lines"] += 1
+        if y == 0:
+            renders.append(time.perf_counter())
+        return strip
+
+    orig_absorb = CapturePane.absorb
+
+    def absorb(self, batch):
+        c0 = time.thread_time()
+        orig_absorb(self, batch)
+        cpu["absorb"] += time.thread_time() - c0
+
+    CapturePane.absorb = absorb
+
+    def move(self, delta):
+        orig_move(self, delta)
+        handled.append(time.perf_counter())
+
+    FrameList.render_line, FrameList._move = render_line, move
+    orig_follow = FrameList.action_follow
+
+    def follow(self):
+        orig_follow(self)
+        handled.append(time.perf_counter())
+
+    FrameList.action_follow = follow
+
+    service = FloodService.load(STATE)
+    service.rate = rate
+    app = OverlayApp(service, deterministic=False, watch=False)
+    out: dict = {"memory": [], "latency": []}
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        pane = app.query_one(CapturePane)
+        pane.frame_list.focus()
+        gc.collect()
+        out["memory"].append((0.0, rss_mb(), 0))
+        pane.start_capture(["docker-node1", "docker-node2", "docker-node3"])
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        next_mem = 2.0
+        keys = ["up", "down", "pageup", "up", "end"]
+        i = 0
+        while (el := time.perf_counter() - t0) < seconds:
+            await asyncio.sleep(0.15)
+            n_handled = len(handled)
+            key = keys[i % len(keys)]
+            i += 1
+            t_key = time.perf_counter()
+            app._driver.send_message(events.Key(key, None))   # as a terminal's driver delivers it
+            deadline = t_key + 2.0
+            while time.perf_counter() < deadline:
+                if len(handled) > n_handled and renders and renders[-1] > handled[n_handled]:
+                    out["latency"].append((key, renders[-1] - t_key))
+                    break
+                await asyncio.sleep(0.001)
+            if el >= next_mem:
+                out["memory"].append((round(el, 1), rss_mb(), len(pane.ring)))
+                next_mem += 2.0
+        elapsed = time.perf_counter() - t0
+        out.update(process_cpu=time.process_time() - cpu0, decode_cpu=service.decode_cpu, **cpu)
+        out.update(elapsed=elapsed, total=pane.ring.total, held=len(pane.ring), evicted=pane.ring.dropped,
+                   offered=service.offered, offered_rate=service.offered / service.offered_for,
+                   source_dropped=service.dropped, renders=len(renders),
+                   capacity=pane.ring.capacity)
+        pane.action_stop()
+        await pilot.pause()
+        # a short tracemalloc look at what one more second of flood allocates (slows things: not timed)
+        tracemalloc.start()
+        pane.start_capture(["docker-node1"])
+        snap0 = tracemalloc.take_snapshot()
+        t1 = time.perf_counter()
+        while time.perf_counter() - t1 < 1.5:
+            await asyncio.sleep(0.1)
+        cur, peak = tracemalloc.get_traced_memory()
+        out["tracemalloc"] = (cur / 1e6, peak / 1e6, len(pane.ring))
+        del snap0
+        tracemalloc.stop()
+        pane.action_stop()
+        await pilot.pause()
+    FrameList.render_line, FrameList._move, FrameList.action_follow = orig_render, orig_move, orig_follow
+    CapturePane.absorb = orig_absorb
+    return out
+
+
+async def first_paint(inventory: str | None) -> tuple[str, float, float]:
+    """(where, seconds from OverlayApp() to FirstPaint, seconds including opening the service)."""
+    from tui.app import OverlayApp
+    from tui.messages import FirstPaint
+
+    t0 = time.perf_counter()
+    if inventory:
+        from core.live_service import LiveService
+        service, where = LiveService.open(inventory), f"lab ({inventory})"
+    else:
+        service, where = RecordedService.load(STATE), "recorded state"
+    app = OverlayApp(service, deterministic=False, watch=False)
+    seen: list[FirstPaint] = []
+    async with app.run_test(size=(120, 36), message_hook=lambda m: seen.append(m) if isinstance(m, FirstPaint) else None) as pilot:
+        for _ in range(3000):
+            if seen:
+                break
+            await asyncio.sleep(0.005)
+        total = time.perf_counter() - t0
+        await pilot.pause()
+    if not seen:
+        return where, float("nan"), float("nan")
+    return where, seen[0].seconds, total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--rate", type=int, default=100_000, help="frames/s offered (default 100000)")
+    ap.add_argument("--inventory", help="measure first paint on this inventory's live nodes (e.g. a lab)")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        FloodService.records = generate_pcap(Path(tmp) / "flood.pcap")
+        print(f"generated {len(FloodService.records):,} VXLAN frames in {time.perf_counter() - t:.1f} s "
+              f"(replayed in a loop, decoded on the fly by core.vxlan_decode)")
+
+    where, app_s, total_s = asyncio.run(first_paint(args.inventory))
+    print(f"\nfirst full paint on {where}: {app_s * 1000:.0f} ms from OverlayApp() to FirstPaint, "
+          f"{total_s * 1000:.0f} ms including opening the service")
+
+    print(f"\nflooding the capture pane at {args.rate:,} frames/s for {args.seconds:.0f} s "
+          f"(OverlayApp, 120x36, headless)...")
+    r = asyncio.run(flood(args.seconds, args.rate))
+    el = r["elapsed"]
+    print(f"  offered          {r['offered']:>12,} frames  ({r['offered_rate']:>10,.0f}/s)")
+    print(f"  absorbed         {r['total']:>12,} frames  ({r['total'] / el:>10,.0f}/s)")
+    print(f"  dropped at source{r['source_dropped']:>12,} frames  (console behind by more than 1 s of frames)")
+    print(f"  ring             {r['held']:>12,} held of {r['capacity']:,}; {r['evicted']:,} evicted (oldest first)")
+    print(f"  list repaints    {r['renders']:>12,}  ({r['renders'] / el:.1f}/s)")
+    n = max(1, r["total"])
+    print(f"\nCPU: the process used {r['process_cpu']:.1f} s of CPU in {el:.1f} s ({r['process_cpu'] / el:.0%} of one "
+          f"core; the machine is shared, load {os.getloadavg()[0]:.1f})")
+    print(f"  decode + name (core, in the producer) {r['decode_cpu'] / n * 1e6:6.2f} us/frame")
+    print(f"  pane absorb (ring + index)            {r['absorb'] / n * 1e6:6.2f} us/frame")
+    print(f"  list render_line                      {r['render'] / max(1, r['lines']) * 1e6:6.1f} us/line, "
+          f"{r['render'] / max(1, r['renders']) * 1e3:.2f} ms per repaint")
+    print(f"  absorbed per CPU second               {r['total'] / max(1e-9, r['process_cpu']):>9,.0f} frames "
+          f"(decode, naming, UI and everything else in the process)")
+    lat = [v * 1000 for _k, v in r["latency"]]
+    if lat:
+        print(f"\nkey-to-redraw latency over {len(lat)} presses (up/down/pageup/end, under the flood):")
+        print(f"  median {statistics.median(lat):.1f} ms   p95 {pct(lat, 95):.1f} ms   max {max(lat):.1f} ms   "
+              f"(target < 100 ms)")
+    else:
+        print("\nkey-to-redraw latency: no repaint seen after a key")
+    print("\nmemory while flooding (RSS, ring length):")
+    for el_s, mb, held in r["memory"]:
+        print(f"  t={el_s:>5.1f} s   RSS {mb:7.1f} MB   ring {held:>8,}")
+    cur, peak, held = r["tracemalloc"]
+    print(f"  tracemalloc over 1.5 s more of flood: {cur:.1f} MB traced now, peak {peak:.1f} MB (ring {held:,})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
