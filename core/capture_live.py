@@ -26,6 +26,7 @@ from core.node_address import literal_ip
 from core.ssh import RemoteStream, SSHPool
 
 SNAPLEN = 128
+BUFFER_KIB = 8192              # tcpdump -B: the kernel's capture buffer rides out a busy node's scheduling gaps
 HEALTH_INTERVAL = 5.0          # seconds of silence after which a node is asked whether it still answers
 HEALTH_TIMEOUT = 8.0           # ... and how long it has to answer
 STOP_TIMEOUT = 5.0             # a kill that takes longer means the node is gone: close the channel instead
@@ -84,7 +85,7 @@ def parse_probe(node: NodeSpec, out: str, vxlan_port: int, snaplen: int = SNAPLE
         if iface is None:
             raise CaptureError(f"{node.name}: no interface there holds its underlay address {want or '?'}; "
                                "set capture_interface for that node in the inventory")
-    cmd = (f"{tcpdump} -U --immediate-mode -i {shlex.quote(iface)} -s {int(snaplen)} -w - "
+    cmd = (f"{tcpdump} -U --immediate-mode -B {BUFFER_KIB} -i {shlex.quote(iface)} -s {int(snaplen)} -w - "
            f"udp port {int(vxlan_port)}")
     local = [a for a, i in by_addr.items() if i == iface]
     return CapturePlan(node.name, iface, cmd, local, f"{prefix}sh -c {shlex.quote(_WATCHDOG.format(cmd=cmd))}")

@@ -93,7 +93,7 @@ def test_probe_picks_the_interface_holding_the_advertise_address():
     node = NodeSpec("docker-node1", "198.18.0.1", advertise="198.18.0.1")
     plan = parse_probe(node, _probe_out(), 4789)
     assert plan.interface == "eth0"
-    assert plan.command == "/usr/bin/tcpdump -U --immediate-mode -i eth0 -s 128 -w - udp port 4789"
+    assert plan.command == "/usr/bin/tcpdump -U --immediate-mode -B 8192 -i eth0 -s 128 -w - udp port 4789"
     assert plan.addresses == ["198.18.0.1"]
 
 
