@@ -49,6 +49,7 @@ class NodeDockerFacts:
     pid: int | None
     args: list[str] = field(default_factory=list)
     daemon_json: dict | None = None          # None: the file does not exist
+    swarm: str = ""                          # Swarm.LocalNodeState: "inactive", "active", ...
 
 
 @dataclass
@@ -85,7 +86,8 @@ def _parse_facts(node: str, stdout: str, version: str, info: dict) -> NodeDocker
     facts = NodeDockerFacts(node=node, version=version, cluster_store=info.get("ClusterStore") or "",
                             cluster_advertise=info.get("ClusterAdvertise") or "",
                             systemd=bool(lines) and lines[0] == "systemd", pid=int(pid) if pid.isdigit() else None,
-                            args=[ln[4:] for ln in lines if ln.startswith("arg=")])
+                            args=[ln[4:] for ln in lines if ln.startswith("arg=")],
+                            swarm=(info.get("Swarm") or {}).get("LocalNodeState", ""))
     if body.strip():
         try:
             data = json.loads(body)
@@ -140,6 +142,10 @@ async def plan_node(docker: DockerNodes, pool, inventory, node: str) -> DockerSt
     adv = f"{host}:{ADVERTISE_PORT}"
     facts = await node_facts(docker, pool, node)
     engine_supports_classic(node, facts.version)
+    if facts.swarm in ("active", "pending"):
+        raise DockerError(f"{node}: this Docker is part of a swarm (state {facts.swarm}); swarm mode and the "
+                          "classic cluster store exclude each other. Leave the swarm first (`docker swarm leave`, "
+                          "with --force on a manager) or keep using swarm mode's overlay; nothing was changed")
     cfg = facts.daemon_json or {}
     file_ok = cfg.get("cluster-store") == store and cfg.get("cluster-advertise") == adv
     running_ok = facts.cluster_store == store and facts.cluster_advertise == adv

@@ -241,3 +241,43 @@ async def test_a_node_whose_dockerd_is_down_is_named_not_fatal(classic2, svc2):
         await wait_for_store(svc2.docker_nodes, svc2.pool, node.name, f"etcd://{node.address}:2379", False, new)
         await svc2.remove_probes("down-test")
         await svc2.delete_network("down-test")
+
+
+@pytest.fixture(scope="module")
+def swarm_lab():
+    """A 2-node lab of its own in swarm mode (the overlay of every Docker since 1.12)."""
+    from conftest import lab_name, require_lab, start_lab, stop_lab
+
+    require_lab()
+    name = lab_name("s")
+    lab = start_lab(name, 2)
+    try:
+        yield lab
+    finally:
+        stop_lab(name)
+
+
+async def test_swarm_mode_networks_vni_probes_and_the_store_refusal(swarm_lab):
+    n1, n2 = swarm_lab.nodes
+    svc = LiveService(swarm_lab.inventory)
+    try:
+        token = (await svc.pool.run(n1, f"docker swarm init --advertise-addr {n1.address} "
+                                        "--default-addr-pool 198.19.128.0/18 >/dev/null && "
+                                        "docker swarm join-token -q worker", check=True)).stdout.strip()
+        await svc.pool.run(n2, f"docker swarm join --token {token} {n1.address}:2377", check=True)
+        await svc.pool.run(n1, "docker network create -d overlay --attachable --subnet 198.19.178.0/24 sw", check=True)
+        await svc.start_probes("sw")
+        net = next(n for n in await svc.networks() if n.name == "sw")
+        assert (net.scope, net.nodes) == ("swarm", ["docker-node1", "docker-node2"])
+        wire = (await svc.pool.run(n1, "docker network inspect sw --format "
+                                       "'{{index .Options \"com.docker.network.driver.overlay.vxlanid_list\"}}'",
+                                   check=True)).stdout.strip()
+        assert net.vni is not None and net.vni >= 4096 and str(net.vni) == wire.split(",")[0]
+        results = await svc.ping_matrix()
+        assert len(results) == 4 and all(r.received == 3 for r in results), results
+        before = (await svc.pool.run(n1, "cat /etc/docker/daemon.json", check=True)).stdout
+        with pytest.raises(DockerError, match="part of a swarm.*docker swarm leave.*nothing was changed"):
+            await svc.docker_store_apply()
+        assert (await svc.pool.run(n1, "cat /etc/docker/daemon.json", check=True)).stdout == before
+    finally:
+        await svc.close()

@@ -226,3 +226,14 @@ def test_split_outputs_of_the_in_probe_ping_script():
     out = split_outputs(text)
     assert parse_ping(out["probe-b"]) == (3, 3, 0.177, None)
     assert parse_ping(out["198.19.2.3"])[3] == "ping: sendto: Network unreachable"
+
+
+async def test_a_swarm_node_is_refused_before_anything_is_touched():
+    from core import docker_store
+
+    inv = _inv()
+    shell = _Shell(inv, "direct\npid=7\narg=dockerd\n--daemon.json--\n{}")
+    engine = _Engine("20.10.24", {"ClusterStore": "", "ClusterAdvertise": "", "Swarm": {"LocalNodeState": "active"}})
+    with pytest.raises(DockerError, match="part of a swarm.*exclude each other.*docker swarm leave"):
+        await docker_store.apply(engine, shell, inv)
+    assert shell.commands == [docker_store.FACTS_SCRIPT]
