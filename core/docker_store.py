@@ -1,6 +1,7 @@
 """Point each node's Docker at the etcd cluster: the classic store (cluster-store, cluster-advertise).
 
-Per node: check the engine still has the classic store (Docker <= 20.10), merge
+Per node: check the engine still has the classic store (Docker <= 20.10) and is not in a swarm
+(the two exclude each other), merge
 ``cluster-store=etcd://<ip>:2379`` and ``cluster-advertise=<ip>:2375`` into
 /etc/docker/daemon.json (every other key kept; the original saved once as
 daemon.json.overlay-tui.bak), restart Docker the way the host runs it (systemd where present,
