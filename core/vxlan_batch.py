@@ -33,7 +33,7 @@ class _Batch:
     """One chunk's records as numpy arrays, with byte/u16 gathers relative to each frame's start."""
 
     def __init__(self, arr: np.ndarray, starts: np.ndarray, endian: str, nsec: bool) -> None:
-        hdr = arr[starts[:, None] + np.arange(RECORD_HEADER_LEN)].view(endian + "u4")
+        hdr = _windows(arr, RECORD_HEADER_LEN)[starts].view(endian + "u4")   # one 16-byte copy a record
         self.arr, self.base = arr, starts + RECORD_HEADER_LEN
         self.ts = hdr[:, 0] + hdr[:, 1] / (1e9 if nsec else 1e6)
         self.cap = hdr[:, 2].astype(np.int64)
@@ -50,7 +50,7 @@ class _Batch:
         return (self.u16(off) << 16) | self.u16(off + 2)
 
     def u64(self, off) -> np.ndarray:
-        return self.arr[(self.base + off)[:, None] + np.arange(8)].view(">u8")[:, 0].astype(np.uint64)
+        return _windows(self.arr, 8)[self.base + off].view(">u8")[:, 0]
 
     def skip_tags(self, off, et):
         """Skip up to 2 VLAN tags; gathers only the (rare) tagged rows."""
@@ -68,6 +68,11 @@ class _Batch:
         s = _Batch.__new__(_Batch)
         s.arr, s.base = self.arr, self.base[rows]
         return s
+
+
+def _windows(arr: np.ndarray, width: int) -> np.ndarray:
+    """Overlapping ``width``-byte rows of ``arr`` (a view): ``[offsets]`` copies those rows at once."""
+    return np.lib.stride_tricks.sliding_window_view(arr, width)
 
 
 def _need(p: np.ndarray) -> np.ndarray:
@@ -289,8 +294,9 @@ class _Walker:
         c = self.caplen_at(buf, off + 8)[0]
         stride = RECORD_HEADER_LEN + c
         k = min((n - off) // stride, self.MAX_RUN)
-        if k < self.MIN_RUN:
-            return None
+        probe = self.caplen_at
+        if k < self.MIN_RUN or any(probe(buf, off + 8 + stride * i)[0] != c for i in range(1, self.MIN_RUN)):
+            return None                          # cheap probe first: most failed predictions end here
         arr = np.frombuffer(buf, dtype=np.uint8, count=n)
         pos = off + 8 + stride * np.arange(k, dtype=np.int64)
         b = [arr[pos + i].astype(np.int64) for i in range(4)]
