@@ -7,7 +7,8 @@ not VXLAN) in a temp dir, then prints side by side:
     also on the same frames snapped to 128 bytes, as the live capture records them,
   - the per-frame fast path (file -> Frame objects, core.pcap_io + core.vxlan_decode),
   - scapy dissecting each packet (on a subset: SCAPY_FRAMES, default 5,000),
-and the ratios. Rates are by CPU time of this process (one core) and by wall-clock time. Targets (issue 4): >= 400k packets/s and >= 300x scapy; the mark is 850k packets/s.
+and the ratios. Rates are by CPU time of this process (one core) and by wall-clock time.
+Targets (issue 4): >= 400k packets/s and >= 300x scapy; the mark is 850k packets/s.
 
     .venv/bin/python bench/decode.py [FRAMES]
 """

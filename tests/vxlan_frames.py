@@ -88,7 +88,8 @@ def mixed_frames() -> list[bytes]:
     good = out[0]
     out += [good[:10], good[:30], good[:45], good[:60], good[:70],               # cut at every layer
             vxlan(inner_frame("icmp"), flags=0x00),                               # no I bit
-            bytes(Ether(dst=INNER_MACS[1]) / IP(src="198.18.0.1", dst="198.18.0.2", ihl=3) / UDP(dport=4789))]  # bad IHL
+            bytes(Ether(dst=INNER_MACS[1]) / IP(src="198.18.0.1", dst="198.18.0.2", ihl=3)  # bad IHL
+                  / UDP(dport=4789))]
     return out + not_vxlan_frames()
 
 
