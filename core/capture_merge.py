@@ -29,7 +29,7 @@ class FrameMerger:
     """Time-ordered merge of per-source frame streams with a bounded buffer."""
 
     def __init__(self, sources: int, *, window: float = 0.25, interval: float = 0.05, max_batch: int = 2000,
-                 max_buffered: int = 200_000, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_buffered: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
         self.sources = sources
         self.window = window
         self.interval = interval

@@ -97,7 +97,7 @@ def check_frames(frames: list[Frame], net: NetworkInfo, node_addr: dict[str, str
                   f"and inner addresses ({per} frames)")
 
 
-async def verify_vxlan(service: Any, network: str = "demo", seconds: float = 8.0) -> StepState:
+async def verify_vxlan(service: Any, network: str = "demo", seconds: float = 15.0) -> StepState:
     """Capture on every node while the probes ping; ok when ``network``'s VNI crosses every pair.
 
     ``seconds`` bounds the capture (the ping round normally ends well before).

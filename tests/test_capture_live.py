@@ -256,3 +256,19 @@ async def test_a_node_whose_link_goes_down_ends_with_a_notice_while_the_other_go
             break
         await asyncio.sleep(0.5)
     assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+
+
+async def test_three_nodes_merge_in_time_order_and_step8_sees_every_pair(lab3):
+    steps = await _apply(lab3.inventory)
+    assert all(steps[s].ok for s in APPLY_STEPS), {s: steps[s].detail for s in APPLY_STEPS if s in steps}
+    svc = LiveService(lab3.inventory)
+    try:
+        state = await verify_vxlan(svc, "demo")
+        assert state.ok is True, state.detail
+        assert state.detail.count("->") == 6                      # every ordered pair of the 3 nodes
+        frames, _ = await collect_frames(svc, [], svc.ping_matrix())
+        assert {f.node for f in frames} == {"docker-node1", "docker-node2", "docker-node3"}
+        assert all(a.ts <= b.ts for a, b in zip(frames, frames[1:]))
+        assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": "", "docker-node3": ""}
+    finally:
+        await svc.close()
