@@ -51,9 +51,29 @@ class FlowTable:
         return math.floor(ts / self.step)
 
     def add(self, frame: Frame) -> None:
-        """Count one decoded frame."""
+        """Count one decoded frame (the same as ``merge`` of one frame, inlined: it runs per frame)."""
         key = (frame.vni, frame.inner_src, frame.inner_dst, frame.proto)
-        self.merge(key, 1, frame.length, {self.bucket(frame.ts): [1, frame.length]}, frame.ts)
+        fl = self._flows.get(key)
+        if fl is None:
+            fl = self._flows[key] = _Flow()
+        n, ts = frame.length, frame.ts
+        fl.packets += 1
+        fl.bytes += n
+        self.frames += 1
+        if self.newest_ts is None or ts > self.newest_ts:
+            self.newest_ts = ts
+        b = math.floor(ts / self.step)
+        if self.newest_bucket is None or b > self.newest_bucket:
+            self.newest_bucket = b
+        cur = fl.recent.get(b)
+        if cur is not None:
+            cur[0] += 1
+            cur[1] += n
+        else:
+            fl.recent[b] = [1, n]
+            if len(fl.recent) > 2 * self.slots:
+                oldest = self.newest_bucket - self.slots
+                fl.recent = {k: v for k, v in fl.recent.items() if k > oldest}
         if frame.error is not None:
             if frame.proto == "NOT-VXLAN":
                 self.not_vxlan += 1
