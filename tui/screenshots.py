@@ -26,6 +26,7 @@ class Scene:
 
 SCENES: tuple[Scene, ...] = (
     Scene("main"),
+    Scene("main_capturing", ("4", "s", "ctrl+s", "1")),
     Scene("main_80x24", size=(80, 24)),
     Scene("main_read_only", read_only=True),
     Scene("nodes_maximised", ("1", "m")),
