@@ -159,6 +159,7 @@ section("etcd_forward", nodes=3)(bench_etcd_forward)
 
 # --- Docker --------------------------------------------------------------------------------
 @section("docker_store_apply", nodes=2)
+@section("docker_store_apply", nodes=3)
 async def bench_docker_store_apply(lab: BenchLab) -> None:
     if "etcd" not in lab.done:
         await lab.svc.etcd_apply()
@@ -181,7 +182,7 @@ async def bench_docker_store_apply(lab: BenchLab) -> None:
 
 
 @section("network_convergence", nodes=2)
-@section("network_convergence_3", nodes=3)
+@section("network_convergence", nodes=3)
 async def bench_network_convergence(lab: BenchLab) -> None:
     await lab.classic()
     converge, total = [], []
@@ -197,7 +198,7 @@ async def bench_network_convergence(lab: BenchLab) -> None:
     report("create_network call (checks + create + converge)", [t * 1000 for t in total], "ms")
 
 
-@section("ping_matrix_3", nodes=3)
+@section("ping_matrix", nodes=3)
 async def bench_ping_matrix(lab: BenchLab) -> None:
     """Probes on every node (first start pays the image import), then the full matrix by name and address."""
     await lab.classic()
