@@ -183,7 +183,8 @@ def _general_only(raw: bytes, monkeypatch) -> Frame:
         return VxlanDecoder().decode(raw, 3.0, None, "n")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(seed=st.sampled_from(COMMON_SEEDS), cut=st.integers(80, 130),
        edits=st.lists(st.tuples(st.sampled_from([12, 13, 14, 20, 21, 23, 36, 37, 42, 62, 63, 64, 70, 71, 73, 84, 85,
                                                  97]), st.integers(0, 255)), max_size=3))

@@ -137,7 +137,8 @@ garbled = st.lists(st.tuples(st.sampled_from(mixed_frames()), st.integers(0, 130
                              st.floats(0, 5)), min_size=1, max_size=40)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(garbled)
 def test_batch_equals_per_frame_on_garbled_frames(tmp_path, frames):
     path = tmp_path / "fuzz.pcap"
@@ -171,7 +172,7 @@ def _naive_walk(buf: bytes, endian: str) -> tuple[list[int], int]:
     return starts, off
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(runs=st.lists(st.tuples(st.integers(0, 140), st.integers(1, 60)), min_size=1, max_size=12),
        endian=st.sampled_from("<>"), cut=st.integers(0, 40))
 def test_walker_run_prediction_finds_exactly_the_records(runs, endian, cut):
