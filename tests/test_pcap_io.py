@@ -7,7 +7,7 @@ import struct
 import subprocess
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import CaptureError
@@ -141,7 +141,7 @@ STREAM = _classic([(i, i * 10, r, len(r) + 3) for i, r in enumerate(FRAMES)])
 EXPECTED = [(i + i * 10 / 1e6, len(r), len(r) + 3, r) for i, r in enumerate(FRAMES)]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(1, 400), min_size=1, max_size=60))
 def test_stream_parser_yields_the_same_records_whatever_the_chunking(sizes):
     p = PcapStreamParser("node1")
