@@ -57,6 +57,7 @@ class ConsoleSession(asyncssh.SSHServerSession):
         self._eof = asyncio.Event()
         self._gone = False
         self._input_paused = False
+        self._ending: asyncio.Task | None = None  # the hang-up of a console whose client went away
         self.task: asyncio.Task | None = None
 
     # --- requests from the client -------------------------------------------------------------------
@@ -116,7 +117,7 @@ class ConsoleSession(asyncssh.SSHServerSession):
         self._gone = True
         if self._proc is not None and self._proc.returncode is None:
             log.info("%s: client went away; hanging up its console (pid %d)", self._who, self._proc.pid)
-            asyncio.get_running_loop().create_task(hang_up(self._proc))
+            self._ending = asyncio.get_running_loop().create_task(hang_up(self._proc))
 
     async def hang_up(self) -> None:
         """End this session's console (the server is stopping)."""
@@ -129,15 +130,16 @@ class ConsoleSession(asyncssh.SSHServerSession):
         try:
             self._proc, self._master, warm = await self._launcher.start(self._term, self._chan.get_environment(),
                                                                         *self._size)
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 - this session fails; the server and the others go on
             self._slots.release(self)
             log.error("%s: cannot start the console: %s", self._who, e)
-            return self._refuse(f"overlay-tui: cannot start the console ({e.strerror or e})", "spawn failed")
+            return self._refuse(f"overlay-tui: cannot start the console ({getattr(e, 'strerror', None) or e})",
+                                "spawn failed")
         loop = asyncio.get_running_loop()
         loop.add_reader(self._master, self._read_output)
         self._flush_input()
         if self._gone:  # the client left while the console was starting
-            loop.create_task(hang_up(self._proc))
+            self._ending = loop.create_task(hang_up(self._proc))
         log.info("%s: console started (pid %d, %s, TERM=%s, %dx%d)", self._who, self._proc.pid,
                  "warm spare" if warm else "cold start", self._term, *self._size)
         try:
