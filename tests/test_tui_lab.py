@@ -1,0 +1,69 @@
+"""The console on the live lab: apply the runbook from the runbook screen, the panes fill with the lab's
+nodes, members and networks, and a network created from the form appears on every node."""
+from __future__ import annotations
+
+import pytest
+
+from core.live_service import LiveService
+from tui.app import OverlayApp
+from tui.confirm_modal import ConfirmModal
+from tui.network_form import NetworkForm
+from tui.runbook_screen import RunbookScreen
+
+from tui_fixtures import SIZE, press, settle, table_rows
+
+pytestmark = pytest.mark.lab
+
+
+async def test_console_on_the_live_lab(lab2):
+    service = LiveService(lab2.inventory)
+    app = OverlayApp(service, deterministic=True)  # no timers or watch: the test decides when to refresh
+    nodes = [n.name for n in lab2.inventory.nodes]
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.first_paint_seconds is not None
+        rows = table_rows(app, "#nodes-table")
+        assert [r[0] for r in rows] == nodes and all(r[1] == "● up" for r in rows)
+
+        await press(pilot, "b")                       # the runbook, applied from its screen
+        assert isinstance(app.screen, RunbookScreen)
+        await press(pilot, "a")
+        assert isinstance(app.screen, ConfirmModal)
+        await press(pilot, "y")
+        steps = table_rows(app, "#steps")
+        assert all(r[1] in ("✓ ok", "– n/a") for r in steps), steps
+        await press(pilot, "escape")
+        await settle(pilot)
+
+        rows = table_rows(app, "#nodes-table")
+        assert all(r[6] == "etcd (classic)" and r[7] == "running" for r in rows), rows
+        members = table_rows(app, "#etcd-table")
+        assert sorted(r[0].lstrip("★ ").strip() for r in members) == nodes
+        assert all(r[1] == "● ok" for r in members) and sum(r[0].startswith("★") for r in members) == 1
+        nets = {r[0]: r for r in table_rows(app, "#networks-table")}
+        demo = lab2.inventory.cluster.network
+        assert nets[demo][1:3] == ["overlay", "global"] and nets[demo][5] == "12"
+
+        name = "tui-lab-net"
+        await press(pilot, "3", "c")
+        form = app.screen
+        assert isinstance(form, NetworkForm)
+        form.query_one("#name").value = name
+        form.query_one("#subnet").value = "198.19.201.0/24"
+        await press(pilot, "enter")
+        try:
+            assert not isinstance(app.screen, NetworkForm)
+            created = next(n for n in await service.networks() if n.name == name)
+            assert sorted(created.nodes) == nodes and created.scope == "global"
+            row = {r[0]: r for r in table_rows(app, "#networks-table")}[name]
+            assert row[3] == "198.19.201.0/24" and row[5] == "12"
+            assert any(f"{name} created" in n.message and f"{len(nodes)}/{len(nodes)} nodes" in n.message
+                       for n in app._notifications)
+        finally:
+            table = app.query_one("#networks-table")
+            keys = [rk.value for rk in table.rows]
+            if created_id := next((n.id for n in await service.networks() if n.name == name), None):
+                table.move_cursor(row=keys.index(created_id))
+                await press(pilot, "D", "y")
+        assert name not in [n.name for n in await service.networks()]
+        assert name not in [r[0] for r in table_rows(app, "#networks-table")]
