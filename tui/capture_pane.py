@@ -133,9 +133,9 @@ class CapturePane(Widget):
         self.set_interval(FLOWS_SECONDS, self._flows_tick)
         self._show_status()
 
-    def on_resize(self) -> None:
-        width = self.frame_list.scrollable_content_region.width or self.size.width
-        self.query_one("#capture-header", Static).update(header_text(layout(width), width))
+    @on(FrameList.ColumnsChanged)
+    def _columns_changed(self, msg: FrameList.ColumnsChanged) -> None:
+        self.query_one("#capture-header", Static).update(header_text(msg.columns, msg.width))
 
     # --- capture ----------------------------------------------------------------------------
     def action_start(self) -> None:

@@ -55,6 +55,14 @@ class FrameList(ScrollView, can_focus=True):
             self.seq = seq            #: the frame's sequence number in the ring
             self.frame = frame        #: the frame itself
 
+    class ColumnsChanged(Message):
+        """The list's width changed: its header must follow."""
+
+        def __init__(self, columns: tuple[Column, ...], width: int) -> None:
+            super().__init__()
+            self.columns = columns  #: the columns as laid out now
+            self.width = width      #: the width they fill
+
     def __init__(self, ring: FrameRing[Frame], *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.ring = ring
@@ -64,7 +72,7 @@ class FrameList(ScrollView, can_focus=True):
         self._syncing = False
         self._cache: OrderedDict[tuple[int, bool], Strip] = OrderedDict()
         self._cols: tuple[Column, ...] = layout(80)
-        self._cols_width = 80
+        self._cols_width = 0
         self.redraws = 0                     # sync() calls that changed something (for the bench)
 
     # --- rows -----------------------------------------------------------------------------
@@ -132,7 +140,7 @@ class FrameList(ScrollView, can_focus=True):
         row = int(new)
         if 0 <= row < self.row_count:
             self._top_seq = self.seq_at(row)
-        if not self._syncing and new < old:
+        if not self._syncing and new < old and new < self.max_scroll_y:   # not a clamp after a resize
             self._stop_following()
 
     def watch_follow(self, follow: bool) -> None:
@@ -148,11 +156,12 @@ class FrameList(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
+        if width != self._cols_width and width > 0:
+            self._cols, self._cols_width = layout(width), width
+            self.post_message(self.ColumnsChanged(self._cols, width))
         row = self.scroll_offset.y + y
         if row >= self.row_count or width <= 0:
             return Strip.blank(width, self.rich_style)
-        if width != self._cols_width:
-            self._cols, self._cols_width = layout(width), width
         seq = self.seq_at(row)
         is_cursor = row == self.cursor_row
         key = (seq, is_cursor)

@@ -25,7 +25,8 @@ _COLUMNS = (
     ("len", "Len", 5, 0),
     ("info", "Info", 0, 3),
 )
-INFO_FROM = 24          # the info column shows only when the spare width reaches this
+INFO_FROM = 24
+_RIGHT = ("no", "len")   # right-aligned numbers          # the info column shows only when the spare width reaches this
 
 STYLES = {
     "no": Style(dim=True), "time": Style(color="cyan"), "node": Style(color="magenta"),
@@ -64,7 +65,8 @@ def layout(width: int) -> tuple[Column, ...]:
 
 def header_text(cols: tuple[Column, ...], width: int) -> str:
     """The header line for ``cols``, cut to ``width``."""
-    return " ".join(c.title[:c.width].ljust(c.width) for c in cols)[:width]
+    return " ".join(c.title[:c.width].rjust(c.width) if c.name in _RIGHT else c.title[:c.width].ljust(c.width)
+                    for c in cols)[:width]
 
 
 def _side(addr: str, name: str | None) -> str:
@@ -102,7 +104,7 @@ def row_segments(seq: int, f: Frame, cols: tuple[Column, ...], width: int,
             break
         value = text[c.name]
         cell = (value[:c.width - 1] + "…") if len(value) > c.width else value.ljust(c.width)
-        if c.name in ("no", "len"):
+        if c.name in _RIGHT:
             cell = value[-c.width:].rjust(c.width)
         cell = cell[:width - used]
         style = BAD_STYLE if bad and c.name in ("proto", "info") else STYLES[c.name]
