@@ -74,7 +74,7 @@ def p95(xs: list[float]) -> float:
 
 
 def ms(x: float) -> str:
-    return f"{x * 1000:.0f} ms"
+    return f"{x * 1000:.1f} ms" if x < 0.01 else f"{x * 1000:.0f} ms"
 
 
 def cpu_ticks(pid: int) -> int:
