@@ -435,3 +435,17 @@ async def test_enter_on_a_flow_filters_the_frames_to_it():
         await until(pilot, lambda: not pane.showing_flows, "the frame list")
         assert pane.filter.text == "vni=256 src=198.19.0.2 dst=198.19.0.3 proto=icmp"
         assert pane.frame_list.row_count == 50
+
+
+async def test_following_survives_a_resize_and_narrow_terminals_drop_columns():
+    app = recorded_host()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await start_recorded(pilot)
+        await pilot.resize_terminal(120, 50)
+        await pilot.pause()
+        assert pane.frame_list.follow and visible_numbers(pane)[-1] == expected_counts()["frames"]
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        names = [c.name for c in pane.frame_list._cols]
+        assert pane.frame_list.follow and "node" not in names and {"time", "outer", "vni", "inner"} <= set(names)
+        assert visible_numbers(pane)[-1] == expected_counts()["frames"]
