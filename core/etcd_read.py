@@ -59,6 +59,10 @@ class Probe:
 def rpc_error_text(exc: BaseException) -> str:
     """A short operator-readable text for a gRPC or etcd3 error."""
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            return "unavailable: nothing answers there (etcd stopped or not listening)"
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return "no answer in time (a member without quorum cannot serve reads)"
         details = (exc.details() or "").splitlines()[0] if exc.details() else ""
         return f"{exc.code().name.lower()}: {details}".rstrip(": ")
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
