@@ -159,7 +159,8 @@ class RunbookMixin:
         net = await self._network()
         if net is None:
             return False, f"network {self.inventory.cluster.network} does not exist"
-        return True, f"{net.name} {net.id[:12]} driver {net.driver}, subnet {net.subnet}, VNI {net.vni}"
+        vni = net.vni if net.vni is not None else "not allocated yet (the first container allocates it)"
+        return True, f"{net.name} {net.id[:12]} driver {net.driver}, subnet {net.subnet}, VNI {vni}"
 
     async def _verify_converged(self) -> Check:
         net = await self._network()
