@@ -7,7 +7,8 @@ underlay, exactly as the console and the CLI use it, and counts the flood's fram
 step raises the rate; a step is kept up with when the sending node's decoded frames equal the
 packets sent, the receiving node's cover every packet that reached it (the sink's count), and
 nothing was dropped by our bounded buffer or by tcpdump's kernel buffer (tcpdump's own counters).
-Prints one row per step and the highest rate kept up with.
+Prints one row per step (with the lag from the wire to the consumer, per frame: the nodes' clocks
+are this machine's in the lab) and the highest rate kept up with.
 
 On a small shared machine the overlay's own kernel path (and a Python sender) often tops out before
 the capture does; ``--underlay`` then floods VXLAN-shaped UDP node to node (a VNI no network uses,
@@ -25,6 +26,7 @@ import asyncio
 import os
 import re
 import shlex
+import statistics
 import sys
 import time
 from contextlib import aclosing
@@ -119,18 +121,22 @@ async def one_step(svc, vni: int, src, dst, rate: int, seconds: float, size: int
 async def _step(svc, vni, dst_ip, src_node, dst_node, rate, seconds, senders, sender_cmd, dst_pid) -> dict:
     counts = {src_node: 0, dst_node: 0}
     st = {"dropped": 0, "notices": []}
+    lags: list[float] = []
     started = asyncio.Event()
     want_info = f"> {PORT}"
 
     async def consume():
         async with aclosing(svc.capture([src_node, dst_node])) as batches:
             async for b in batches:
+                now = time.time()
                 started.set()
                 st["dropped"] += b.dropped
                 st["notices"] += b.notices
                 for f in b.frames:
                     if f.vni == vni and f.inner_dst == dst_ip and f.info.endswith(want_info):
                         counts[f.node] += 1
+                if len(lags) < 300_000:
+                    lags.extend(now - f.ts for f in b.frames)   # wire (node's clock) -> consumer, per frame
 
     reader = asyncio.create_task(consume())
     await asyncio.wait_for(started.wait(), 30)
@@ -152,6 +158,8 @@ async def _step(svc, vni, dst_ip, src_node, dst_node, rate, seconds, senders, se
     kernel = {c.node.name: _kernel_drops(c.kernel_stats) for c in svc.last_capture.captures}
     return {"rate": rate, "sent": sent, "send_errors": errors, "sent_pps": sent / took,
             "received": received, "decoded": counts, "dropped": st["dropped"], "kernel_drops": kernel,
+            "lag_ms": statistics.median(lags) * 1000 if lags else None,
+            "lag95_ms": sorted(lags)[int(len(lags) * 0.95)] * 1000 if lags else None,
             "src": src_node, "dst": dst_node, "cpu": cpu / wall, "notices": [n for n in st["notices"] if "capture ended" in n]}
 
 
@@ -187,7 +195,7 @@ async def bench(inventory: str, rates: list[int], seconds: float, size: int, sen
             print(f"flood {src[1][1]} ({nodes[0]}) -> {dst[1][1]}:{PORT} ({nodes[1]}) over {net.name} VNI {net.vni}, "
                   f"UDP payload {size} B, {seconds:g} s per step, {senders} sender(s); live capture on both nodes")
         print(f"{'target/s':>9} {'sent/s':>9} {'sent':>8} {'sink got':>8} {'decoded n1':>10} {'decoded n2':>10} "
-              f"{'buf drop':>8} {'kern drop':>9} {'cpu':>5}  kept up")
+              f"{'buf drop':>8} {'kern drop':>9} {'cpu':>5} {'lag ms p50/p95':>14}  kept up")
         best, fails, sender_bound = 0, 0, False
         for rate in rates:
             r = await one_step(svc, net.vni, src, dst, rate, seconds, size, senders, underlay)
@@ -195,7 +203,7 @@ async def bench(inventory: str, rates: list[int], seconds: float, size: int, sen
             kd = "/".join("?" if v is None else str(v) for v in r["kernel_drops"].values())
             d1, d2 = (r["decoded"][n] for n in nodes)
             print(f"{rate:>9} {r['sent_pps']:>9.0f} {r['sent']:>8} {r['received']:>8} {d1:>10} {d2:>10} "
-                  f"{r['dropped']:>8} {kd:>9} {r['cpu']:>5.0%}  {'yes' if ok else 'NO'}"
+                  f"{r['dropped']:>8} {kd:>9} {r['cpu']:>5.0%} {(r['lag_ms'] or 0):>7.1f}/{(r['lag95_ms'] or 0):<6.1f}  {'yes' if ok else 'NO'}"
                   + ("  (sender below target)" if r["sent_pps"] < 0.9 * rate else "")
                   + (f"  ({'; '.join(r['notices'])})" if r["notices"] else ""), flush=True)
             if ok:

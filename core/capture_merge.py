@@ -28,7 +28,7 @@ _NEVER = float("-inf")
 class FrameMerger:
     """Time-ordered merge of per-source frame streams with a bounded buffer."""
 
-    def __init__(self, sources: int, *, window: float = 0.25, interval: float = 0.05, max_batch: int = 2000,
+    def __init__(self, sources: int, *, window: float = 0.1, interval: float = 0.05, max_batch: int = 2000,
                  max_buffered: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
         self.sources = sources
         self.window = window
