@@ -11,6 +11,7 @@ from tui.confirm_modal import ConfirmModal
 from tui.key_browser import KeyBrowserScreen
 from tui.log_screen import LogScreen
 from tui.messages import ClusterChanged
+from tui.network_detail import NetworkDetailScreen
 from tui.network_form import NetworkForm
 from tui.network_validation import validate
 from tui.ping_grid import PingGridScreen
@@ -203,3 +204,15 @@ async def test_watch_refreshes_networks_when_the_cluster_changes():
                 break
         assert "elsewhere" in [r[0] for r in table_rows(app, "#networks-table")]
         assert any(isinstance(m, ClusterChanged) for m in messages)
+
+
+async def test_network_detail_lists_containers_per_node():
+    app = recorded_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "3", "enter")
+        assert isinstance(app.screen, NetworkDetailScreen) and app.screen.net.name == "demo"
+        drawn = html.unescape(re.sub(r"<[^>]+>", "", app.export_screenshot())).replace("\xa0", " ")
+        assert "probe-docker-node2" in drawn and "198.19.0.3" in drawn and "VNI 256" in drawn
+        await press(pilot, "escape")
+        assert not isinstance(app.screen, NetworkDetailScreen)

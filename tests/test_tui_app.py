@@ -179,3 +179,32 @@ async def test_failures_show_in_their_pane_and_the_app_keeps_running():
         await press(pilot, "1", "r")
         assert any(isinstance(m, NodesLoaded) for m in messages)
         assert app.is_running
+
+
+async def test_mouse_clicks_focus_a_pane_and_the_footer_runs_keys():
+    app = recorded_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.click("#etcd-table", offset=(5, 2))
+        await settle(pilot)
+        assert app.focused_pane_id() == "etcd"
+        await press(pilot, "m")
+        assert app.screen.maximized is app.query_one("#etcd")
+        await press(pilot, "m")
+        await pilot.click("#networks-table", offset=(5, 1))  # a click on the selected row opens it
+        await settle(pilot)
+        assert type(app.screen).__name__ == "NetworkDetailScreen"
+        await press(pilot, "escape")
+        runbook_key = next(k for k in app.screen.query("FooterKey") if k.action == "runbook")
+        await pilot.click(runbook_key)
+        await settle(pilot)
+        assert type(app.screen).__name__ == "RunbookScreen"
+
+
+async def test_q_quits():
+    app = recorded_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0 and not app.is_running

@@ -49,6 +49,7 @@ class NetworksPane(Pane):
         Binding("delete,D", "delete", "Delete", id="networks.delete"),
         Binding("p", "ping", "Ping matrix", id="networks.ping"),
         Binding("a", "toggle_local", "Local nets", id="networks.toggle-local"),
+        Binding("enter", "detail", "Detail", show=False, id="networks.detail"),
     ]
 
     def __init__(self, *, id: str) -> None:
@@ -78,6 +79,18 @@ class NetworksPane(Pane):
 
     def action_refresh(self) -> None:
         self.fetch()
+
+    def on_data_table_row_selected(self, event) -> None:
+        """Enter (or a click on the selected row) opens the network's detail."""
+        event.stop()
+        self.action_detail()
+
+    def action_detail(self) -> None:
+        from tui.network_detail import NetworkDetailScreen
+
+        net = self.selected_network()
+        if net is not None:
+            self.app.push_screen(NetworkDetailScreen(net, [n.name for n in self.app.service.inventory.nodes]))
 
     def action_toggle_local(self) -> None:
         self.show_local = not self.show_local

@@ -36,6 +36,7 @@ SCENES: tuple[Scene, ...] = (
     Scene("create_network_error", ("3", "c", "type:bad name", "tab", "type:198.19.0.5/24", "enter")),
     Scene("delete_confirm", ("3", "down", "D")),
     Scene("ping_matrix", ("3", "p")),
+    Scene("network_detail", ("3", "enter")),
     Scene("key_browser", ("2", "k", "key:/docker/network/v1.0/overlay/network/e1e5d5f913f2")),
     Scene("command_output", ("1", "x", "type:docker network ls", "enter")),
     Scene("log_follow", ("1", "e")),
