@@ -180,3 +180,34 @@ def test_the_pcap_recorded_on_the_lab_decodes_to_demos_vni_between_probes_and_no
         assert f.src_name == f"{conts[f.inner_src]['name']}@{conts[f.inner_src]['node']}"
     assert {f.info for f in frames if f.proto == "ICMP"} >= {"echo request", "echo reply"}
     assert {(f.outer_src, f.outer_dst) for f in frames} == {(a, b) for a in node_of for b in node_of if a != b}
+
+
+async def test_replay_flows_detail_and_save_on_the_lab_fixture(tmp_path):
+    import json
+    from pathlib import Path
+
+    from core.live_service import LiveService
+    from core.pcap_io import read_pcap_frames
+
+    here = Path(__file__).parent / "fixtures"
+    side = json.loads((here / "lab_vxlan.json").read_text())
+    nodes = tuple(NodeSpec(name, addr, advertise=addr) for name, addr in side["nodes"].items())
+    svc = LiveService(Inventory("fixture.toml", nodes))
+
+    async def networks():             # no nodes to ask: the recorded network stands in for Docker's answer
+        return [NetworkInfo("x", side["network"], "overlay", "global", side["subnet"], side["vni"], list(side["nodes"]),
+                            [ContainerInfo(c["name"], c["node"], side["network"], ip, c["mac"])
+                             for ip, c in side["containers"].items()])]
+    svc.networks = networks
+    batches = [b async for b in svc.replay(str(here / "lab_vxlan.pcap"))]
+    frames = [f for b in batches for f in b.frames]
+    assert len(frames) == side["frames"] and sum(b.malformed for b in batches) == 0
+    assert all(f.network == "demo" and f.src_name and f.outer_src_name for f in frames)
+    flows = svc.flows(frames)
+    assert sum(s.packets for s in flows) == len(frames) and {s.network for s in flows} == {"demo"}
+    detail = svc.frame_detail(frames[0])
+    assert "###[ VXLAN ]###" in detail.layers and f"vni       = {hex(side['vni'])}" in detail.layers
+    out = tmp_path / "again.pcap"
+    assert await svc.save_pcap(frames, str(out)) == len(frames)
+    assert [f.raw for f in read_pcap_frames(out)] == [f.raw for f in frames]
+    await svc.close()
