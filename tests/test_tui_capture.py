@@ -449,3 +449,21 @@ async def test_following_survives_a_resize_and_narrow_terminals_drop_columns():
         names = [c.name for c in pane.frame_list._cols]
         assert pane.frame_list.follow and "node" not in names and {"time", "outer", "vni", "inner"} <= set(names)
         assert visible_numbers(pane)[-1] == expected_counts()["frames"]
+
+
+async def test_a_repaint_between_ticks_never_meets_a_dropped_frame():
+    app = recorded_host()
+    frames = fixture_frames()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(CapturePane)
+        pane.state = "capturing"
+        pane.apply_filter("proto=icmp")
+        for _ in range(3):
+            pane.absorb(FrameBatch(frames * 100))           # 35,700 frames a batch: the ring wraps
+        pane.redraw()
+        await pilot.pause()
+        pane.absorb(FrameBatch(frames * 100))               # no tick yet: the list repaints as it is
+        fl = pane.frame_list
+        lines = [fl.render_line(y) for y in range(fl.scrollable_content_region.height)]
+        assert all(line.cell_length == fl.scrollable_content_region.width for line in lines)
+        assert all(pane.ring.start <= s for s in pane.index.seqs())

@@ -62,7 +62,13 @@ def parse_filter(text: str, nodes: Iterable[str] = ()) -> CaptureFilter | None:
         return None
     if len(preds) == 1:
         return CaptureFilter(" ".join(norm), preds[0])
-    return CaptureFilter(" ".join(norm), lambda f: all(p(f) for p in preds))
+
+    def every(f: Frame) -> bool:
+        for p in preds:
+            if not p(f):
+                return False
+        return True
+    return CaptureFilter(" ".join(norm), every)
 
 
 def _split_term(term: str) -> tuple[str, bool, list[str]]:
@@ -145,20 +151,28 @@ def _host_predicate(key: str, values: list[str], term: str) -> Predicate:
         else:
             words.add(v.lower())
 
+    in_nets: dict[str, bool] = {}          # address -> inside one of the subnets (addresses repeat)
+
+    def in_subnet(a: str) -> bool:
+        hit = in_nets.get(a)
+        if hit is None:
+            try:
+                ip = ipaddress.ip_address(a)
+                hit = any(ip in net for net in nets)
+            except ValueError:
+                hit = False
+            if len(in_nets) > 65536:
+                in_nets.clear()
+            in_nets[a] = hit
+        return hit
+
     def side_matches(addr: str, mac: str, name: str | None, outer: str, outer_name: str | None) -> bool:
         if words:
             if addr in words or outer in words or mac.lower() in words or outer_name in words:
                 return True
             if name and (name.lower() in words or name.split("@")[0].lower() in words):
                 return True
-        for net in nets:
-            for a in (addr, outer):
-                try:
-                    if a and ipaddress.ip_address(a) in net:
-                        return True
-                except ValueError:
-                    pass
-        return False
+        return bool(nets) and (in_subnet(addr) or in_subnet(outer))
 
     def src(f: Frame) -> bool:
         return side_matches(f.inner_src, f.inner_src_mac, f.src_name, f.outer_src, f.outer_src_name)

@@ -191,6 +191,7 @@ class CapturePane(Widget):
         first = self.ring.extend(frames)
         if self.index is not None:
             self.index.add(first, frames)
+            self.index.prune(self.ring.start)     # a repaint before the next tick must find every row held
         self._dirty = True
 
     def _notice(self, text: str) -> None:
@@ -215,6 +216,7 @@ class CapturePane(Widget):
             first = self.ring.extend(held)
             if self.index is not None:
                 self.index.add(first, held)
+                self.index.prune(self.ring.start)
             self._dirty = True
         self.redraw()
 

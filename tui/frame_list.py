@@ -163,6 +163,8 @@ class FrameList(ScrollView, can_focus=True):
         if row >= self.row_count or width <= 0:
             return Strip.blank(width, self.rich_style)
         seq = self.seq_at(row)
+        if seq < self.ring.start:            # dropped since the last sync: the next tick catches up
+            return Strip.blank(width, self.rich_style)
         is_cursor = row == self.cursor_row
         key = (seq, is_cursor)
         strip = self._cache.get(key)
