@@ -19,6 +19,7 @@ from core.vxlan_decode import VxlanDecoder
 
 NAMES_REFRESH = 10.0          # seconds between re-reads of networks/containers during a capture
 NAMES_TIMEOUT = 8.0           # a replay waits this long at most for names from the nodes
+NAMES_FIRST_WAIT = 3.0        # a live capture holds its first frames this long at most for names
 REPLAY_BATCH = 2000
 
 
@@ -62,32 +63,21 @@ class CaptureMixin:
         """
         specs = self.capture_nodes(nodes)
         live = LiveCapture(self.pool, specs, self.inventory.cluster.vxlan_port, **opts)
-        names_task = asyncio.create_task(self._names_or_notice())
-        refresh: asyncio.Task | None = None
+        namer = _Namer(self)
         try:
             await live.start()
-        except BaseException:
-            names_task.cancel()
-            raise
-        self.last_capture = live
-        try:
+            self.last_capture = live
             self._node_addresses = {**getattr(self, "_node_addresses", {}), **live.node_addresses}
-            names, problem = await names_task
             on = ", ".join(f"{c.node.name} ({c.plan.interface})" for c in live.captures)
-            yield FrameBatch([], notices=[f"capturing on {on}"] + ([problem] if problem else []))
-            refreshed = time.monotonic()
+            yield FrameBatch([], notices=[f"capturing on {on}"])
             async for batch in live.merger.batches():
-                if refresh is not None and refresh.done():
-                    names = refresh.result()[0]
-                    refresh = None
-                if refresh is None and time.monotonic() - refreshed > NAMES_REFRESH:
-                    refresh, refreshed = asyncio.create_task(self._names_or_notice()), time.monotonic()
+                names, problem = await namer.current()
                 apply_names(batch.frames, names)
+                if problem:
+                    batch.notices.insert(0, problem)
                 yield batch
         finally:
-            for task in (names_task, refresh):
-                if task is not None and not task.done():
-                    task.cancel()
+            namer.close()
             await live.stop()
 
     async def replay(self, path: str) -> AsyncIterator[FrameBatch]:
@@ -139,3 +129,41 @@ def _take(records, n: int) -> list:
         if len(out) >= n:
             break
     return out
+
+
+class _Namer:
+    """The names a live capture applies: the first answer is awaited briefly (so the first frames are
+    named without holding the stream back when a node is slow), then re-read in the background."""
+
+    def __init__(self, service, first_wait: float = NAMES_FIRST_WAIT, every: float = NAMES_REFRESH) -> None:
+        self.service, self.every = service, every
+        self.names = build_names(service.inventory, [], getattr(service, "_node_addresses", None))
+        self.task: asyncio.Task | None = asyncio.create_task(service._names_or_notice())
+        self.deadline = time.monotonic() + first_wait
+        self.read_at = time.monotonic()
+        self.told = False
+
+    async def current(self) -> tuple[Names, str | None]:
+        """Names to apply now, and a notice the first time they could not be read."""
+        now = time.monotonic()
+        if self.task is None:
+            if now - self.read_at > self.every:
+                self.task, self.read_at = asyncio.create_task(self.service._names_or_notice()), now
+            return self.names, None
+        if not self.task.done() and now < self.deadline:
+            await asyncio.wait({self.task}, timeout=self.deadline - now)
+        if not self.task.done():
+            return self.names, None
+        names, problem = self.task.result()
+        self.task, self.read_at = None, time.monotonic()
+        addrs = getattr(self.service, "_node_addresses", None) or {}
+        names.nodes.update({a: n for a, n in addrs.items() if a not in names.nodes})
+        self.names = names
+        if problem and not self.told:
+            self.told = True
+            return names, problem
+        return names, None
+
+    def close(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
