@@ -59,6 +59,13 @@ class CapturePlan:
     remote: str = ""                      # what really runs: tcpdump under the watchdog below
 
 
+def tcpdump_command(iface: str, vxlan_port: int, snaplen: int = SNAPLEN, tcpdump: str = "tcpdump") -> str:
+    """The capture command run on a node (``iface`` may be a placeholder like ``<underlay>`` in plans)."""
+    quoted = iface if iface.startswith("<") else shlex.quote(iface)
+    return (f"{tcpdump} -U --immediate-mode -B {BUFFER_KIB} -i {quoted} -s {int(snaplen)} -w - "
+            f"udp port {int(vxlan_port)}")
+
+
 def parse_probe(node: NodeSpec, out: str, vxlan_port: int, snaplen: int = SNAPLEN) -> CapturePlan:
     """Turn the probe's output into a :class:`CapturePlan`, or raise :class:`CaptureError`."""
     parts = (out.split(_SECTION) + [""] * 5)[:5]
@@ -85,8 +92,7 @@ def parse_probe(node: NodeSpec, out: str, vxlan_port: int, snaplen: int = SNAPLE
         if iface is None:
             raise CaptureError(f"{node.name}: no interface there holds its underlay address {want or '?'}; "
                                "set capture_interface for that node in the inventory")
-    cmd = (f"{tcpdump} -U --immediate-mode -B {BUFFER_KIB} -i {shlex.quote(iface)} -s {int(snaplen)} -w - "
-           f"udp port {int(vxlan_port)}")
+    cmd = tcpdump_command(iface, vxlan_port, snaplen, tcpdump)
     local = [a for a, i in by_addr.items() if i == iface]
     return CapturePlan(node.name, iface, cmd, local, f"{prefix}sh -c {shlex.quote(_WATCHDOG.format(cmd=cmd))}")
 
