@@ -216,3 +216,17 @@ async def test_network_detail_lists_containers_per_node():
         assert "probe-docker-node2" in drawn and "198.19.0.3" in drawn and "VNI 256" in drawn
         await press(pilot, "escape")
         assert not isinstance(app.screen, NetworkDetailScreen)
+
+
+async def test_node_and_member_detail_cards():
+    app = recorded_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "1", "down", "enter")
+        assert type(app.screen).__name__ == "DetailScreen"
+        rows = dict((k, str(v)) for k, v in app.screen.rows)
+        assert rows["hostname"] == "docker-node2" and rows["SSH target"] == "root@198.18.0.2:22"
+        await press(pilot, "escape", "2", "enter")
+        rows = dict((k, str(v)) for k, v in app.screen.rows)
+        assert rows["leader"] == "yes" and rows["client URLs"] == "http://198.18.0.1:2379"
+        assert rows["cluster health"].endswith("cluster is healthy")

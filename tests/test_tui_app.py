@@ -208,3 +208,33 @@ async def test_q_quits():
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 0 and not app.is_running
+
+
+async def test_palette_marks_mutations_unavailable_when_read_only():
+    from tui.commands import BindingCommands
+
+    app = recorded_app(read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        provider = BindingCommands(app.screen)
+        texts = [hit.text for hit in [h async for h in provider.discover()]]
+        assert "Networks: Create (read-only: unavailable)" in texts
+        assert "Networks: Ping matrix" in texts and "Nodes: etcd log" in texts
+        assert any(t.startswith("Capture: ") for t in texts)
+
+
+def test_keymap_file_is_read_and_bad_files_are_named(tmp_path, monkeypatch):
+    import pytest
+
+    from core.errors import UsageError
+    from tui.app import load_keymap
+
+    monkeypatch.delenv("OVERLAY_TUI_KEYMAP", raising=False)
+    good = tmp_path / "keymap.toml"
+    good.write_text('[keymap]\n"networks.create" = "n"\n')
+    assert load_keymap(str(good)) == {"networks.create": "n"}
+    assert load_keymap(str(tmp_path / "none.toml")) == {}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[keymap\n")
+    with pytest.raises(UsageError, match=str(bad)):
+        load_keymap(str(bad))

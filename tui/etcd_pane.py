@@ -44,14 +44,19 @@ class EtcdPane(Pane):
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="etcd.refresh"),
         Binding("k", "keys", "Keys", id="etcd.keys"),
+        Binding("enter", "detail", "Detail", show=False, id="etcd.detail"),
     ]
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__(id=id)
+        self.cluster = None  #: the last EtcdCluster loaded
 
     async def load(self) -> EtcdLoaded:
         return EtcdLoaded(await self.app.service.etcd_cluster())
 
     def on_etcd_loaded(self, msg: EtcdLoaded) -> None:
         msg.stop()
-        c = msg.cluster
+        c = self.cluster = msg.cluster
         healthy = sum(m.healthy for m in c.members)
         leader = next((m.name for m in c.members if m.leader), "none")
         summary = f"{'healthy' if c.healthy else 'UNHEALTHY'} · {healthy}/{len(c.members)} members ok · leader {leader}"
@@ -61,6 +66,27 @@ class EtcdPane(Pane):
 
     def action_refresh(self) -> None:
         self.fetch()
+
+    def on_data_table_row_selected(self, event) -> None:
+        event.stop()
+        self.action_detail()
+
+    def action_detail(self) -> None:
+        """The member's URLs and status, and the whole cluster's health lines (as `etcdctl cluster-health`)."""
+        from tui.detail_screen import DetailScreen
+
+        if self.cluster is None:
+            return
+        m = next((m for m in self.cluster.members if m.id == self.selected_key), None)
+        if m is None:
+            return
+        cells = member_cells(m)
+        rows = [("id", m.id), ("leader", "yes" if m.leader else "no"), ("health", cells[1]), ("latency", cells[2]),
+                ("raft term / index", f"{m.raft_term} / {m.raft_index}"), ("db size", cells[5]), ("version", m.version),
+                ("peer URLs", ", ".join(m.peer_urls)), ("client URLs", ", ".join(m.client_urls)),
+                ("error", Text(m.error, style="red") if m.error else None),
+                ("cluster health", "\n".join(self.cluster.summary) or self.cluster.error)]
+        self.app.push_screen(DetailScreen(f"[b]{m.name or m.id}[/b]  etcd member", rows))
 
     def action_keys(self) -> None:
         from tui.key_browser import KeyBrowserScreen

@@ -44,13 +44,19 @@ class NodesPane(Pane):
         Binding("e", "follow_log('etcd')", "etcd log", id="nodes.etcd-log"),
         Binding("d", "follow_log('dockerd')", "dockerd log", id="nodes.dockerd-log"),
         Binding("x", "run_command", "Run command", id="nodes.run-command"),
+        Binding("enter", "detail", "Detail", show=False, id="nodes.detail"),
     ]
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__(id=id)
+        self.statuses: dict[str, NodeStatus] = {}  #: last status per node name
 
     async def load(self) -> NodesLoaded:
         return NodesLoaded(await self.app.service.nodes())
 
     def on_nodes_loaded(self, msg: NodesLoaded) -> None:
         msg.stop()
+        self.statuses = {n.name: n for n in msg.nodes}
         up = sum(n.reachable for n in msg.nodes)
         summary = f"{up}/{len(msg.nodes)} reachable"
         self.show_rows([(n.name, node_cells(n)) for n in msg.nodes], summary)
@@ -60,6 +66,23 @@ class NodesPane(Pane):
 
     def action_refresh(self) -> None:
         self.fetch()
+
+    def on_data_table_row_selected(self, event) -> None:
+        event.stop()
+        self.action_detail()
+
+    def action_detail(self) -> None:
+        from tui.detail_screen import DetailScreen
+
+        n = self.statuses.get(self.selected_key or "")
+        if n is None:
+            return
+        spec = next((s for s in self.app.service.inventory.nodes if s.name == n.name), None)
+        rows = [("reachable", node_cells(n)[1]), ("SSH round trip", f"{n.latency_ms} ms" if n.latency_ms else None),
+                ("SSH target", spec.ssh_target if spec else n.address), ("underlay address", spec and spec.advertise),
+                ("hostname", n.hostname), ("kernel", n.kernel), ("Docker", n.docker_version),
+                ("cluster store", n.store_mode), ("etcd", n.etcd_state), ("error", Text(n.error, style="red") if n.error else None)]
+        self.app.push_screen(DetailScreen(f"[b]{n.name}[/b]  node", rows))
 
     def _node(self) -> str | None:
         node = self.selected_key

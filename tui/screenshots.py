@@ -37,6 +37,8 @@ SCENES: tuple[Scene, ...] = (
     Scene("delete_confirm", ("3", "down", "D")),
     Scene("ping_matrix", ("3", "p")),
     Scene("network_detail", ("3", "enter")),
+    Scene("node_detail", ("1", "down", "enter")),
+    Scene("etcd_member_detail", ("2", "enter")),
     Scene("key_browser", ("2", "k", "key:/docker/network/v1.0/overlay/network/e1e5d5f913f2")),
     Scene("command_output", ("1", "x", "type:docker network ls", "enter")),
     Scene("log_follow", ("1", "e")),
