@@ -230,7 +230,8 @@ async def flood(seconds: float, rate: int) -> dict:
         elapsed = time.perf_counter() - t0
         out.update(process_cpu=time.process_time() - cpu0, decode_cpu=service.decode_cpu, **cpu)
         out.update(elapsed=elapsed, total=pane.ring.total, held=len(pane.ring), evicted=pane.ring.dropped,
-                   offered=service.offered, offered_rate=service.offered / service.offered_for,
+                   offered=service.offered, producer_for=service.offered_for,
+                   due=int(service.offered_for * service.rate),
                    source_dropped=service.dropped, renders=len(renders),
                    capacity=pane.ring.capacity)
         pane.action_stop()
@@ -330,9 +331,11 @@ def main() -> int:
           f"(OverlayApp, 120x36, headless)...")
     r = asyncio.run(flood(args.seconds, args.rate))
     el = r["elapsed"]
-    print(f"  offered          {r['offered']:>12,} frames  ({r['offered_rate']:>10,.0f}/s)")
-    print(f"  absorbed         {r['total']:>12,} frames  ({r['total'] / el:>10,.0f}/s)")
-    print(f"  dropped at source{r['source_dropped']:>12,} frames  (console behind by more than 1 s of frames)")
+    behind = max(0, r["due"] - r["offered"])
+    print(f"  offered          {r['due']:>12,} frames  ({r['due'] / r['producer_for']:>10,.0f}/s)")
+    print(f"  absorbed         {r['total']:>12,} frames  ({r['total'] / r['producer_for']:>10,.0f}/s)")
+    print(f"  still due        {behind:>12,} frames  (the backlog when it stopped: the console's lag)")
+    print(f"  dropped at source{r['source_dropped']:>12,} frames  (backlog beyond 1 s of frames is dropped)")
     print(f"  ring             {r['held']:>12,} held of {r['capacity']:,}; {r['evicted']:,} evicted (oldest first)")
     print(f"  list repaints    {r['renders']:>12,}  ({r['renders'] / el:.1f}/s)")
     n = max(1, r["total"])

@@ -467,3 +467,22 @@ async def test_a_repaint_between_ticks_never_meets_a_dropped_frame():
         lines = [fl.render_line(y) for y in range(fl.scrollable_content_region.height)]
         assert all(line.cell_length == fl.scrollable_content_region.width for line in lines)
         assert all(pane.ring.start <= s for s in pane.index.seqs())
+
+
+async def test_clearing_or_restarting_warns_about_unsaved_frames(tmp_path):
+    app = recorded_host()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await start_recorded(pilot)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the question")
+        await pilot.press("n")
+        assert pane.ring.total == expected_counts()["frames"]
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, CaptureNodesModal), "the node chooser")
+        assert "discards the 357 frames" in str(app.screen.query_one(".capture-nodes-error").render())
+        await pilot.press("escape")
+        pane._save(pane.ring.items(), str(tmp_path / "all.pcap"), pane.ring.total)
+        await until(pilot, lambda: "saved" in pane.note, "the save")
+        await pilot.press("c")                        # all saved: no question
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmModal) and pane.ring.total == 0

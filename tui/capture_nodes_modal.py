@@ -23,16 +23,17 @@ class CaptureNodesModal(ModalScreen[list[str] | None]):
     CaptureNodesModal Horizontal { height: auto; align-horizontal: right; }
     """
 
-    def __init__(self, nodes: list[str], chosen: list[str] | None = None) -> None:
+    def __init__(self, nodes: list[str], chosen: list[str] | None = None, warning: str = "") -> None:
         super().__init__()
         self.nodes = nodes                        #: every node of the inventory
         self.chosen = set(chosen or nodes)        #: ticked when the modal opens
+        self.warning = warning                    #: e.g. that the last capture's frames will be discarded
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("Capture VXLAN frames on (space ticks, Enter on Start):")
             yield SelectionList[str](*[(n, n, n in self.chosen) for n in self.nodes], id="capture-nodes-list")
-            yield Static("", classes="capture-nodes-error")
+            yield Static(self.warning, classes="capture-nodes-error", markup=False)
             with Horizontal():
                 yield Button("Cancel", id="capture-nodes-cancel")
                 yield Button("Start", id="capture-nodes-start", variant="primary")

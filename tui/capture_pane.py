@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState
 from core.model import FlowStat, Frame, FrameBatch
 from tui.capture_filter import CaptureFilter, CaptureFilterError, parse_filter
 from tui.capture_nodes_modal import CaptureNodesModal
+from tui.confirm_modal import ConfirmModal
 from tui.flows_view import FlowsView, flow_filter
 from tui.frame_detail_screen import FrameDetailScreen
 from tui.frame_list import FrameList
@@ -102,6 +103,7 @@ class CapturePane(Widget):
         self.error: str | None = None
         self._worker: Worker | None = None
         self._dirty = False
+        self._saved = False                                   # the frames held were all saved
         self._stopping = False
         self._rate = (time.monotonic(), 0, 0.0)               # (when, total then, frames/s)
 
@@ -143,7 +145,9 @@ class CapturePane(Widget):
             self.app.notify("a capture is running: stop it (x) before starting another", severity="warning")
             return
         names = [n.name for n in self.app.service.inventory.nodes]
-        self.app.push_screen(CaptureNodesModal(names, self.nodes or None), self._chosen)
+        warning = (f"Starting discards the {len(self.ring):,} frames of the last capture (Esc, then w saves them)."
+                   if len(self.ring) and not self._saved else "")
+        self.app.push_screen(CaptureNodesModal(names, self.nodes or None, warning), self._chosen)
 
     def _chosen(self, nodes: list[str] | None) -> None:
         if nodes:
@@ -189,6 +193,7 @@ class CapturePane(Widget):
             self.held.extend(frames)
             return
         first = self.ring.extend(frames)
+        self._saved = False
         if self.index is not None:
             self.index.add(first, frames)
             self.index.prune(self.ring.start)     # a repaint before the next tick must find every row held
@@ -233,6 +238,15 @@ class CapturePane(Widget):
         self._set_state("stopped")
 
     def action_clear(self) -> None:
+        if not len(self.ring):
+            return
+        if self._saved:
+            self._clear()
+            return
+        self.app.push_screen(ConfirmModal(f"Clear the {len(self.ring):,} frames shown? They are not saved.",
+                                          confirm="Clear"), lambda yes: self._clear() if yes else None)
+
+    def _clear(self) -> None:
         self.ring.clear()
         if self.index is not None:
             self.index.rebuild(self.ring)
@@ -426,11 +440,12 @@ class CapturePane(Widget):
             self.app.notify("nothing to save: no frames captured yet", severity="warning")
             return
         what = f"{len(frames):,} frames" + (f" (filter: {self.filter.text})" if self.filter else "")
+        everything = self.ring.total if self.index is None else None   # saving all frames held: no loss on clear
         self.app.push_screen(SavePcapModal(what),
-                             lambda path: self._save(frames, path) if path else None)
+                             lambda path: self._save(frames, path, everything) if path else None)
 
     @work(group="capture-save", exit_on_error=False)
-    async def _save(self, frames: list[Frame], path: str) -> None:
+    async def _save(self, frames: list[Frame], path: str, everything: int | None = None) -> None:
         try:
             n = await self.app.service.save_pcap(frames, path)
         except Exception as e:  # noqa: BLE001 - a failed save is reported, the capture goes on
@@ -438,6 +453,7 @@ class CapturePane(Widget):
             self.app.notify(self.error, title="save pcap", severity="error", timeout=8)
             self._show_status()
             return
+        self._saved = everything == self.ring.total
         self.note = f"saved {n:,} frames to {path}"
         self.app.notify(self.note, title="save pcap")
         self._show_status()
