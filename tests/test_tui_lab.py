@@ -67,3 +67,40 @@ async def test_console_on_the_live_lab(lab2):
                 await press(pilot, "D", "y")
         assert name not in [n.name for n in await service.networks()]
         assert name not in [r[0] for r in table_rows(app, "#networks-table")]
+
+
+def test_record_writes_state_the_console_replays(lab2, tmp_path):
+    """`overlay-tui record` on the live lab writes what RecordedService replays, and the console shows it."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from core.recorded import RecordedService
+
+    out = tmp_path / "state.json"
+    index = lab2.inventory.nodes[0].address.split(".")[2]
+    res = subprocess.run([sys.executable, "-m", "tui.launcher", "--inventory", lab2.inventory_path, "record",
+                          "--out", str(out), "--apply", "--ping", "--rewrite", f"198.18.{index}.=198.18.0."],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    svc = RecordedService.load(out)
+    nodes = [n.name for n in lab2.inventory.nodes]
+    assert [n.address for n in svc.inventory.nodes] == [f"198.18.0.{i}" for i in range(1, len(nodes) + 1)]
+
+    async def check() -> None:
+        assert [n.name for n in await svc.nodes()] == nodes
+        cluster = await svc.etcd_cluster()
+        assert cluster.healthy and sorted(m.name for m in cluster.members) == nodes
+        demo = next(n for n in await svc.networks() if n.name == lab2.inventory.cluster.network)
+        assert sorted(demo.nodes) == nodes and demo.vni is not None
+        assert any(k.key.startswith("/docker/network/v1.0/network/") for k in await svc.etcd_keys("v2"))
+        assert all(p.loss == 0 for p in await svc.ping_matrix())
+        events = [e async for e in svc.runbook_apply()]
+        assert events and all(e.step.ok is not False for e in events)
+        app = OverlayApp(svc, deterministic=True)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            assert [r[0] for r in table_rows(app, "#nodes-table")] == nodes
+            assert len(table_rows(app, "#etcd-table")) == len(nodes)
+
+    asyncio.run(check())
