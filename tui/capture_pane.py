@@ -58,6 +58,9 @@ class CapturePane(Widget):
         Binding("F", "toggle_flows", "Flows", id="capture.flows"),
         Binding("w", "save", "Save pcap", id="capture.save"),
         Binding("c", "clear", "Clear", show=False, id="capture.clear"),
+        # the frame list binds these too (same ids, so a keymap moves both); here they reach `?` and the palette
+        Binding("enter", "open", "Frame detail", show=False, id="capture.detail"),
+        Binding("end", "follow", "Follow newest", show=False, id="capture.follow"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="capture.clear-filter"),
     ]
     DEFAULT_CSS = """
@@ -381,6 +384,14 @@ class CapturePane(Widget):
         self.apply_filter("")
 
     # --- detail, flows, save ----------------------------------------------------------------
+    def action_open(self) -> None:
+        """Open the detail of the frame under the list's cursor."""
+        self.frame_list.action_open()
+
+    def action_follow(self) -> None:
+        """Follow the newest frames again."""
+        self.frame_list.action_follow()
+
     @on(FrameList.Opened)
     def _open(self, msg: FrameList.Opened) -> None:
         self.app.push_screen(FrameDetailScreen(msg.seq, msg.frame))
