@@ -105,7 +105,9 @@ async def test_stopping_the_capture_leaves_no_tcpdump_on_any_node(svc):
     # 1: the consumer closes the generator
     async with aclosing(svc.capture([])) as batches:
         async for batch in batches:
-            assert all(_tcpdumps_running for _tcpdumps_running in batch.notices)
+            assert batch.notices[0].startswith("capturing on")
+            running = await _tcpdumps(svc)
+            assert all("tcpdump -U --immediate-mode" in v for v in running.values()), running
             break
     assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
 
