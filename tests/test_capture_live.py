@@ -159,6 +159,37 @@ async def test_a_node_whose_tcpdump_dies_ends_with_a_notice_while_the_other_goes
     assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
 
 
+async def test_a_node_whose_ssh_connection_breaks_ends_with_a_notice_while_the_other_goes_on(svc, overlay2):
+    batches = []
+    started = asyncio.Event()
+
+    async def consume():
+        async for b in svc.capture([]):
+            batches.append(b)
+            started.set()
+
+    task = asyncio.create_task(consume())
+    other = LiveService(overlay2.inventory)
+    try:
+        await asyncio.wait_for(started.wait(), 15)
+        node2 = next(c for c in svc.last_capture.captures if c.node.name == "docker-node2")
+        # end the sshd session that carries our connection to docker-node2 (the parent of the capture)
+        res = await other.pool.run("docker-node2", f"kill $(ps -o ppid= -p {node2.stream.pid})", check=True)
+        assert res.ok
+        for _ in range(50):
+            if any("docker-node2: capture ended" in n for b in batches for n in b.notices):
+                break
+            await asyncio.sleep(0.1)
+        assert not task.done()
+        assert "tcpdump" in (await _tcpdumps(other))["docker-node1"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await other.close()
+    assert "docker-node2: capture ended: connection lost (Connection lost)" in [n for b in batches for n in b.notices]
+    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}     # the pool reconnects
+
+
 async def test_runbook_step8_sees_demos_vni_between_the_right_addresses(svc):
     state = await verify_vxlan(svc, "demo")
     net, _ = await _demo(svc)
