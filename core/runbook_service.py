@@ -72,7 +72,9 @@ class RunbookMixin:
             cmds += [f"{a.name}: docker exec probe-{a.name} ping -c 3 probe-{b.name}" for a in nodes for b in nodes if a != b]
             return cmds
         if step.id == "vxlan":
-            return [f"{n.name}: tcpdump -U --immediate-mode -i <underlay> -s 128 -w - udp port {cluster.vxlan_port}"
+            from core.capture_live import tcpdump_command
+
+            return [f"{n.name}: {tcpdump_command(n.capture_interface or '<underlay>', cluster.vxlan_port)}"
                     for n in nodes]
         return []
 
