@@ -486,3 +486,19 @@ async def test_clearing_or_restarting_warns_about_unsaved_frames(tmp_path):
         await pilot.press("c")                        # all saved: no question
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmModal) and pane.ring.total == 0
+
+
+async def test_detail_steps_through_the_frames_the_list_shows():
+    app = recorded_host()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await start_recorded(pilot)
+        pane.apply_filter("proto=arp")
+        await pilot.press("home", "enter")
+        await until(pilot, lambda: isinstance(app.screen, FrameDetailScreen), "the detail screen")
+        arps = [i for i, f in enumerate(pane.ring.items()) if f.proto == "ARP"]
+        assert app.screen.seq == arps[0]
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen.seq == arps[1], "the next ARP frame")
+        await until(pilot, lambda: "ARP" in str(app.screen.query_one("#frame-layers-text").render()), "its layers")
+        await pilot.press("p", "p")
+        await until(pilot, lambda: app.screen.seq == arps[0], "back to the first")

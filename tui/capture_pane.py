@@ -107,6 +107,7 @@ class CapturePane(Widget):
         self._worker: Worker | None = None
         self._dirty = False
         self._saved = False                                   # the frames held were all saved
+        self._status_shown: Text | None = None
         self._stopping = False
         self._rate = (time.monotonic(), 0, 0.0)               # (when, total then, frames/s)
 
@@ -327,7 +328,10 @@ class CapturePane(Widget):
 
     def _show_status(self) -> None:
         status = self.query_one("#capture-status", Static)
-        status.update(self.status_text())
+        text = self.status_text()
+        if text != self._status_shown:           # the timer calls this 10 times a second: redraw on change only
+            self._status_shown = text
+            status.update(text)
         status.set_class(self.error is not None, "-error")
         self.border_subtitle = f"{self.state} · {self.ring.total:,} frames"
 
@@ -394,7 +398,16 @@ class CapturePane(Widget):
 
     @on(FrameList.Opened)
     def _open(self, msg: FrameList.Opened) -> None:
-        self.app.push_screen(FrameDetailScreen(msg.seq, msg.frame))
+        self.app.push_screen(FrameDetailScreen(msg.seq, msg.frame, self.neighbour))
+
+    def neighbour(self, seq: int, step: int) -> tuple[int, Frame] | None:
+        """The frame ``step`` rows from frame ``seq`` in what the list shows (None past either end)."""
+        fl = self.frame_list
+        row = fl.row_of(seq) + step
+        if not 0 <= row < fl.row_count:
+            return None
+        nseq = fl.seq_at(row)
+        return nseq, self.ring.get(nseq)
 
     def shown_frames(self) -> list[Frame]:
         """The frames the list shows (the filter's matches, or everything held)."""

@@ -13,8 +13,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from collections.abc import Callable
+
 from core.model import Frame, FrameDetail
 from tui.frame_row import cells
+
+#: (seq, step) -> the (seq, frame) ``step`` rows away in the list, or None at either end
+Neighbour = Callable[[int, int], "tuple[int, Frame] | None"]
 
 
 def _named(addr: str, name: str | None) -> str:
@@ -25,7 +30,9 @@ def _named(addr: str, name: str | None) -> str:
 class FrameDetailScreen(Screen):
     """One frame's layers and bytes; Esc goes back to the capture."""
 
-    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back", id="frame-detail.back")]
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back", id="frame-detail.back"),
+                Binding("n", "step(1)", "Next frame", id="frame-detail.next"),
+                Binding("p", "step(-1)", "Previous frame", id="frame-detail.previous")]
     DEFAULT_CSS = """
     FrameDetailScreen .detail-summary { height: auto; padding: 0 1; background: $boost; }
     FrameDetailScreen #frame-layers { height: 2fr; border: round $accent; }
@@ -41,10 +48,11 @@ class FrameDetailScreen(Screen):
             self.detail = detail  #: layers and hex dump
             self.error = error    #: why there is none
 
-    def __init__(self, seq: int, frame: Frame) -> None:
+    def __init__(self, seq: int, frame: Frame, neighbour: Neighbour | None = None) -> None:
         super().__init__()
-        self.seq = seq          #: the frame's number in the capture (0-based)
-        self.frame = frame      #: the frame shown
+        self.seq = seq              #: the frame's number in the capture (0-based)
+        self.frame = frame          #: the frame shown
+        self.neighbour = neighbour  #: finds the next/previous frame the list shows
 
     def compose(self) -> ComposeResult:
         f, c = self.frame, cells(self.seq, self.frame)
@@ -64,6 +72,16 @@ class FrameDetailScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.dissect()
+
+    async def action_step(self, step: int) -> None:
+        """Show the next (1) or previous (-1) frame of the list."""
+        found = self.neighbour(self.seq, step) if self.neighbour else None
+        if found is None:
+            self.notify("no more frames that way", severity="warning", timeout=2)
+            return
+        self.seq, self.frame = found
+        await self.recompose()
         self.dissect()
 
     @work(thread=True, exclusive=True, exit_on_error=False)
