@@ -20,7 +20,7 @@ from core.flows import FlowTable
 from core.frame_detail import frame_detail as scapy_detail
 from core.model import FlowStat, Frame, FrameBatch, FrameDetail, Names
 from core.naming import apply_names, build_names, merge_names, names_from_json
-from core.pcap_io import read_pcap_frames, write_pcap
+from core.pcap_io import PcapFileReader, write_pcap
 from core.vxlan_decode import VxlanDecoder
 
 DEFAULT_PCAP = "capture_small.pcap"
@@ -90,7 +90,9 @@ class RecordedCaptureMixin:
         out: list[Frame] = []
         malformed_before = 0
         prev_ts: float | None = None
-        for f in read_pcap_frames(path, decoder):
+        reader = PcapFileReader(path)
+        decode = decoder.decode
+        for f in (decode(data, ts, wirelen) for ts, _cap, wirelen, data in reader):
             if chosen is not None:
                 node = _capturing_node(f, by_addr, wanted, chosen[0])
                 if node is None:
@@ -105,8 +107,11 @@ class RecordedCaptureMixin:
                 malformed_before = decoder.malformed + decoder.not_vxlan
                 out = []
                 await asyncio.sleep(0)            # let the UI draw between batches
-        if out:
-            yield self._named_batch(out, names, decoder, malformed_before)
+        if out or reader.truncated:
+            batch = self._named_batch(out, names, decoder, malformed_before)
+            if reader.truncated:
+                batch.notices.append(reader.truncated)
+            yield batch
 
     @staticmethod
     def _named_batch(frames: list[Frame], names: Names, decoder: VxlanDecoder, before: int) -> FrameBatch:

@@ -82,3 +82,13 @@ async def test_replay_flows_detail_and_save(tmp_path):
     out = tmp_path / "x.pcap"
     assert await svc.save_pcap(frames[:10], str(out)) == 10
     assert [f.raw for f in read_pcap_frames(out)] == [f.raw for f in frames[:10]]
+
+
+async def test_a_truncated_recording_says_so(tmp_path):
+    state = json.loads(STATE.read_text())
+    state["capture"] = {"pcap": "cut.pcap"}
+    (tmp_path / "s.json").write_text(json.dumps(state))
+    (tmp_path / "cut.pcap").write_bytes(FIXTURE.read_bytes()[:-30])
+    frames, notices, _ = await collect(RecordedService.load(tmp_path / "s.json").capture([]))
+    assert len(frames) == expected_counts()["frames"] - 1
+    assert any("cut short" in n for n in notices)
