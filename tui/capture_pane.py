@@ -30,6 +30,7 @@ from tui.confirm_modal import ConfirmModal
 from tui.flows_view import FlowsView, flow_filter
 from tui.frame_detail_screen import FrameDetailScreen
 from tui.frame_list import FrameList
+from tui.capture_buffer import CaptureBuffer
 from tui.frame_ring import FilteredIndex, FrameRing
 from tui.frame_row import header_text, layout
 from tui.save_pcap_modal import SavePcapModal
@@ -93,20 +94,12 @@ class CapturePane(Widget):
 
     def __init__(self, *, id: str | None = "capture", capacity: int | None = None) -> None:
         super().__init__(id=id, classes="pane")
-        cap = capacity or self.CAPACITY
-        self.ring: FrameRing[Frame] = FrameRing(cap)          #: what the list shows
-        self.held: FrameRing[Frame] = FrameRing(cap)          #: what arrived while paused
-        self.filter: CaptureFilter | None = None              #: the display filter
-        self.index: FilteredIndex[Frame] | None = None
+        self.buffer = CaptureBuffer(capacity or self.CAPACITY)  #: the frames and their counts
         self.state = "idle"                                   #: idle/capturing/paused/stopped/ended/failed
         self.nodes: list[str] = []                            #: the nodes of the current capture
-        self.malformed = 0                                    #: frames the decoder could not read
-        self.source_dropped = 0                               #: frames dropped before they reached us
         self.note = "press s to choose nodes and start capturing"  #: latest notice
         self.error: str | None = None
         self._worker: Worker | None = None
-        self._dirty = False
-        self._saved = False                                   # the frames held were all saved
         self._status_shown: Text | None = None
         self._stopping = False
         self._rate = (time.monotonic(), 0, 0.0)               # (when, total then, frames/s)
@@ -120,6 +113,26 @@ class CapturePane(Widget):
         yield Input(placeholder="filter: vni=256 node=docker-node1 host=10.0.0.2 proto=icmp (Enter applies, Esc "
                                 "cancels)", id="capture-filter")
         yield Static("", id="capture-status")
+
+    @property
+    def ring(self) -> FrameRing[Frame]:
+        return self.buffer.ring
+
+    @property
+    def held(self) -> FrameRing[Frame]:
+        return self.buffer.held
+
+    @property
+    def index(self) -> FilteredIndex[Frame] | None:
+        return self.buffer.index
+
+    @property
+    def filter(self) -> CaptureFilter | None:
+        return self.buffer.filter
+
+    @property
+    def malformed(self) -> int:
+        return self.buffer.malformed
 
     @property
     def frame_list(self) -> FrameList:
@@ -150,7 +163,7 @@ class CapturePane(Widget):
             return
         names = [n.name for n in self.app.service.inventory.nodes]
         warning = (f"Starting discards the {len(self.ring):,} frames of the last capture (Esc, then w saves them)."
-                   if len(self.ring) and not self._saved else "")
+                   if len(self.ring) and not self.buffer.saved else "")
         self.app.push_screen(CaptureNodesModal(names, self.nodes or None, warning), self._chosen)
 
     def _chosen(self, nodes: list[str] | None) -> None:
@@ -159,11 +172,8 @@ class CapturePane(Widget):
 
     def start_capture(self, nodes: list[str]) -> None:
         """Forget the last capture's frames and capture on ``nodes``."""
-        self.ring.clear()
-        self.held.clear()
-        if self.index is not None:
-            self.index.rebuild(self.ring)
-        self.malformed = self.source_dropped = 0
+        self.buffer.reset()
+        self.frame_list.set_index(self.buffer.index)
         self.nodes, self.error, self._stopping = list(nodes), None, False
         self.note = f"starting capture on {', '.join(nodes)}…"
         self._rate = (time.monotonic(), 0, 0.0)
@@ -186,22 +196,9 @@ class CapturePane(Widget):
 
     def absorb(self, batch: FrameBatch) -> None:
         """Take in one batch (cheap: no formatting, no drawing; the timer redraws)."""
-        self.malformed += batch.malformed
-        self.source_dropped += batch.dropped
         for text in batch.notices:
             self._notice(text)
-        frames = batch.frames
-        if not frames:
-            return
-        if self.state == "paused":
-            self.held.extend(frames)
-            return
-        first = self.ring.extend(frames)
-        self._saved = False
-        if self.index is not None:
-            self.index.add(first, frames)
-            self.index.prune(self.ring.start)     # a repaint before the next tick must find every row held
-        self._dirty = True
+        self.buffer.add(batch.frames, batch.malformed, batch.dropped)
 
     def _notice(self, text: str) -> None:
         self.note = text
@@ -210,6 +207,7 @@ class CapturePane(Widget):
 
     def action_pause(self) -> None:
         if self.state == "capturing":
+            self.buffer.paused = True
             self._set_state("paused")
         elif self.state == "paused":
             self._resume()
@@ -217,16 +215,8 @@ class CapturePane(Widget):
             self.app.notify("no capture is running (s starts one)", severity="warning")
 
     def _resume(self) -> None:
-        held = self.held.items()
-        self.source_dropped += self.held.dropped
-        self.held.clear()
+        self.buffer.resume()
         self._set_state("capturing")
-        if held:
-            first = self.ring.extend(held)
-            if self.index is not None:
-                self.index.add(first, held)
-                self.index.prune(self.ring.start)
-            self._dirty = True
         self.redraw()
 
     def action_stop(self) -> None:
@@ -244,16 +234,15 @@ class CapturePane(Widget):
     def action_clear(self) -> None:
         if not len(self.ring):
             return
-        if self._saved:
+        if self.buffer.saved:
             self._clear()
             return
         self.app.push_screen(ConfirmModal(f"Clear the {len(self.ring):,} frames shown? They are not saved.",
                                           confirm="Clear"), lambda yes: self._clear() if yes else None)
 
     def _clear(self) -> None:
-        self.ring.clear()
-        if self.index is not None:
-            self.index.rebuild(self.ring)
+        self.buffer.clear()
+        self.frame_list.set_index(self.buffer.index)
         self.redraw(force=True)
 
     @on(Worker.StateChanged)
@@ -284,10 +273,8 @@ class CapturePane(Widget):
     # --- redraw -----------------------------------------------------------------------------
     def redraw(self, force: bool = False) -> None:
         """The timer's tick: let the list take in new frames (never while paused), update the status."""
-        if (self._dirty or force) and self.state != "paused":
-            self._dirty = False
-            if self.index is not None:
-                self.index.prune(self.ring.start)
+        if (self.buffer.changed or force) and self.state != "paused":
+            self.buffer.changed = False
             self.frame_list.sync()
         self._show_status()
 
@@ -309,7 +296,7 @@ class CapturePane(Widget):
         parts.append(f"{self.ring.total:,} frames")
         if self.state == "capturing" and not getattr(self.app, "deterministic", False):
             parts.append(f"{self._frames_per_second():,.0f}/s")
-        parts.append(f"{self.ring.dropped + self.source_dropped:,} dropped")
+        parts.append(f"{self.buffer.dropped:,} dropped")
         if self.malformed:
             parts.append(f"{self.malformed:,} malformed")
         if self.state == "paused":
@@ -360,13 +347,8 @@ class CapturePane(Widget):
         """Show only the frames matching ``text`` (empty: all); CaptureFilterError if it is invalid."""
         flt = parse_filter(text, [n.name for n in self.app.service.inventory.nodes])
         self.error = None
-        self.filter = flt
-        if flt is None:
-            self.index = None
-        else:
-            self.index = FilteredIndex(flt.predicate)
-            self.index.rebuild(self.ring)
-        self.frame_list.set_index(self.index)
+        self.buffer.set_filter(flt)
+        self.frame_list.set_index(self.buffer.index)
         self._show_status()
         if self.showing_flows:
             self._compute_flows()
@@ -411,11 +393,7 @@ class CapturePane(Widget):
 
     def shown_frames(self) -> list[Frame]:
         """The frames the list shows (the filter's matches, or everything held)."""
-        if self.index is None:
-            return self.ring.items()
-        get = self.ring.get
-        start = self.ring.start
-        return [get(s) for s in self.index.seqs() if s >= start]
+        return self.buffer.shown()
 
     def action_toggle_flows(self) -> None:
         switcher = self.query_one(ContentSwitcher)
@@ -477,7 +455,7 @@ class CapturePane(Widget):
             self.app.notify(self.error, title="save pcap", severity="error", timeout=8)
             self._show_status()
             return
-        self._saved = everything == self.ring.total
+        self.buffer.saved = everything == self.ring.total
         self.note = f"saved {n:,} frames to {path}"
         self.app.notify(self.note, title="save pcap")
         self._show_status()
