@@ -58,8 +58,11 @@ def layout(width: int) -> tuple[Column, ...]:
         if sum(c[2] + 1 for c in cols) - 1 <= width:
             break
         cols = [c for c in cols if c[0] != dispensable]
-    spare = max(0, width - sum(c[2] + 1 for c in cols) + 1)
+    spare = width - sum(c[2] + 1 for c in cols) + 1
     shares = sum(c[3] for c in cols)
+    if spare < 0:                    # still too narrow: the flexible columns give up cells, down to 8 each
+        return tuple(Column(name, title, max(8, minimum + (spare * share) // shares) if share else minimum)
+                     for name, title, minimum, share in cols)
     return tuple(Column(name, title, minimum + (spare * share) // shares) for name, title, minimum, share in cols)
 
 
