@@ -502,3 +502,19 @@ async def test_detail_steps_through_the_frames_the_list_shows():
         await until(pilot, lambda: "ARP" in str(app.screen.query_one("#frame-layers-text").render()), "its layers")
         await pilot.press("p", "p")
         await until(pilot, lambda: app.screen.seq == arps[0], "back to the first")
+
+
+async def test_the_mouse_wheel_up_stops_following():
+    from textual import events
+
+    app = recorded_host()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await start_recorded(pilot)
+        fl = pane.frame_list
+        bottom = fl.scroll_offset.y
+        for _ in range(3):
+            fl.post_message(events.MouseScrollUp(fl, 5, 5, 0, -1, 0, False, False, False))
+        await until(pilot, lambda: fl.scroll_offset.y < bottom, "the scroll")
+        assert not fl.follow
+        await pilot.press("end")
+        assert fl.follow and fl.scroll_offset.y == bottom
