@@ -238,3 +238,41 @@ def test_keymap_file_is_read_and_bad_files_are_named(tmp_path, monkeypatch):
     bad.write_text("[keymap\n")
     with pytest.raises(UsageError, match=str(bad)):
         load_keymap(str(bad))
+
+
+class SlowNodesService(RecordedService):
+    """nodes() waits until released: a node that answers slower than the refresh period."""
+
+    calls = 0
+    release: "asyncio.Event"
+
+    async def nodes(self):
+        type(self).calls += 1
+        await self.release.wait()
+        return await super().nodes()
+
+
+async def test_a_slow_refresh_is_not_cut_off_by_the_timer():
+    import asyncio
+
+    SlowNodesService.release = asyncio.Event()
+    SlowNodesService.calls = 0
+    app = OverlayApp(SlowNodesService.load(STATE), deterministic=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        pane = app.query_one("#nodes")
+        assert SlowNodesService.calls == 1
+        pane._tick()                 # what the 5 s timer does while the first refresh still runs
+        pane._tick()
+        await pilot.pause()
+        assert SlowNodesService.calls == 1
+        assert app.is_running and pane.border_subtitle == "loading…"   # the UI is not blocked meanwhile
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.focused_pane_id() == "etcd"
+        SlowNodesService.release.set()
+        await settle(pilot)
+        assert len(table_rows(app, "#nodes-table")) == 3
+        pane._tick()
+        await settle(pilot)
+        assert SlowNodesService.calls == 2

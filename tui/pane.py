@@ -78,7 +78,12 @@ class Pane(Vertical):
         self.border_subtitle = "loading…"
         self.fetch()
         if not self.app.deterministic:
-            self.set_interval(self.REFRESH_SECONDS, self.fetch)
+            self.set_interval(self.REFRESH_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        """The timer's refresh: skipped while the last one still runs (a slow node must not be cut off)."""
+        if not any(w.node is self and w.group == "refresh" and w.is_running for w in self.workers):
+            self.fetch()
 
     # --- data --------------------------------------------------------------------------------
     async def load(self) -> Message:
