@@ -17,7 +17,7 @@ from tui.network_validation import validate
 from tui.ping_grid import PingGridScreen
 from tui.runbook_screen import RunbookProgress, RunbookScreen
 
-from tui_fixtures import SIZE, press, recorded_app, settle, table_rows
+from tui_fixtures import SIZE, press, recorded_app, settle, table_cells, table_rows
 
 
 async def type_text(pilot, text: str) -> None:
@@ -46,8 +46,8 @@ async def test_create_network_form_validates_before_sending_then_creates():
         form.query_one("#subnet", Input).value = "198.19.7.0/24"
         await press(pilot, "enter")
         assert not isinstance(app.screen, NetworkForm)
-        rows = {r[0]: r for r in table_rows(app, "#networks-table")}
-        assert rows["blue"][3:6] == ["198.19.7.0/24", "258", "123"]
+        blue = next(r for r in table_cells(app, "#networks-table") if r["name"] == "blue")
+        assert (blue["subnet"], blue["vni"], blue["nodes"]) == ("198.19.7.0/24", "258", "123")
         assert any("blue created" in n.message and "3/3 nodes" in n.message for n in app._notifications)
 
 

@@ -10,7 +10,7 @@ from tui.messages import FirstPaint, NodesLoaded, PaneFilled
 from tui.network_form import NetworkForm
 from tui.ping_grid import PingGridScreen
 
-from tui_fixtures import SIZE, STATE, press, recorded_app, settle, table_rows
+from tui_fixtures import SIZE, STATE, press, recorded_app, settle, table_cells, table_rows
 
 
 async def test_panes_fill_from_the_service_and_first_paint_is_posted():
@@ -20,13 +20,16 @@ async def test_panes_fill_from_the_service_and_first_paint_is_posted():
         await settle(pilot)
         nodes = table_rows(app, "#nodes-table")
         assert [r[0] for r in nodes] == ["docker-node1", "docker-node2", "docker-node3"]
-        assert nodes[0][1] == "● up" and nodes[0][6] == "etcd (classic)" and nodes[0][7] == "running"
+        node1 = table_cells(app, "#nodes-table")[0]
+        assert node1["state"] == "● up" and node1["store"] == "etcd (classic)" and node1["etcd"] == "running"
+        assert node1["kernel"] == "6.18.44-fc-v657" and node1["docker"] == "20.10.24+dfsg1"
         members = table_rows(app, "#etcd-table")
         assert members[0][0] == "★ docker-node1" and all(r[1] == "● ok" for r in members)
         nets = table_rows(app, "#networks-table")
         assert [r[0] for r in nets] == ["demo", "web"]
-        assert nets[0][3:6] == ["198.19.0.0/24", "256", "123"]
-        assert "3 probe-docker-node1" in nets[0][6]
+        demo = table_cells(app, "#networks-table")[0]
+        assert (demo["subnet"], demo["vni"], demo["nodes"], demo["scope"]) == ("198.19.0.0/24", "256", "123", "global")
+        assert "3 probe-docker-node1" in demo["containers"]
         assert app.query_one("#etcd").border_subtitle.startswith("healthy · 3/3 members ok · leader docker-node1")
         filled = {m.pane_id for m in messages if isinstance(m, PaneFilled)}
         assert filled == {"nodes", "etcd", "networks"}

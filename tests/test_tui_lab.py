@@ -10,7 +10,7 @@ from tui.confirm_modal import ConfirmModal
 from tui.network_form import NetworkForm
 from tui.runbook_screen import RunbookScreen
 
-from tui_fixtures import SIZE, press, settle, table_rows
+from tui_fixtures import SIZE, press, settle, table_cells, table_rows
 
 pytestmark = pytest.mark.lab
 
@@ -35,14 +35,14 @@ async def test_console_on_the_live_lab(lab2):
         await press(pilot, "escape")
         await settle(pilot)
 
-        rows = table_rows(app, "#nodes-table")
-        assert all(r[6] == "etcd (classic)" and r[7] == "running" for r in rows), rows
+        rows = table_cells(app, "#nodes-table")
+        assert all(r["store"] == "etcd (classic)" and r["etcd"] == "running" for r in rows), rows
         members = table_rows(app, "#etcd-table")
         assert sorted(r[0].lstrip("★ ").strip() for r in members) == nodes
         assert all(r[1] == "● ok" for r in members) and sum(r[0].startswith("★") for r in members) == 1
-        nets = {r[0]: r for r in table_rows(app, "#networks-table")}
+        nets = {r["name"]: r for r in table_cells(app, "#networks-table")}
         demo = lab2.inventory.cluster.network
-        assert nets[demo][1:3] == ["overlay", "global"] and nets[demo][5] == "12"
+        assert (nets[demo]["driver"], nets[demo]["scope"], nets[demo]["nodes"]) == ("overlay", "global", "12")
 
         name = "tui-lab-net"
         await press(pilot, "3", "c")
@@ -55,8 +55,8 @@ async def test_console_on_the_live_lab(lab2):
             assert not isinstance(app.screen, NetworkForm)
             created = next(n for n in await service.networks() if n.name == name)
             assert sorted(created.nodes) == nodes and created.scope == "global"
-            row = {r[0]: r for r in table_rows(app, "#networks-table")}[name]
-            assert row[3] == "198.19.201.0/24" and row[5] == "12"
+            row = {r["name"]: r for r in table_cells(app, "#networks-table")}[name]
+            assert row["subnet"] == "198.19.201.0/24" and row["nodes"] == "12"
             assert any(f"{name} created" in n.message and f"{len(nodes)}/{len(nodes)} nodes" in n.message
                        for n in app._notifications)
         finally:

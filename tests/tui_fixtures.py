@@ -27,3 +27,10 @@ def table_rows(app, selector: str) -> list[list[str]]:
     """Plain text of a DataTable's rows."""
     table = app.screen.query_one(selector) if app.screen.query(selector) else app.screen_stack[0].query_one(selector)
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def table_cells(app, selector: str) -> list[dict[str, str]]:
+    """Plain text of a DataTable's rows, by column key."""
+    table = app.screen_stack[0].query_one(selector)
+    keys = [c.value for c in table.columns]
+    return [dict(zip(keys, row)) for row in table_rows(app, selector)]

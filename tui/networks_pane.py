@@ -26,10 +26,10 @@ def visibility(net: NetworkInfo, nodes: list[str]) -> Text:
 def network_cells(net: NetworkInfo, nodes: list[str]) -> tuple[object, ...]:
     """One table row for a network."""
     names = ", ".join(c.name for c in net.containers)
-    return (Text(net.name, style="bold"), Text(net.driver), Text(net.scope, style="cyan" if net.scope == "global" else "dim"),
-            Text(net.subnet) if net.subnet else DASH,
-            Text(str(net.vni), justify="right") if net.vni is not None else DASH,
-            visibility(net, nodes), Text(f"{len(net.containers)}" + (f" {names}" if names else "")))
+    return (Text(net.name, style="bold"), Text(str(net.vni), justify="right") if net.vni is not None else DASH,
+            visibility(net, nodes), Text(net.subnet) if net.subnet else DASH,
+            Text(net.scope, style="cyan" if net.scope == "global" else "dim"), Text(net.driver),
+            Text(f"{len(net.containers)}" + (f" {names}" if names else "")))
 
 
 def is_multi_host(net: NetworkInfo) -> bool:
@@ -40,8 +40,9 @@ class NetworksPane(Pane):
     """Networks across the cluster; local ones (bridge, host, none) are hidden until `a`."""
 
     PANE_TITLE = "Networks"
-    COLUMNS = (("name", "Network"), ("driver", "Driver"), ("scope", "Scope"), ("subnet", "Subnet"),
-               ("vni", "VNI"), ("nodes", "On nodes"), ("containers", "Containers"))
+    # most telling first: on a narrow terminal the last columns are the ones scrolled off
+    COLUMNS = (("name", "Network"), ("vni", "VNI"), ("nodes", "On nodes"), ("subnet", "Subnet"), ("scope", "Scope"),
+               ("driver", "Driver"), ("containers", "Containers"))
     REFRESH_SECONDS = 5.0
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="networks.refresh"),

@@ -28,16 +28,17 @@ def node_cells(n: NodeStatus) -> tuple[object, ...]:
     etcd = _cell(n.etcd_state, good="running")
     if n.etcd_state in ("stopped", "not installed"):
         etcd = Text(n.etcd_state, style="yellow")
-    return (Text(n.name, style="bold"), state, latency, _cell(n.hostname), _cell(n.kernel),
-            _cell(n.docker_version), _cell(n.store_mode, good="etcd (classic)"), etcd)
+    return (Text(n.name, style="bold"), state, latency, etcd, _cell(n.store_mode, good="etcd (classic)"),
+            _cell(n.docker_version), _cell(n.hostname), _cell(n.kernel))
 
 
 class NodesPane(Pane):
     """Every inventory node's status; follow a node's logs or run a command on it."""
 
     PANE_TITLE = "Nodes"
-    COLUMNS = (("node", "Node"), ("state", "State"), ("latency", "Latency"), ("hostname", "Hostname"),
-               ("kernel", "Kernel"), ("docker", "Docker"), ("store", "Store"), ("etcd", "etcd"))
+    # most telling first: on a narrow terminal the last columns are the ones scrolled off
+    COLUMNS = (("node", "Node"), ("state", "State"), ("latency", "Latency"), ("etcd", "etcd"), ("store", "Store"),
+               ("docker", "Docker"), ("hostname", "Hostname"), ("kernel", "Kernel"))
     REFRESH_SECONDS = 5.0
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="nodes.refresh"),
