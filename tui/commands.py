@@ -32,6 +32,7 @@ class KeyAction:
 def _scopes() -> list[tuple[str, type, str | None]]:
     """(scope, class whose own BINDINGS apply, pane id) in the order the help screen shows them."""
     from tui.app import OverlayApp
+    from tui.confirm_modal import ConfirmModal
     from tui.etcd_pane import EtcdPane
     from tui.key_browser import KeyBrowserScreen
     from tui.log_screen import LogScreen
@@ -50,7 +51,8 @@ def _scopes() -> list[tuple[str, type, str | None]]:
     except ImportError:  # pragma: no cover - the capture pane is another piece of work
         pass
     scopes += [("Runbook", RunbookScreen, "runbook"), ("Key browser", KeyBrowserScreen, "keys"),
-               ("Ping matrix", PingGridScreen, "ping"), ("Log", LogScreen, "log")]
+               ("Ping matrix", PingGridScreen, "ping"), ("Log", LogScreen, "log"),
+               ("Confirm (before anything destructive)", ConfirmModal, "confirm")]
     return scopes
 
 
