@@ -81,12 +81,13 @@ def fixture_frames(node: str = "docker-node1") -> list[Frame]:
     return list(read_pcap_frames(FIXTURE, node=node))
 
 
-async def until(pilot, cond, what: str = "condition", rounds: int = 500) -> None:
-    """Let the app process its messages until ``cond()`` holds (no fixed sleeps)."""
-    for _ in range(rounds):
+async def until(pilot, cond, what: str = "condition", rounds: int = 1500) -> None:
+    """Let the app process its messages until ``cond()`` holds (polling its state, no fixed sleeps);
+    after the first rounds each poll also gives threads (scapy's dissection, flows) a few ms."""
+    for i in range(rounds):
         if cond():
             return
-        await pilot.pause()
+        await pilot.pause(0.01 if i > 100 else None)
     raise AssertionError(f"timed out waiting for {what}")
 
 
