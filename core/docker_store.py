@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from core.docker_nodes import DockerNodes
-from core.errors import DockerError, OverlayError
+from core.errors import DockerError, OverlayError, raise_gathered
 from core.node_address import underlay_address
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -267,10 +267,5 @@ async def apply(docker: DockerNodes, pool, inventory) -> list[DockerStoreChange]
     """Configure every node concurrently; one DockerError listing every node that failed."""
     results = await asyncio.gather(*(apply_node(docker, pool, inventory, n.name) for n in inventory.nodes),
                                    return_exceptions=True)
-    errors = [r for r in results if isinstance(r, BaseException)]
-    for r in errors:
-        if not isinstance(r, OverlayError):
-            raise r
-    if errors:
-        raise DockerError("; ".join(str(e) for e in errors))
+    raise_gathered(results, DockerError)
     return list(results)  # type: ignore[arg-type]

@@ -99,3 +99,14 @@ class ReadOnlyError(OverlayError):
     """A mutating action was asked for in a read-only console."""
 
     exit_code = 2
+
+
+def raise_gathered(results: list, error: type[OverlayError]) -> None:
+    """After ``asyncio.gather(..., return_exceptions=True)`` over nodes: re-raise an unexpected
+    exception as it is, and join the typed errors of every failed node into one ``error``."""
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for r in errors:
+        if not isinstance(r, OverlayError):
+            raise r
+    if errors:
+        raise error("; ".join(str(e) for e in errors))

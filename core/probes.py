@@ -24,7 +24,7 @@ import tarfile
 import docker.errors
 
 from core.docker_nodes import DockerNodes
-from core.errors import DockerError, OverlayError
+from core.errors import DockerError, OverlayError, raise_gathered
 from core.model import PingResult
 
 LABEL = "overlay-tui.probe"                  # value: the network the probe was started on
@@ -153,7 +153,7 @@ class Probes:
         """One probe per node on ``network``, concurrently; node -> "started"/"kept"."""
         nodes = [n.name for n in self.inventory.nodes]
         results = await asyncio.gather(*(self.start_one(n, network) for n in nodes), return_exceptions=True)
-        _raise_all(results)
+        raise_gathered(results, DockerError)
         return dict(zip(nodes, results))  # type: ignore[arg-type]
 
     async def remove(self, network: str | None = None) -> list[str]:
@@ -168,7 +168,7 @@ class Probes:
             return out
         nodes = [n.name for n in self.inventory.nodes]
         results = await asyncio.gather(*(self.docker.call(n, rm) for n in nodes), return_exceptions=True)
-        _raise_all(results)
+        raise_gathered(results, DockerError)
         return [f"{c}@{n}" for n, cs in zip(nodes, results) for c in cs]  # type: ignore[union-attr]
 
     async def running(self) -> dict[str, tuple[str, str | None]]:
@@ -235,12 +235,3 @@ def split_outputs(text: str) -> dict[str, str]:
     """target -> its ping output, from PING_ALL's ``=== target`` sections."""
     parts = re.split(r"^=== (\S+)\n", text, flags=re.M)
     return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
-
-
-def _raise_all(results: list) -> None:
-    errors = [r for r in results if isinstance(r, BaseException)]
-    for r in errors:
-        if not isinstance(r, OverlayError):
-            raise r
-    if errors:
-        raise DockerError("; ".join(str(e) for e in errors))

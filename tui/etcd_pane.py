@@ -64,13 +64,6 @@ class EtcdPane(Pane):
         if c.error or not c.healthy:
             self.border_subtitle = Text(summary + (f" · {c.error}" if c.error else ""), style="bold red")
 
-    def action_refresh(self) -> None:
-        self.fetch()
-
-    def on_data_table_row_selected(self, event) -> None:
-        event.stop()
-        self.action_detail()
-
     def action_detail(self) -> None:
         """The member's URLs and status, and the whole cluster's health lines (as `etcdctl cluster-health`)."""
         from tui.detail_screen import DetailScreen

@@ -78,14 +78,6 @@ class NetworksPane(Pane):
         key = self.selected_key
         return next((n for n in self.networks if n.id == key), None)
 
-    def action_refresh(self) -> None:
-        self.fetch()
-
-    def on_data_table_row_selected(self, event) -> None:
-        """Enter (or a click on the selected row) opens the network's detail."""
-        event.stop()
-        self.action_detail()
-
     def action_detail(self) -> None:
         from tui.network_detail import NetworkDetailScreen
 

@@ -65,13 +65,6 @@ class NodesPane(Pane):
         if down:
             self.border_subtitle = Text(summary + " · " + "; ".join(down), style="yellow")
 
-    def action_refresh(self) -> None:
-        self.fetch()
-
-    def on_data_table_row_selected(self, event) -> None:
-        event.stop()
-        self.action_detail()
-
     def action_detail(self) -> None:
         from tui.detail_screen import DetailScreen
 

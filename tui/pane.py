@@ -159,6 +159,17 @@ class Pane(Vertical):
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     # --- filter ------------------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        self.fetch()
+
+    def on_data_table_row_selected(self, event) -> None:
+        """Enter (or a click on the selected row) opens the row's detail."""
+        event.stop()
+        self.action_detail()
+
+    def action_detail(self) -> None:
+        """Open the selected row's detail; panes with one override this."""
+
     def action_filter(self) -> None:
         box = self.query_one(".pane-filter", Input)
         box.display = True
