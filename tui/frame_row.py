@@ -77,8 +77,33 @@ def _side(addr: str, name: str | None) -> str:
     return name.split("@", 1)[0] if name else (addr or "?")
 
 
-def cells(seq: int, f: Frame) -> dict[str, str]:
-    """The text of each column for frame number ``seq`` (0-based)."""
+def elide_middle(text: str, width: int) -> str:
+    """``text`` cut to ``width`` cells by dropping its middle: names of one lab differ at the end
+    (probe-docker-node1, probe-docker-node2), so the end is kept."""
+    if len(text) <= width:
+        return text
+    if width < 4:
+        return text[:width]
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def fit_pair(src: str, dst: str, width: int) -> str:
+    """``src > dst`` in ``width`` cells; when too long, each side is shortened in its middle,
+    the shorter side keeping what it does not need of its half."""
+    if len(src) + 3 + len(dst) <= width:
+        return f"{src} > {dst}"
+    room = max(width - 3, 2)
+    half = room // 2
+    if len(src) <= half:
+        return f"{src} > {elide_middle(dst, room - len(src))}"
+    if len(dst) <= room - half:
+        return f"{elide_middle(src, room - len(dst))} > {dst}"
+    return f"{elide_middle(src, half)} > {elide_middle(dst, room - half)}"
+
+
+def cells(seq: int, f: Frame) -> dict[str, str | tuple[str, str]]:
+    """The text of each column for frame number ``seq`` (0-based); address columns are (src, dst)."""
     ts = f.ts
     stamp = time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(round(ts * 1e6)) % 1_000_000:06d}"
     vni = "" if f.vni is None else (f"{f.vni} {f.network}" if f.network else str(f.vni))
@@ -86,9 +111,9 @@ def cells(seq: int, f: Frame) -> dict[str, str]:
         "no": str(seq + 1),
         "time": stamp,
         "node": f.node or "-",
-        "outer": f"{_side(f.outer_src, f.outer_src_name)} > {_side(f.outer_dst, f.outer_dst_name)}",
+        "outer": (_side(f.outer_src, f.outer_src_name), _side(f.outer_dst, f.outer_dst_name)),
         "vni": vni,
-        "inner": f"{_side(f.inner_src, f.src_name)} > {_side(f.inner_dst, f.dst_name)}",
+        "inner": (_side(f.inner_src, f.src_name), _side(f.inner_dst, f.dst_name)),
         "proto": f.proto,
         "len": str(f.length or f.wire_len),
         "info": f.error or f.info,
@@ -106,6 +131,8 @@ def row_segments(seq: int, f: Frame, cols: tuple[Column, ...], width: int,
         if used >= width:
             break
         value = text[c.name]
+        if isinstance(value, tuple):
+            value = fit_pair(*value, c.width)
         cell = (value[:c.width - 1] + "…") if len(value) > c.width else value.ljust(c.width)
         if c.name in _RIGHT:
             cell = value[-c.width:].rjust(c.width)
