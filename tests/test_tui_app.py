@@ -279,3 +279,24 @@ async def test_a_slow_refresh_is_not_cut_off_by_the_timer():
         pane._tick()
         await settle(pilot)
         assert SlowNodesService.calls == 2
+
+
+async def test_a_long_error_column_shrinks_back_when_the_members_recover():
+    import copy
+
+    app = recorded_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        members = app.service.state["etcd"]["members"]
+        healthy = copy.deepcopy(members)
+        for m in members:
+            m.update(id="", healthy=False, leader=False,
+                     error="no answer from http://198.18.0.1:2379 (via docker-node1): timed out after 2 s")
+        await press(pilot, "2", "r")
+        table = app.query_one("#etcd-table")
+        wide = table.columns["health"].content_width
+        assert wide > 40 and len(table.rows) == 3      # members without an id still get a row each
+        members[:] = healthy
+        await press(pilot, "r")
+        assert table.columns["health"].content_width < 10
+        assert table_rows(app, "#etcd-table")[0][1] == "● ok"

@@ -134,6 +134,8 @@ class Pane(Vertical):
                             table.update_cell(key, col, value)
             else:
                 table.clear()
+                for column in table.columns.values():   # clear() keeps widths: let a long error's column shrink
+                    column.content_width = column.label.cell_len
                 for key, cells in rows:
                     table.add_row(*cells, key=key)
                 if selected in keys:
