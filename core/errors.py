@@ -33,7 +33,7 @@ class InventoryError(OverlayError):
     def __init__(self, path: str, problem: str, node: str | None = None, field: str | None = None) -> None:
         where = [str(path)]
         if node is not None:
-            where.append(f"node {node}")
+            where.append(f"table {node}" if node.startswith("[") else f"node {node}")
         if field is not None:
             where.append(f"field '{field}'")
         super().__init__(": ".join(where) + ": " + problem)

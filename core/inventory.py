@@ -65,6 +65,8 @@ def parse_inventory(data: dict[str, Any], path: str) -> Inventory:
         raise InventoryError(path, "no nodes: add at least one [[node]] table with name and address")
     if not isinstance(raw_nodes, list) or not all(isinstance(n, dict) for n in raw_nodes):
         raise InventoryError(path, "nodes must be written as [[node]] tables", field="node")
+    if not raw_nodes:
+        raise InventoryError(path, "no nodes: add at least one [[node]] table with name and address", field="node")
     nodes: list[NodeSpec] = []
     seen_names: dict[str, int] = {}
     seen_addrs: dict[tuple[str, int | None], str] = {}
@@ -111,12 +113,36 @@ def _parse_cluster(raw: Any, path: str) -> ClusterSpec:
         elif not isinstance(val, str) or not val:
             raise InventoryError(path, f"must be a non-empty string, got {val!r}", node="[cluster]", field=key)
         else:
-            values[key] = val
+            values[key] = _cluster_string(key, val, path)
+    if values.get("etcd_client_port", 2379) == values.get("etcd_peer_port", 2380):
+        raise InventoryError(path, "etcd's client and peer ports must differ", node="[cluster]", field="etcd_peer_port")
     return ClusterSpec(**values)
 
 
+# What each string of [cluster] must look like: it ends up in commands run on the nodes.
+_CLUSTER_STRINGS = {
+    "etcd_token": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), "letters, digits, '.', '_' or '-'"),
+    "etcd_data_dir": (re.compile(r"^/[A-Za-z0-9._/-]*$"), "an absolute path of letters, digits, '.', '_', '-' and '/'"),
+    "network": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), "a Docker network name (letters, digits, '_', '.', '-')"),
+    "probe_image": (re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"), "an image name like repo/name:tag"),
+}
+
+
+def _cluster_string(key: str, val: str, path: str) -> str:
+    if key == "network_subnet":
+        try:
+            return str(ipaddress.ip_network(val, strict=True))
+        except ValueError as e:
+            raise InventoryError(path, f"must be a subnet in CIDR form like 10.10.0.0/24 ({e})",
+                                 node="[cluster]", field=key) from None
+    pattern, what = _CLUSTER_STRINGS[key]
+    if not pattern.match(val):
+        raise InventoryError(path, f"must be {what}, got {val!r}", node="[cluster]", field=key)
+    return val
+
+
 def _parse_node(raw: dict[str, Any], defaults: dict[str, Any], i: int, path: str, base: Path) -> NodeSpec:
-    label = f"#{i}" if not isinstance(raw.get("name"), str) else f"'{raw['name']}' (#{i})"
+    label = f"'{raw['name']}' (#{i})" if isinstance(raw.get("name"), str) and raw["name"] else f"#{i}"
     _reject_unknown(raw, _NODE_ONLY | _SHARED, path, label, what="key")
     for required in ("name", "address"):
         if required not in raw:

@@ -49,6 +49,15 @@ BAD = [
     ("timeout-negative", NODE1 + "connect_timeout = -1\n", ["field 'connect_timeout'"]),
     ("node-not-table", 'node = "n1"\n', ["field 'node'"]),
     ("cluster-bad-port", "[cluster]\netcd_client_port = 99999\n" + NODE1, ["[cluster]", "field 'etcd_client_port'"]),
+    ("empty-node-list", "node = []\n", ["no nodes", "field 'node'"]),
+    ("name-empty", NODE1.replace('"n1"', '""'), ["node #1", "field 'name'"]),
+    ("cluster-unknown-key", "[cluster]\nfoo = 1\n" + NODE1, ["table [cluster]", "field 'foo'", "unknown key"]),
+    ("cluster-bad-subnet", '[cluster]\nnetwork_subnet = "10.0.0.0/33"\n' + NODE1, ["[cluster]", "field 'network_subnet'"]),
+    ("cluster-subnet-host-bits", '[cluster]\nnetwork_subnet = "10.0.0.1/24"\n' + NODE1, ["field 'network_subnet'", "host bits"]),
+    ("cluster-bad-network", '[cluster]\nnetwork = "bad name!"\n' + NODE1, ["[cluster]", "field 'network'"]),
+    ("cluster-relative-data-dir", '[cluster]\netcd_data_dir = "etcd"\n' + NODE1, ["field 'etcd_data_dir'", "absolute"]),
+    ("cluster-token-shell", '[cluster]\netcd_token = "x; rm -rf /"\n' + NODE1, ["field 'etcd_token'"]),
+    ("cluster-same-ports", "[cluster]\netcd_peer_port = 2379\n" + NODE1, ["field 'etcd_peer_port'", "must differ"]),
 ]
 
 
