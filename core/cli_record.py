@@ -43,7 +43,7 @@ async def _part(state: dict[str, Any], part: str, coro) -> Any:
     """Await one part; a failure goes to ``state["errors"]`` and the others go on."""
     try:
         return await coro
-    except (OverlayError, AttributeError, NotImplementedError) as e:
+    except OverlayError as e:
         state.setdefault("errors", {})[part] = str(e)
         print(f"overlay-tui: record: {part}: {e}", file=sys.stderr)
         return None

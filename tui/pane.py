@@ -23,8 +23,6 @@ def describe_error(err: BaseException) -> str:
     """One sentence for the operator: typed errors speak for themselves, anything else is named."""
     if isinstance(err, OverlayError):
         return str(err)
-    if isinstance(err, (AttributeError, NotImplementedError)):
-        return f"not available yet in this service ({err})"
     return f"{type(err).__name__}: {err}"
 
 
