@@ -207,6 +207,10 @@ async def bench_ping_matrix(lab: BenchLab) -> None:
         t0 = time.monotonic()
         await lab.svc.start_probes("bench-ping")
         report(f"start_probes, {lab.nodes} nodes (image import + run)", [time.monotonic() - t0])
+        t0 = time.monotonic()       # the overlay's gossip may need a moment to resolve every peer
+        while not all(r.loss == 0 for r in await lab.svc.ping_matrix()) and time.monotonic() - t0 < 30:
+            await asyncio.sleep(1)
+        report("time until every pair answers", [time.monotonic() - t0])
         times = []
         for _ in range(lab.runs):
             t0 = time.monotonic()

@@ -5,7 +5,9 @@ so a second apply changes nothing. Progress comes out as :class:`RunbookEvent` o
 """
 from __future__ import annotations
 
+import asyncio
 import shlex
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ class Step:
     title: str
     verify: str                 # "_verify_<id>" returns (ok, detail)
     apply: str | None = None    # "_apply_<id>" does the work; None: verification only
+    settle: float = 0.0         # after applying, keep verifying up to this many seconds
 
 
 STEPS: tuple[Step, ...] = (
@@ -30,7 +33,9 @@ STEPS: tuple[Step, ...] = (
     Step("docker-store", "every dockerd uses the cluster store", "_verify_docker_store", "_apply_docker_store"),
     Step("network", "overlay network exists", "_verify_network", "_apply_network"),
     Step("converged", "the network is visible on every node with the same ID, scope global", "_verify_converged"),
-    Step("probes", "probes ping each other across every pair", "_verify_probes", "_apply_probes"),
+    # The classic overlay learns peers by gossip: just after dockerd restarts with the store, a
+    # probe may not resolve another node's container for some seconds (seen on the lab).
+    Step("probes", "probes ping each other across every pair", "_verify_probes", "_apply_probes", settle=30.0),
     Step("vxlan", "VXLAN frames of the network are seen on the underlay", "_verify_vxlan"),
 )
 
@@ -41,6 +46,7 @@ class RunbookMixin:
     """`runbook_plan()` and `runbook_apply()` on top of the nodes, etcd, Docker and capture mixins."""
 
     force_etcd: bool = False
+    settle_interval: float = 1.0      # seconds between verifications while a step settles
 
     def _step_title(self, step: Step) -> str:
         net = self.inventory.cluster.network
@@ -99,7 +105,7 @@ class RunbookMixin:
                         state.running, state.ok, state.detail = False, False, str(e)
                         yield RunbookEvent(state, message="failed")
                         return
-                    ok, detail = await self._check(step)
+                    ok, detail = await self._settle(step)
             elif ok:
                 detail = f"{detail} (already done)" if step.apply else detail
             state.running, state.ok, state.detail = False, ok, detail
@@ -113,6 +119,18 @@ class RunbookMixin:
         for step, state in zip(STEPS, states):
             state.ok, state.detail = await self._check(step)
         return states
+
+    async def _settle(self, step: Step) -> Check:
+        """Verify after an apply; a step that converges is given up to ``step.settle`` seconds."""
+        t0 = time.monotonic()
+        ok, detail = await self._check(step)
+        while ok is False and time.monotonic() - t0 < step.settle:
+            await asyncio.sleep(self.settle_interval)
+            ok, detail = await self._check(step)
+        waited = time.monotonic() - t0
+        if ok and waited >= self.settle_interval:
+            detail = f"{detail} (converged after {waited:.1f} s)"
+        return ok, detail
 
     async def _check(self, step: Step) -> Check:
         verify: Callable[[], Awaitable[Check]] = getattr(self, step.verify)
