@@ -10,6 +10,8 @@ etcd sections: ``etcd_apply`` (2 and 3 nodes: fresh apply until healthy, then th
 ``status`` (2, 3, 5 nodes: one node's round trip against all N fanned out, warm and as a CLI process),
 ``etcd_forward`` (etcd reads through SSH-forwarded ports against direct connections).
 
+``runbook_apply`` (2 and 3 nodes): the whole runbook from a fresh lab of its own, then the no-op.
+
 Docker sections: ``docker_store_apply`` (fresh: write daemon.json and restart dockerd on every
 node; again: the no-op check) and ``network_convergence`` (create an overlay network on node 1
 until every node shows it with the same ID and scope global; median of --runs).
@@ -221,6 +223,31 @@ async def bench_ping_matrix(lab: BenchLab) -> None:
     finally:
         await lab.svc.remove_probes("bench-ping")
         await lab.svc.delete_network("bench-ping")
+
+
+# --- the whole runbook ----------------------------------------------------------------------
+async def bench_runbook_apply(lab: BenchLab) -> None:
+    """`runbook apply` from a fresh lab of its own (all 8 steps), then again (nothing to do)."""
+    name = f"{lab.name}rb"
+    info = await lab_up(name, lab.nodes)
+    svc = LiveService(info.inventory())
+    try:
+        for label in ("fresh", "second (no change)"):
+            t0 = time.monotonic()
+            steps = {}
+            async for ev in svc.runbook_apply():
+                steps[ev.step.id] = ev.step
+            took = time.monotonic() - t0
+            failed = [f"{s.id}: {s.detail}" for s in steps.values() if s.ok is False]
+            assert not failed and len(steps) == 8, failed or sorted(steps)
+            report(f"runbook apply, {label}, {lab.nodes} nodes, 8 steps", [took])
+    finally:
+        await svc.close()
+        lab_down(name)
+
+
+for _n in (2, 3):
+    section("runbook_apply", nodes=_n)(bench_runbook_apply)
 
 
 # --- driver ------------------------------------------------------------------------------
