@@ -14,6 +14,7 @@ connection broke, or the node stopped answering while silent) gives a notice
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -48,6 +49,16 @@ _WATCHDOG = (
     "(cat <&3 >/dev/null 2>&1; kill -TERM $t 2>/dev/null) >/dev/null 2>&1 & w=$!; exec 3<&-; "
     "while :; do wait $t; s=$?; kill -0 $t 2>/dev/null || break; done; kill $w 2>/dev/null; "
     "if [ $s -gt 128 ]; then echo \"tcpdump was killed by SIG$(kill -l $((s - 128)))\" >&2; fi; exit $s")
+
+
+# tcpdump's counters on exit: "3 packets captured", "1 packet received by filter", "0 packets dropped by kernel"
+_STATS_LINE = re.compile(r"^\d+ packets? (captured|received by filter|dropped by \w+)")
+
+
+def split_tcpdump_stderr(text: str) -> tuple[list[str], list[str]]:
+    """tcpdump's stderr as (its exit counters, every other line: what went wrong)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return [ln for ln in lines if _STATS_LINE.match(ln)], [ln for ln in lines if not _STATS_LINE.match(ln)]
 
 
 @dataclass
@@ -195,9 +206,8 @@ class NodeCapture:
     async def _end_reason(self) -> str:
         assert self.stream is not None
         text = await self.stream.stderr_text()
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        self.kernel_stats = "; ".join(ln for ln in lines if "packets" in ln)
-        errors = [ln for ln in lines if "packets" not in ln]
+        stats, errors = split_tcpdump_stderr(text)
+        self.kernel_stats = "; ".join(stats)
         proc = self.stream.process
         sig = proc.exit_signal[0] if proc.exit_signal else None
         if errors:

@@ -211,3 +211,12 @@ async def test_replay_flows_detail_and_save_on_the_lab_fixture(tmp_path):
     assert await svc.save_pcap(frames, str(out)) == len(frames)
     assert [f.raw for f in read_pcap_frames(out)] == [f.raw for f in frames]
     await svc.close()
+
+
+def test_tcpdump_exit_counters_are_not_taken_for_errors_even_for_one_packet():
+    from core.capture_live import split_tcpdump_stderr
+
+    stats, errors = split_tcpdump_stderr("1 packet captured\n1 packet received by filter\n"
+                                         "0 packets dropped by kernel\n\ntcpdump: eth9: No such device exists\n")
+    assert stats == ["1 packet captured", "1 packet received by filter", "0 packets dropped by kernel"]
+    assert errors == ["tcpdump: eth9: No such device exists"]
