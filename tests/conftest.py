@@ -138,6 +138,32 @@ def _session_gone(state_root: Path) -> bool:
     return False
 
 
+async def _classic(inventory) -> None:
+    """etcd on every node, then Docker on the cluster store (both idempotent)."""
+    from core.live_service import LiveService
+
+    svc = LiveService(inventory)
+    try:
+        await svc.etcd_apply()
+        await svc.docker_store_apply()
+    finally:
+        await svc.close()
+
+
+@pytest.fixture(scope="module")
+def classic2(lab2):
+    """lab2 with etcd running and every dockerd on the cluster store."""
+    asyncio.run(_classic(lab2.inventory))
+    return lab2
+
+
+@pytest.fixture(scope="module")
+def classic3(lab3):
+    """lab3 with etcd running and every dockerd on the cluster store."""
+    asyncio.run(_classic(lab3.inventory))
+    return lab3
+
+
 def _sweep_stale_test_labs() -> None:
     """Take down labs whose pytest session (under a test state dir) is gone, then its state dir."""
     for root in Path(tempfile.gettempdir()).glob(TEST_STATE_PREFIX + "*"):

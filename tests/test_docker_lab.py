@@ -18,27 +18,6 @@ from core.ssh import SSHPool
 pytestmark = pytest.mark.lab
 
 
-async def _classic(inventory) -> None:
-    """etcd on every node (the etcd engineer's apply, idempotent), then Docker on the cluster store."""
-    svc = LiveService(inventory)
-    try:
-        await svc.etcd_apply()
-        await svc.docker_store_apply()
-    finally:
-        await svc.close()
-
-
-@pytest.fixture(scope="module")
-def classic2(lab2):
-    asyncio.run(_classic(lab2.inventory))
-    return lab2
-
-
-@pytest.fixture(scope="module")
-def classic3(lab3):
-    asyncio.run(_classic(lab3.inventory))
-    return lab3
-
 
 @pytest.fixture
 async def svc2(classic2):

@@ -1,7 +1,6 @@
 """`overlay-tui network ls|create|delete` as an operator runs it: a subprocess with --inventory, on the lab."""
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -9,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from core.live_service import LiveService
 
 pytestmark = pytest.mark.lab
 CLI = str(Path(sys.executable).parent / "overlay-tui")
@@ -19,20 +17,6 @@ def cli(lab, *args: str, stdin=subprocess.DEVNULL) -> subprocess.CompletedProces
     return subprocess.run([CLI, "--inventory", lab.inventory_path, "network", *args], stdin=stdin,
                           capture_output=True, text=True, timeout=120)
 
-
-async def _classic(inventory) -> None:
-    svc = LiveService(inventory)
-    try:
-        await svc.etcd_apply()
-        await svc.docker_store_apply()
-    finally:
-        await svc.close()
-
-
-@pytest.fixture(scope="module")
-def classic2(lab2):
-    asyncio.run(_classic(lab2.inventory))
-    return lab2
 
 
 def test_create_ls_delete_round_trip(classic2):
