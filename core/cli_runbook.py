@@ -73,7 +73,7 @@ async def _apply(args: argparse.Namespace) -> int:
         async for ev in svc.runbook_apply():
             steps[ev.step.id] = ev.step
             if not args.json:
-                _progress(ev.step, ev.message, list(steps).index(ev.step.id) + 1, live)
+                _progress(ev.step, ev.message, list(steps).index(ev.step.id) + 1, live, ev.node)
         plan = await svc.runbook_plan()
     finally:
         await svc.close()
@@ -89,9 +89,10 @@ async def _apply(args: argparse.Namespace) -> int:
     return 0 if result["ok"] else 1
 
 
-def _progress(step: StepState, message: str, index: int, live: bool) -> None:
+def _progress(step: StepState, message: str, index: int, live: bool, node: str | None = None) -> None:
     if step.running:
         if live:
-            print(f"[{index}/{len(STEPS)}] {step.title}: {message}", flush=True)
+            where = f"  {node}" if node else f" {step.title}"
+            print(f"[{index}/{len(STEPS)}]{where}: {message}", flush=True)
         return
     print(f"[{index}/{len(STEPS)}] {MARK[step.ok]} {step.title}" + (f"\n        {step.detail}" if step.detail else ""), flush=True)

@@ -99,15 +99,17 @@ class RunbookMixin:
                 else:
                     yield RunbookEvent(state, message=f"applying: {detail}")
                     try:
-                        await getattr(self, step.apply)()
+                        per_node = await getattr(self, step.apply)()
                         applied.add(step.apply)
                     except OverlayError as e:
                         state.running, state.ok, state.detail = False, False, str(e)
                         yield RunbookEvent(state, message="failed")
                         return
+                    for node, message in per_node:
+                        yield RunbookEvent(state, node=node, message=message)
                     ok, detail = await self._settle(step)
-            elif ok:
-                detail = f"{detail} (already done)" if step.apply else detail
+            elif ok and step.apply and step.apply not in applied:
+                detail = f"{detail} (already done)"
             state.running, state.ok, state.detail = False, ok, detail
             yield RunbookEvent(state, message={True: "ok", False: "failed", None: "not available"}[ok])
             if ok is False:
@@ -211,16 +213,23 @@ class RunbookMixin:
         state = await verify_vxlan(self, self.inventory.cluster.network)
         return state.ok, state.detail
 
-    # --- applying ------------------------------------------------------------------------
-    async def _apply_etcd(self) -> None:
+    # --- applying: each returns what it did per node, as (node, message) -----------------
+    async def _apply_etcd(self) -> list[tuple[str, str]]:
         await self.etcd_apply(force=self.force_etcd)
+        return [(a.node, f"etcd {a.kind}: {a.reason.removeprefix(a.node + ': ')}") for a in self.etcd_last_actions]
 
-    async def _apply_docker_store(self) -> None:
-        await self.docker_store_apply()
+    async def _apply_docker_store(self) -> list[tuple[str, str]]:
+        changes = await self.docker_store_apply()
+        return [(c.node, f"{c.action}" + (f" in {c.seconds:.1f} s" if c.seconds else "") + f": {c.reason}")
+                for c in changes]
 
-    async def _apply_network(self) -> None:
+    async def _apply_network(self) -> list[tuple[str, str]]:
         c = self.inventory.cluster
-        await self.create_network(c.network, subnet=c.network_subnet, attachable=True)
+        res = await self.create_network(c.network, subnet=c.network_subnet, attachable=True)
+        return [(node, f"{res.network} {res.id[:12]} " + (f"visible after {res.seconds * 1000:.0f} ms" if seen
+                                                           else "not visible"))
+                for node, seen in res.nodes.items()]
 
-    async def _apply_probes(self) -> None:
-        await self.start_probes(self.inventory.cluster.network)
+    async def _apply_probes(self) -> list[tuple[str, str]]:
+        started = await self.start_probes(self.inventory.cluster.network)
+        return [(node, f"probe-{node} {how}") for node, how in started.items()]

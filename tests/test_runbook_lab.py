@@ -93,3 +93,34 @@ def test_without_inventory_and_without_lab_the_cli_says_how_to_give_one(tmp_path
     out = subprocess.run([OVERLAY_TUI, "runbook", "plan"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2
     assert "--inventory FILE" in out.stderr and "lab up" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_apply_reports_progress_per_step_and_node_on_a_fresh_lab():
+    import asyncio
+
+    from core.live_service import LiveService
+    from conftest import lab_name, require_lab, start_lab, stop_lab
+
+    async def apply(inventory) -> list:
+        svc = LiveService(inventory)
+        try:
+            return [ev async for ev in svc.runbook_apply()]
+        finally:
+            await svc.close()
+
+    require_lab()
+    name = lab_name("r")
+    try:
+        events = asyncio.run(apply(start_lab(name, 2).inventory))
+    finally:
+        stop_lab(name)
+    per_node: dict[str, set[str]] = {}
+    for ev in events:
+        if ev.node:
+            per_node.setdefault(ev.step.id, set()).add(ev.node)
+    both = {"docker-node1", "docker-node2"}
+    assert per_node == {"etcd": both, "docker-store": both, "network": both, "probes": both}, per_node
+    messages = {(ev.step.id, ev.node): ev.message for ev in events if ev.node}
+    assert messages[("etcd", "docker-node1")].startswith("etcd start")
+    assert messages[("probes", "docker-node2")] == "probe-docker-node2 started"
+    assert all(ev.step.ok for ev in events if not ev.step.running)
