@@ -28,7 +28,10 @@ from pathlib import Path
 import pytest
 
 TEST_STATE_PREFIX = "overlay-tui-test-state-"
-_STATE = tempfile.mkdtemp(prefix=TEST_STATE_PREFIX)
+# Loaded twice (as `conftest` and as `tests.conftest`), this module must still give one state dir,
+# or the second load would hide the session's labs from their own teardown.
+_STATE = os.environ.get("OVERLAY_TUI_TEST_SESSION_STATE") or tempfile.mkdtemp(prefix=TEST_STATE_PREFIX)
+os.environ["OVERLAY_TUI_TEST_SESSION_STATE"] = _STATE
 Path(_STATE, "pytest.pid").write_text(str(os.getpid()))
 os.environ["OVERLAY_TUI_STATE"] = _STATE
 _REASON: list[str | None] = []        # cached answer of lab_unavailable_reason()
