@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from core.errors import OverlayError
+from core.errors import DockerError, OverlayError
 from core.model import RunbookEvent, StepState
 
 
@@ -230,6 +230,18 @@ class RunbookMixin:
                                                            else "not visible"))
                 for node, seen in res.nodes.items()]
 
-    async def _apply_probes(self) -> list[tuple[str, str]]:
-        started = await self.start_probes(self.inventory.cluster.network)
-        return [(node, f"probe-{node} {how}") for node, how in started.items()]
+    async def _apply_probes(self, attempts: int = 3) -> list[tuple[str, str]]:
+        """Start the probes (idempotent). Docker 20.10's classic store has been seen refusing one
+        endpoint update just after the daemons joined it ("etcd cluster is unavailable ... network
+        is unreachable" while the node itself answered), so a failed start is tried again, twice."""
+        for attempt in range(1, attempts + 1):
+            try:
+                started = await self.start_probes(self.inventory.cluster.network)
+            except DockerError:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(2.0 * self.settle_interval)
+                continue
+            note = f" (attempt {attempt})" if attempt > 1 else ""
+            return [(node, f"probe-{node} {how}{note}") for node, how in started.items()]
+        raise AssertionError("attempts must be at least 1")
