@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -275,8 +276,17 @@ def test_half_built_lab_is_cleaned_by_down_and_rebuilt_by_up(monkeypatch):
         ns = lab_net.LabNames(name).node_ns(1)
         lab_net.ip("netns", "add", ns)
         proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "sleep", "31338"])
-        lab_mod.lab_down(name)
-        assert proc.wait(timeout=10) == -9
+        try:
+            # down must find it in the namespace: wait until nsenter has entered it and exec'd sleep
+            for _ in range(100):
+                if Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"sleep"):
+                    break
+                time.sleep(0.05)
+            lab_mod.lab_down(name)
+            assert proc.wait(timeout=10) == -9
+        finally:
+            if proc.poll() is None:
+                proc.kill()
         assert ns not in lab_net.list_netns()
         # and a failed build followed by a good `lab up` gives a working lab
         with pytest.raises(LabError):
