@@ -67,21 +67,21 @@ async def _apply(args: argparse.Namespace) -> int:
         _confirm_force()
     svc = LiveService.open(args.inventory)
     svc.force_etcd = args.force
-    steps: dict[str, StepState] = {}
     live = sys.stdout.isatty() and not args.json
+    reached: set[str] = set()
     try:
-        async for ev in svc.runbook_apply():
-            steps[ev.step.id] = ev.step
+        plan = await svc.runbook_plan()          # filled in place by the apply
+        index = {s.id: i for i, s in enumerate(plan, 1)}
+        async for ev in svc.runbook_apply(plan):
+            reached.add(ev.step.id)
             if not args.json:
-                _progress(ev.step, ev.message, list(steps).index(ev.step.id) + 1, live, ev.node)
-        plan = await svc.runbook_plan()
+                _progress(ev.step, ev.message, index[ev.step.id], live, ev.node)
     finally:
         await svc.close()
-    final = [steps.get(s.id, s) for s in plan]
-    for s in final:
-        if s.id not in steps:
+    for s in plan:
+        if s.id not in reached:
             s.detail = "not run: an earlier step failed"
-    result = _steps_json(final)
+    result = _steps_json(plan)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

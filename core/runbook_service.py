@@ -84,10 +84,13 @@ class RunbookMixin:
                     for n in nodes]
         return []
 
-    async def runbook_apply(self) -> AsyncIterator[RunbookEvent]:
-        """Verify each step; apply the ones that do not verify; stop at the first step that fails."""
+    async def runbook_apply(self, states: list[StepState] | None = None) -> AsyncIterator[RunbookEvent]:
+        """Verify each step; apply the ones that do not verify; stop at the first step that fails.
+
+        ``states`` is a plan from :meth:`runbook_plan` to fill in (a fresh one when None).
+        """
         self.require_writable("applying the runbook")
-        states = await self.runbook_plan()
+        states = states if states is not None else await self.runbook_plan()
         applied: set[str] = set()
         for step, state in zip(STEPS, states):
             state.running = True
