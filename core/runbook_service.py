@@ -147,7 +147,7 @@ class RunbookMixin:
     # --- verification of each step -------------------------------------------------------
     async def _verify_ssh(self) -> Check:
         nodes = await self.nodes()
-        bad = [f"{n.name}: {n.error}" for n in nodes if not n.reachable]
+        bad = [n.error or f"{n.name}: unreachable" for n in nodes if not n.reachable]   # errors name their node
         if bad:
             return False, "; ".join(bad)
         return True, ", ".join(f"{n.name} ({n.hostname}, {n.latency_ms} ms)" for n in nodes)
