@@ -46,7 +46,7 @@ lab-down: setup
 	@$(BIN)/overlay-tui lab down
 
 screenshots: setup
-	@$(BIN)/python -m tui.screenshots screenshots
+	@$(BIN)/python tests/scenes.py screenshots
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from core.lab import lab_down, lab_up  # noqa: E402
-from core.live_service import LiveService  # noqa: E402
+from core.lab.manager import lab_down, lab_up
+from core.live import LiveService
 
 
 @dataclass
@@ -92,16 +92,16 @@ async def bench_etcd_apply(lab: BenchLab) -> None:
         print("  (etcd already applied on this lab: fresh apply not measured)")
     else:
         t0 = time.monotonic()
-        cluster = await lab.svc.etcd_apply()
+        cluster = (await lab.svc.etcd_apply()).cluster
         report(f"fresh etcd apply, {lab.nodes} nodes, until healthy", [time.monotonic() - t0])
         assert cluster.healthy, cluster.summary
         lab.done.add("etcd")
     again = []
     for _ in range(lab.runs):
         t0 = time.monotonic()
-        await lab.svc.etcd_apply()
+        applied = await lab.svc.etcd_apply()
         again.append(time.monotonic() - t0)
-        assert {a.kind for a in lab.svc.etcd_last_actions} == {"adopt"}
+        assert {a.kind for a in applied.actions} == {"adopt"}
     report("second etcd apply (adopt, no change)", again)
 
 
@@ -109,13 +109,13 @@ async def bench_status(lab: BenchLab) -> None:
     """`status` on N nodes: nodes, etcd and networks fan out, so it costs ~one round trip, not N."""
     import subprocess
 
-    from core.cli_status import _control_plane
+    from core.cli.status import _control_plane
 
     await _etcd_once(lab)
     svc = lab.svc
     one = svc.inventory.nodes[0].name
     eps = await svc.etcd_endpoints()
-    reader = svc._etcd_reader()
+    reader = svc.etcd_reader
     await svc.nodes()
     await svc.etcd_cluster()
     report("one node's facts (one SSH round trip)", await timed(lambda: svc.node_status(one), lab.runs), "ms")
@@ -136,7 +136,7 @@ async def bench_status(lab: BenchLab) -> None:
 
 async def bench_etcd_forward(lab: BenchLab) -> None:
     """etcd reads through SSH local port forwards (the default) against direct connections."""
-    from core.etcd_read import EtcdReader
+    from core.etcd.read import EtcdReader
 
     await _etcd_once(lab)
     eps = await lab.svc.etcd_endpoints()

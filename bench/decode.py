@@ -3,9 +3,9 @@
 Generates a pcap of FRAMES (default 200,000) VXLAN frames of mixed sizes and protocols (ICMP, TCP,
 UDP, ARP, inner IPv6, several VNIs, some 802.1Q outer and inner, some outer IPv6, ~0.5% malformed or
 not VXLAN) in a temp dir, then prints side by side:
-  - the path `capture --read FILE --flows` uses (file -> per-flow counters, core.vxlan_batch),
+  - the path `capture --read FILE --flows` uses (file -> per-flow counters, core.capture.batch),
     also on the same frames snapped to 128 bytes, as the live capture records them,
-  - the per-frame fast path (file -> Frame objects, core.pcap_io + core.vxlan_decode),
+  - the per-frame fast path (file -> Frame objects, core.capture.pcap + core.capture.decode),
   - scapy dissecting each packet (on a subset: SCAPY_FRAMES, default 5,000),
 and the ratios. Rates are by CPU time of this process (one core) and by wall-clock time.
 Targets (issue 4): >= 400k packets/s and >= 300x scapy; the mark is 850k packets/s.
@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.flows import FlowTable  # noqa: E402
-from core.pcap_io import PcapFileReader, PcapWriter  # noqa: E402
-from core.vxlan_batch import flows_from_pcap  # noqa: E402
-from core.vxlan_decode import VxlanDecoder  # noqa: E402
+from core.capture.batch import flows_from_pcap
+from core.capture.decode import VxlanDecoder
+from core.capture.flows import FlowTable
+from core.capture.pcap import PcapFileReader, PcapWriter
 
 FRAMES = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
 SCAPY_FRAMES = int(os.environ.get("SCAPY_FRAMES", "5000"))
@@ -128,8 +128,9 @@ def frames_kept(path: Path) -> int:
 def scapy_rates(path: Path) -> tuple[Rate, Rate]:
     """scapy on the first SCAPY_FRAMES frames, once each: Ether(raw) dissecting bytes already in memory,
     and scapy's own PcapReader reading and dissecting the file."""
-    from core.frame_detail import dissect
     from scapy.utils import PcapReader
+
+    from core.capture.detail import dissect
     raws = []
     for _ts, _c, _wl, d in PcapFileReader(path):
         raws.append(d)
@@ -173,8 +174,8 @@ def main() -> int:
             ("  the same, frames snapped to 128 bytes (tcpdump -s 128)", flows128),
             ("per-frame fast path (file -> Frame objects, streamed)", frames),
             ("  the same, every Frame kept in a list", kept),
-            (f"scapy Ether(raw) dissecting each frame", scapy),
-            (f"scapy PcapReader, file -> dissected", scapy_file)]
+            ("scapy Ether(raw) dissecting each frame", scapy),
+            ("scapy PcapReader, file -> dissected", scapy_file)]
     for name, r in rows:
         print(f"{name:56} {r.cpu:15,.0f} {r.wall:10,.0f} {r.cpu / best:8.1f}")
     print(f"one core; fast paths: median of {RUNS} runs over {FRAMES:,} frames; scapy: first {SCAPY_FRAMES:,} "

@@ -78,8 +78,8 @@ def ensure_protobuf5() -> None:
 
 
 async def cluster_endpoints(lab: str) -> list[tuple[str, int]]:
-    from core.lab import lab_up
-    from core.live_service import LiveService
+    from core.lab.manager import lab_up
+    from core.live import LiveService
 
     info = await lab_up(lab, 3)
     svc = LiveService(info.inventory())
@@ -94,7 +94,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=200)
     args = ap.parse_args()
-    from core.lab import lab_down
+    from core.lab.manager import lab_down
 
     ensure_protobuf5()
     lab = f"bpb{os.getpid() % 100000}"

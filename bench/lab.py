@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from core.lab import lab_down, lab_up  # noqa: E402
+from core.lab.manager import lab_down, lab_up
 
 TARGET_UP_2 = 15.0
 

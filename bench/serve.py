@@ -147,7 +147,7 @@ def bench_bridge(work: Path, access: Path, key: Path, presses: int) -> None:
 
 def live_inventory() -> str | None:
     from core.errors import OverlayError
-    from core.live_service import resolve_inventory
+    from core.live import resolve_inventory
 
     try:
         return resolve_inventory(None).path

@@ -1,10 +1,10 @@
 """Benchmark: the capture pane under a flood of frames, in the real console, headless.
 
 A synthetic service replays a generated pcap at RATE frames/s (default 100,000): every batch is
-decoded on the fly by core's fast decoder (core.vxlan_decode) and named (core.naming), as the live
+decoded on the fly by core's fast decoder (core.capture.decode) and named (core.capture.names), as the live
 capture does, into the real console (tui.app.OverlayApp on the recorded lab state, 120x36) whose
 capture pane consumes it. When the console falls behind, the producer drops the excess and says
-so in the batch (as core.capture_merge's bounded buffer does). It prints:
+so in the batch (as core.capture.merge's bounded buffer does). It prints:
 
   - frames/s absorbed by the pane (offered, absorbed, dropped at the source, evicted by the ring);
   - key-to-redraw latency: a key (up/down/pageup/end) is pressed every ~150 ms; the time from the
@@ -34,11 +34,11 @@ from struct import pack
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.capture.decode import VxlanDecoder  # noqa: E402
+from core.capture.names import apply_names  # noqa: E402
+from core.capture.pcap import PcapWriter, iter_pcap  # noqa: E402
 from core.model import FrameBatch  # noqa: E402
-from core.naming import apply_names  # noqa: E402
-from core.pcap_io import PcapWriter, iter_pcap  # noqa: E402
-from core.recorded import RecordedService  # noqa: E402
-from core.vxlan_decode import VxlanDecoder  # noqa: E402
+from core.recorded.service import RecordedService  # noqa: E402
 
 STATE = ROOT / "tests" / "fixtures" / "lab_state.json"
 NODES = ["198.18.0.1", "198.18.0.2", "198.18.0.3"]
@@ -148,8 +148,8 @@ async def flood(seconds: float, rate: int) -> dict:
     from textual import events
 
     from tui.app import OverlayApp
-    from tui.capture_pane import CapturePane
-    from tui.frame_list import FrameList
+    from tui.capture.frame_list import FrameList
+    from tui.capture.pane import CapturePane
 
     renders: list[float] = []
     handled: list[float] = []
@@ -261,7 +261,7 @@ async def first_paint(inventory: str | None) -> tuple[str, float, float]:
 
     t0 = time.perf_counter()
     if inventory:
-        from core.live_service import LiveService
+        from core.live import LiveService
         service, where = LiveService.open(inventory), f"lab ({inventory})"
     else:
         service, where = RecordedService.load(STATE), "recorded state"
@@ -281,8 +281,8 @@ async def first_paint(inventory: str | None) -> tuple[str, float, float]:
 
 def filter_costs(records: list[tuple[bytes, int]], n: int = 100_000) -> list[tuple[str, float, float, int]]:
     """(filter, ms to rebuild the index over n frames, us per frame to test, matches) for a few filters."""
-    from tui.capture_filter import parse_filter
-    from tui.frame_ring import FilteredIndex, FrameRing
+    from tui.capture.filter import parse_filter
+    from tui.capture.frame_ring import FilteredIndex, FrameRing
 
     dec = VxlanDecoder()
     ring: FrameRing = FrameRing(n)
@@ -315,7 +315,7 @@ def main() -> int:
         t = time.perf_counter()
         FloodService.records = generate_pcap(Path(tmp) / "flood.pcap")
         print(f"generated {len(FloodService.records):,} VXLAN frames in {time.perf_counter() - t:.1f} s "
-              f"(replayed in a loop, decoded on the fly by core.vxlan_decode)")
+              f"(replayed in a loop, decoded on the fly by core.capture.decode)")
 
     print("\nfilter index over 100,000 frames (rebuilt when the filter changes; new batches cost the same per frame):")
     for text, ms, us, hits in filter_costs(FloodService.records):

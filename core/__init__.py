@@ -1,5 +1,8 @@
-"""overlay-tui's engine: inventory, SSH, lab, etcd, Docker, capture and decoding.
+"""The engine of overlay-tui: everything the CLI, the console and the SSH server do, with no UI toolkit.
 
-Never imports textual or rich (tests/test_layering.py proves it); front doors (CLI, TUI,
-SSH server) talk to it through :mod:`core.service`.
+Top level: ``errors`` (typed errors), ``model`` (the dataclasses every door sees), ``inventory``,
+``ssh`` (the asyncssh pool), ``paths``, ``access`` (read-only guard), ``service`` (the one Service
+protocol) and ``live`` (the façade that builds the parts). Rooms: ``nodes``, ``etcd``, ``dockerd``,
+``capture``, ``runbook``, ``lab``, ``serve``, ``cli``, ``recorded``. Nothing here imports textual or
+rich (tests/test_layering.py).
 """

@@ -1,7 +1,7 @@
 """Plain dataclasses that cross the service boundary (core -> CLI, TUI, SSH server).
 
 Nothing here imports an SDK; every field is a builtin type so state can be recorded to JSON
-from the real lab and replayed for deterministic UI tests (see :mod:`core.recorded`).
+from the real lab and replayed for deterministic UI tests (see :mod:`core.recorded.service`).
 """
 from __future__ import annotations
 
@@ -142,6 +142,14 @@ class NetworkInfo:
 
 
 @dataclass
+class NetworkListing:
+    """Every network seen, and why some are missing: ``problems`` maps a node (or "vni") to a sentence."""
+
+    networks: list[NetworkInfo]
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class ConvergeResult:
     network: str
     id: str
@@ -191,7 +199,7 @@ class Frame:
     """One captured underlay frame, decoded by the fast path.
 
     Addresses are formatted by the decoder through a per-address cache (see
-    :mod:`core.vxlan_decode`); the raw bytes stay for detail and pcap writing. The decoder builds
+    :mod:`core.capture.decode`); the raw bytes stay for detail and pcap writing. The decoder builds
     Frames positionally: add new fields at the end only.
     """
 

@@ -7,19 +7,43 @@ to await from an event loop that also draws a UI.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from core.model import (ClusterEvent, CommandResult, ConvergeResult, EtcdCluster, FlowStat, Frame, FrameBatch,
-                        FrameDetail, Inventory, KeyEntry, LogLines, Names, NetworkInfo, NodeStatus, PingResult,
-                        RunbookEvent, StepState)
+from core.model import (
+    ClusterEvent,
+    CommandResult,
+    ConvergeResult,
+    EtcdCluster,
+    FlowStat,
+    Frame,
+    FrameBatch,
+    FrameDetail,
+    Inventory,
+    KeyEntry,
+    LogLines,
+    Names,
+    NetworkInfo,
+    NetworkListing,
+    NodeStatus,
+    PingResult,
+    RunbookEvent,
+    StepState,
+)
+
+if TYPE_CHECKING:
+    from core.live import LiveService
+    from core.recorded.service import RecordedService
 
 
 class Service(Protocol):
-    """What a front door may ask of the engine. :class:`LiveService` and
-    :class:`core.recorded.RecordedService` both implement it."""
+    """What a front door may ask of the engine. :class:`core.live.LiveService` and
+    :class:`core.recorded.service.RecordedService` both implement it (the type checker proves it:
+    see ``_checked`` at the end of this module)."""
 
     inventory: Inventory
-    read_only: bool
+
+    @property
+    def read_only(self) -> bool: ...
 
     async def close(self) -> None: ...
     # nodes
@@ -32,17 +56,24 @@ class Service(Protocol):
     def watch(self) -> AsyncIterator[ClusterEvent]: ...
     # docker
     async def networks(self) -> list[NetworkInfo]: ...
+    async def network_listing(self) -> NetworkListing: ...
     async def create_network(self, name: str, subnet: str | None = None, attachable: bool = True,
                              node: str | None = None) -> ConvergeResult: ...
     async def delete_network(self, name: str) -> None: ...
     async def ping_matrix(self) -> list[PingResult]: ...
     # runbook
     async def runbook_plan(self) -> list[StepState]: ...
-    def runbook_apply(self) -> AsyncIterator[RunbookEvent]: ...
+    def runbook_apply(self, states: list[StepState] | None = None, *,
+                      force_etcd: bool = False) -> AsyncIterator[RunbookEvent]: ...
     # capture
     async def names(self) -> Names: ...
-    def capture(self, nodes: list[str]) -> AsyncIterator[FrameBatch]: ...
+    def capture(self, nodes: list[str], **opts: object) -> AsyncIterator[FrameBatch]: ...
     def replay(self, path: str) -> AsyncIterator[FrameBatch]: ...
     def frame_detail(self, frame: Frame) -> FrameDetail: ...
     def flows(self, frames: list[Frame]) -> list[FlowStat]: ...
     async def save_pcap(self, frames: list[Frame], path: str) -> int: ...
+
+
+def _checked(live: LiveService, recorded: RecordedService) -> tuple[Service, Service]:
+    """Never called: mypy checks here that both implementations satisfy :class:`Service`."""
+    return live, recorded

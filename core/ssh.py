@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncssh
 
-from core.errors import (AuthError, CommandFailed, CommandTimeout, HostKeyError, NodeUnreachable, SSHError)
+from core.errors import AuthError, CommandFailed, CommandTimeout, HostKeyError, NodeUnreachable, SSHError
 from core.model import CommandResult, NodeSpec
 
 
@@ -65,7 +65,7 @@ class RemoteStream:
     async def stderr_text(self) -> str:
         try:
             data = await asyncio.wait_for(self.process.stderr.read(), 2)
-        except (asyncio.TimeoutError, asyncssh.Error, OSError):
+        except (TimeoutError, asyncssh.Error, OSError):
             return ""
         return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
 
@@ -112,7 +112,7 @@ class SSHPool:
                 opts["agent_path"] = None
             try:
                 conn = await asyncio.wait_for(asyncssh.connect(spec.address, **opts), spec.connect_timeout + 1)
-            except BaseException as e:  # noqa: BLE001 - mapped to a typed error
+            except BaseException as e:
                 if isinstance(e, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                     raise
                 raise map_ssh_error(spec, e) from None
@@ -128,7 +128,7 @@ class SSHPool:
         t0 = time.monotonic()
         try:
             res = await asyncio.wait_for(conn.run(command, input=input, check=False), limit)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise CommandTimeout(spec.name, f"`{command}` did not finish within {limit:g} s") from None
         except (OSError, asyncssh.Error) as e:
             self._conns.pop(spec.name, None)
@@ -168,7 +168,7 @@ class SSHPool:
         try:
             proc = await conn.create_process(f"echo $$ >&2; exec {command}", encoding=None)
             line = await asyncio.wait_for(proc.stderr.readline(), spec.command_timeout)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise CommandTimeout(spec.name, f"`{command}` did not start within {spec.command_timeout:g} s") from None
         except (OSError, asyncssh.Error) as e:
             raise map_ssh_error(spec, e) from None
@@ -213,7 +213,7 @@ class SSHPool:
         for c in conns:
             try:
                 await asyncio.wait_for(c.wait_closed(), 2)
-            except (asyncio.TimeoutError, OSError, asyncssh.Error):
+            except (TimeoutError, OSError, asyncssh.Error):
                 pass
         if self._forward_dir:
             for f in Path(self._forward_dir).glob("*"):

@@ -6,7 +6,7 @@
   They are shared by every module of the session: a test that changes a node (starts etcd, restarts
   dockerd with a cluster store) must leave it usable; one that needs a pristine lab takes its own
   with ``start_lab(lab_name("x"), n)`` / ``stop_lab(...)``.
-- ``lab_service2``: a :class:`core.live_service.LiveService` on ``lab2``, closed after the test.
+- ``lab_service2``: a :class:`core.live.LiveService` on ``lab2``, closed after the test.
 
 The session keeps its lab state in a fresh temp dir (OVERLAY_TUI_STATE, inherited by CLI
 subprocesses), so tests never touch the operator's own labs; lab names carry the pytest pid so
@@ -47,7 +47,7 @@ def lab_unavailable_reason() -> str | None:
     if _REASON:
         return _REASON[0]
     from core.errors import LabError
-    from core.lab import check_can_run
+    from core.lab.manager import check_can_run
 
     reason = None
     try:
@@ -82,12 +82,12 @@ class LabHandle:
     inventory_path: str
     inventory: object          # core.model.Inventory
     nodes: tuple               # core.model.NodeSpec, docker-node1..N
-    info: object               # core.lab.LabInfo: namespaces, pids, subnet, seat
+    info: object               # core.lab.manager.LabInfo: namespaces, pids, subnet, seat
 
 
 def start_lab(name: str, nodes: int) -> LabHandle:
     """Bring a lab up through the core API (used by the fixtures; tests may use it for extra labs)."""
-    from core.lab import lab_up
+    from core.lab.manager import lab_up
 
     info = asyncio.run(lab_up(name, nodes))
     inv = info.inventory()
@@ -95,7 +95,7 @@ def start_lab(name: str, nodes: int) -> LabHandle:
 
 
 def stop_lab(name: str) -> None:
-    from core.lab import lab_down
+    from core.lab.manager import lab_down
 
     lab_down(name)
 
@@ -124,7 +124,7 @@ def lab3():
 @pytest.fixture
 async def lab_service2(lab2):
     """A LiveService on lab2, closed after the test."""
-    from core.live_service import LiveService
+    from core.live import LiveService
 
     svc = LiveService(lab2.inventory)
     try:
@@ -143,7 +143,7 @@ def _session_gone(state_root: Path) -> bool:
 
 async def _classic(inventory) -> None:
     """etcd on every node, then Docker on the cluster store (both idempotent)."""
-    from core.live_service import LiveService
+    from core.live import LiveService
 
     svc = LiveService(inventory)
     try:

@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.capture_verify import collect_frames  # noqa: E402
-from core.live_service import LiveService  # noqa: E402
-from core.naming import names_to_json  # noqa: E402
+from core.capture.names import names_to_json  # noqa: E402
+from core.capture.verify import collect_frames  # noqa: E402
+from core.live import LiveService  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "lab_vxlan.pcap"
 

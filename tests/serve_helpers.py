@@ -123,7 +123,7 @@ class ServeProcess:
         self.log = self.workdir / "access.log"
         self.stderr_path = self.workdir / "serve.stderr"
 
-    def __enter__(self) -> "ServeProcess":
+    def __enter__(self) -> ServeProcess:
         argv = [OVERLAY_TUI, "serve", "--listen", "127.0.0.1:0",
                 "--authorized-keys", str(self.authorized_keys), "--host-key", str(self.host_key),
                 "--log", str(self.log), *self.args]
@@ -245,7 +245,7 @@ class SSHTerminal:
             self.proc.wait()
         os.close(self.master)
 
-    def __enter__(self) -> "SSHTerminal":
+    def __enter__(self) -> SSHTerminal:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from core.model import Frame
-from tui.capture_buffer import CaptureBuffer
-from tui.capture_filter import parse_filter
+from tui.capture.buffer import CaptureBuffer
+from tui.capture.filter import parse_filter
 
 
 def frames(n: int, start: int = 0, proto: str = "ICMP") -> list[Frame]:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.cli_capture import read_file
-from core.frame_format import frame_line
+from core.capture.decode import VxlanDecoder
+from core.capture.format import frame_line
+from core.capture.pcap import iter_pcap
+from core.cli.capture import read_file
+from core.cli.main import main
 from core.model import Names
-from core.pcap_io import iter_pcap
-from core.vxlan_decode import VxlanDecoder
 from tests.vxlan_frames import inner_frame, mixed_frames, vxlan, write_mixed_pcap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_read_json_is_one_object_per_frame_with_the_documented_keys(capsys, pcap
     rc, out, _ = _run(capsys, "--read", str(pcap), "--json")
     objs = [json.loads(ln) for ln in out.splitlines()]
     assert rc == 0 and len(objs) == 2 * N
-    assert all(FRAME_KEYS <= o.keys() for o in objs)
+    assert all(o.keys() >= FRAME_KEYS for o in objs)
     first = objs[0]
     assert {k: first[k] for k in FRAME_KEYS} == {
         "node": "", "outer_src": "198.18.0.1", "outer_dst": "198.18.0.2", "vni": 256, "network": None,
@@ -66,7 +66,7 @@ def test_read_flows_table_and_json_agree_with_the_frames(capsys, pcap):
     assert any(ln.split()[:5] == ["256", "-", "10.0.0.2", "10.0.0.3", "ICMP"] for ln in lines)
     rc, out, _ = _run(capsys, "--read", str(pcap), "--flows", "--json")
     flows = [json.loads(ln) for ln in out.splitlines()]
-    assert rc == 0 and all(FLOW_KEYS <= f.keys() for f in flows)
+    assert rc == 0 and all(f.keys() >= FLOW_KEYS for f in flows)
     assert sum(f["packets"] for f in flows) == 2 * N
     icmp = [f for f in flows if (f["vni"], f["inner_src"], f["inner_dst"], f["proto"]) ==
             (256, "10.0.0.2", "10.0.0.3", "ICMP")]
@@ -89,7 +89,7 @@ def test_count_and_write_copy_frames_to_a_new_pcap(capsys, pcap, tmp_path):
 
 def test_vxlan_port_option(capsys, tmp_path):
     path = tmp_path / "p8472.pcap"
-    from core.pcap_io import PcapWriter
+    from core.capture.pcap import PcapWriter
     with PcapWriter(path) as w:
         w.write(1.0, vxlan(inner_frame("icmp"), vni=42, port=8472))
     for extra in ([], ["--flows"]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from core.model import Frame
-from tui.capture_filter import CaptureFilterError, parse_filter
+from tui.capture.filter import CaptureFilterError, parse_filter
 
 NODES = ("docker-node1", "docker-node2")
 

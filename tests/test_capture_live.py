@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from core.capture_verify import collect_frames, verify_vxlan
+from core.capture.verify import collect_frames, verify_vxlan
 from core.errors import CaptureError
-from core.live_service import LiveService
+from core.live import LiveService
 
 pytestmark = pytest.mark.lab
 OVERLAY_TUI = str(Path(sys.executable).parent / "overlay-tui")
@@ -140,8 +140,8 @@ async def test_a_node_whose_tcpdump_dies_ends_with_a_notice_while_the_other_goes
     task = asyncio.create_task(consume())
     try:
         await asyncio.wait_for(started.wait(), 15)
-        node2 = next(c for c in svc.last_capture.captures if c.node.name == "docker-node2")
-        await svc.pool.run("docker-node2", f"kill -9 {node2.stream.pid}", check=True)
+        pid = (await _tcpdumps(svc))["docker-node2"].split()[0]     # the first batch comes once it listens
+        await svc.pool.run("docker-node2", f"kill -9 {pid}", check=True)
         for _ in range(50):
             if any("docker-node2: capture ended" in n for b in batches for n in b.notices):
                 break
@@ -172,9 +172,10 @@ async def test_a_node_whose_ssh_connection_breaks_ends_with_a_notice_while_the_o
     other = LiveService(overlay2.inventory)
     try:
         await asyncio.wait_for(started.wait(), 15)
-        node2 = next(c for c in svc.last_capture.captures if c.node.name == "docker-node2")
-        # end the sshd session that carries our connection to docker-node2 (the parent of the capture)
-        res = await other.pool.run("docker-node2", f"kill $(ps -o ppid= -p {node2.stream.pid})", check=True)
+        pid = (await _tcpdumps(svc))["docker-node2"].split()[0]     # the first batch comes once it listens
+        # end the sshd session that carries our connection to docker-node2 (the parent of the capture's
+        # watchdog shell, which is tcpdump's parent)
+        res = await other.pool.run("docker-node2", f"kill $(ps -o ppid= -p $(ps -o ppid= -p {pid}))", check=True)
         assert res.ok
         for _ in range(50):
             if any("docker-node2: capture ended" in n for b in batches for n in b.notices):

@@ -5,12 +5,12 @@ import asyncio
 
 import pytest
 
-from core.capture_live import _SECTION, parse_probe
-from core.capture_merge import FrameMerger
-from core.capture_verify import check_frames
+from core.capture.merge import FrameMerger
+from core.capture.names import apply_names, build_names, names_from_json, names_to_json
+from core.capture.remote import _SECTION, parse_probe
+from core.capture.verify import check_frames
 from core.errors import CaptureError
 from core.model import ContainerInfo, Frame, Inventory, NetworkInfo, NodeSpec
-from core.naming import apply_names, build_names, names_from_json, names_to_json
 
 
 def _f(ts: float, node: str = "n1", **kw) -> Frame:
@@ -161,7 +161,7 @@ def test_the_pcap_recorded_on_the_lab_decodes_to_demos_vni_between_probes_and_no
     import json
     from pathlib import Path
 
-    from core.pcap_io import read_pcap_frames
+    from core.capture.pcap import read_pcap_frames
 
     here = Path(__file__).parent / "fixtures"
     side = json.loads((here / "lab_vxlan.json").read_text())
@@ -186,19 +186,19 @@ async def test_replay_flows_detail_and_save_on_the_lab_fixture(tmp_path):
     import json
     from pathlib import Path
 
-    from core.live_service import LiveService
-    from core.pcap_io import read_pcap_frames
+    from core.capture.pcap import read_pcap_frames
+    from core.capture.service import CaptureService
+    from core.ssh import SSHPool
 
     here = Path(__file__).parent / "fixtures"
     side = json.loads((here / "lab_vxlan.json").read_text())
     nodes = tuple(NodeSpec(name, addr, advertise=addr) for name, addr in side["nodes"].items())
-    svc = LiveService(Inventory("fixture.toml", nodes))
 
     async def networks():             # no nodes to ask: the recorded network stands in for Docker's answer
         return [NetworkInfo("x", side["network"], "overlay", "global", side["subnet"], side["vni"], list(side["nodes"]),
                             [ContainerInfo(c["name"], c["node"], side["network"], ip, c["mac"])
                              for ip, c in side["containers"].items()])]
-    svc.networks = networks
+    svc = CaptureService(Inventory("fixture.toml", nodes), SSHPool(nodes), networks)
     batches = [b async for b in svc.replay(str(here / "lab_vxlan.pcap"))]
     frames = [f for b in batches for f in b.frames]
     assert len(frames) == side["frames"] and sum(b.malformed for b in batches) == 0
@@ -210,11 +210,11 @@ async def test_replay_flows_detail_and_save_on_the_lab_fixture(tmp_path):
     out = tmp_path / "again.pcap"
     assert await svc.save_pcap(frames, str(out)) == len(frames)
     assert [f.raw for f in read_pcap_frames(out)] == [f.raw for f in frames]
-    await svc.close()
+    await svc.pool.close()
 
 
 def test_tcpdump_exit_counters_are_not_taken_for_errors_even_for_one_packet():
-    from core.capture_live import split_tcpdump_stderr
+    from core.capture.remote import split_tcpdump_stderr
 
     stats, errors = split_tcpdump_stderr("1 packet captured\n1 packet received by filter\n"
                                          "0 packets dropped by kernel\n\ntcpdump: eth9: No such device exists\n")

@@ -10,11 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.frame_detail import frame_detail
+from core.capture.decode import LINUX_VXLAN_PORT, MALFORMED, NOT_VXLAN, VxlanDecoder
+from core.capture.detail import frame_detail
 from core.model import Frame, FrameDetail
-from core.vxlan_decode import LINUX_VXLAN_PORT, MALFORMED, NOT_VXLAN, VxlanDecoder
-from tests.vxlan_frames import (INNER_MACS, INNER_PAYLOADS, OUTER4, OUTER6, inner_frame, mixed_frames,
-                                not_vxlan_frames, vxlan)
+from tests.vxlan_frames import INNER_MACS, INNER_PAYLOADS, OUTER4, OUTER6, inner_frame, mixed_frames, not_vxlan_frames, vxlan
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTERS = [(0, False), (1, False), (2, False), (0, True), (1, True)]   # (VLAN tags, outer IPv6)
@@ -164,7 +163,7 @@ def test_detail_of_garbage_still_returns_a_hexdump(raw):
 
 
 def test_fast_path_and_cli_import_neither_scapy_nor_numpy():
-    code = ("import sys, core.vxlan_decode, core.pcap_io, core.flows, core.frame_format, core.cli_capture\n"
+    code = ("import sys, core.capture.decode, core.capture.pcap, core.capture.flows, core.capture.format, core.cli.capture\n"
             "print(sorted(m for m in ('scapy', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -177,7 +176,7 @@ COMMON_SEEDS = [vxlan(inner_frame(n), vni=v, sport=s) for n in ("icmp", "icmp-un
 
 
 def _general_only(raw: bytes, monkeypatch) -> Frame:
-    import core.vxlan_decode as vd
+    import core.capture.decode as vd
     with monkeypatch.context() as m:
         m.setattr(vd, "COMMON_LEN", 1 << 30)
         return VxlanDecoder().decode(raw, 3.0, None, "n")

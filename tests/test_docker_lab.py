@@ -12,7 +12,7 @@ import re
 import pytest
 
 from core.errors import DockerError
-from core.live_service import LiveService
+from core.live import LiveService
 from core.ssh import SSHPool
 
 pytestmark = pytest.mark.lab
@@ -174,7 +174,7 @@ async def test_read_only_service_refuses_changes(classic2):
 
 async def test_a_dockerd_that_fails_to_restart_is_reported_with_its_log(classic2, svc2):
     """daemon.json with a key dockerd rejects: the apply keeps the key (never clobbers) and says why it died."""
-    from core.docker_store import DAEMON_JSON, apply_node, wait_for_store
+    from core.dockerd.store import DAEMON_JSON, apply_node, wait_for_store
 
     node = classic2.nodes[1]
     original = (await svc2.pool.run(node, f"cat {DAEMON_JSON}", check=True)).stdout
@@ -183,14 +183,14 @@ async def test_a_dockerd_that_fails_to_restart_is_reported_with_its_log(classic2
     await svc2.pool.run(node, f"cat > {DAEMON_JSON}", input=json.dumps(broken), check=True)
     try:
         with pytest.raises(DockerError, match=r"(?s)dockerd exited right after the restart.*bogus-key-for-test"):
-            await apply_node(svc2.docker_nodes, svc2.pool, classic2.inventory, node.name)
+            await apply_node(svc2.docker, svc2.pool, svc2.addresses, classic2.inventory, node.name)
         kept = json.loads((await svc2.pool.run(node, f"cat {DAEMON_JSON}", check=True)).stdout)
         assert kept["bogus-key-for-test"] is True and kept["cluster-advertise"] == f"{node.address}:2375"
     finally:
         await svc2.pool.run(node, f"cat > {DAEMON_JSON}", input=original, check=True)
         if not (await svc2.pool.run(node, "kill -0 $(cat /var/run/docker.pid)")).ok:
             pid = await svc2.pool.start_detached(node, "dockerd", "/var/log/dockerd.log")
-            await wait_for_store(svc2.docker_nodes, svc2.pool, node.name, f"etcd://{node.address}:2379", False, pid)
+            await wait_for_store(svc2.docker, svc2.pool, node.name, f"etcd://{node.address}:2379", False, pid)
     assert [c.action for c in await svc2.docker_store_plan()] == ["none", "none"]
     bak = json.loads((await svc2.pool.run(node, "cat /etc/docker/daemon.json.overlay-tui.bak", check=True)).stdout)
     assert "cluster-store" not in bak and "bogus-key-for-test" not in bak     # the first original stays
@@ -200,7 +200,7 @@ async def test_a_node_whose_dockerd_is_down_is_named_not_fatal(classic2, svc2):
     """networks() still answers from the other node and says which node is missing; nothing hangs."""
     import time
 
-    from core.docker_store import wait_for_store
+    from core.dockerd.store import wait_for_store
 
     node = classic2.nodes[1]
     await svc2.create_network("down-test", subnet="198.19.188.0/24")
@@ -208,16 +208,16 @@ async def test_a_node_whose_dockerd_is_down_is_named_not_fatal(classic2, svc2):
     await svc2.pool.kill(node, pid, wait=30)
     try:
         t0 = time.monotonic()
-        nets = await svc2.networks()
+        listing = await svc2.network_listing()
         assert time.monotonic() - t0 < 10
-        net = next(n for n in nets if n.name == "down-test")
+        net = next(n for n in listing.networks if n.name == "down-test")
         assert net.nodes == ["docker-node1"]
-        assert "docker-node2" in svc2.overlay_networks.errors["docker-node2"]
+        assert "docker-node2" in listing.problems["docker-node2"]
         with pytest.raises(DockerError, match="docker-node2: cannot reach the Docker daemon"):
             await svc2.start_probes("down-test")
     finally:
         new = await svc2.pool.start_detached(node, "dockerd", "/var/log/dockerd.log")
-        await wait_for_store(svc2.docker_nodes, svc2.pool, node.name, f"etcd://{node.address}:2379", False, new)
+        await wait_for_store(svc2.docker, svc2.pool, node.name, f"etcd://{node.address}:2379", False, new)
         await svc2.remove_probes("down-test")
         await svc2.delete_network("down-test")
 

@@ -7,11 +7,11 @@ import tarfile
 
 import pytest
 
-from core.docker_store import _parse_facts, engine_supports_classic, restart_args
+from core.dockerd.networks import merge_networks, validate_name, validate_subnet
+from core.dockerd.probes import parse_ping, probe_rootfs_tar, static_elf_arch
+from core.dockerd.store import _parse_facts, engine_supports_classic, restart_args
+from core.dockerd.vni import parse_overlay_dir, store_endpoint, swarm_vni
 from core.errors import DockerError
-from core.overlay_networks import merge_networks, validate_name, validate_subnet
-from core.overlay_vni import parse_overlay_dir, store_endpoint, swarm_vni
-from core.probes import parse_ping, probe_rootfs_tar, static_elf_arch
 
 BUSYBOX_OK = """PING probe-docker-node2 (198.19.2.3): 56 data bytes
 64 bytes from 198.19.2.3: seq=0 ttl=64 time=0.310 ms
@@ -134,7 +134,7 @@ def test_dynamic_busybox_is_refused_with_the_package_to_install():
 
 
 def test_restart_command_follows_how_the_host_runs_docker():
-    from core.docker_store import NodeDockerFacts, restart_command
+    from core.dockerd.store import NodeDockerFacts, restart_command
 
     direct = NodeDockerFacts("n1", "20.10.24", "", "", systemd=False, pid=16, args=["dockerd", "--debug"])
     assert restart_command(direct) == ("kill 16 (wait until gone); "
@@ -182,45 +182,48 @@ def _inv():
 
 async def test_a_docker_23_engine_is_refused_before_anything_is_touched():
     """plan/apply read the engine version first; nothing is written or restarted on a 24.0 engine."""
-    from core import docker_store
+    from core.dockerd import store as docker_store
+    from core.nodes.address import UnderlayAddresses
 
     inv = _inv()
     shell = _Shell(inv, "direct\npid=7\narg=dockerd\n--daemon.json--\n{}")
     with pytest.raises(DockerError, match=r"n1: Docker 24.0.7 no longer supports the classic.*nothing was changed"):
-        await docker_store.apply(_Engine("24.0.7"), shell, inv)
+        await docker_store.apply(_Engine("24.0.7"), shell, UnderlayAddresses(shell), inv)
     assert shell.commands == [docker_store.FACTS_SCRIPT]        # read only: no write, no kill, no start
-    plan = await docker_store.plan(_Engine("24.0.7"), shell, inv)
+    plan = await docker_store.plan(_Engine("24.0.7"), shell, UnderlayAddresses(shell), inv)
     assert plan[0].action == "unknown" and "24.0.7" in plan[0].reason
 
 
 async def test_store_flags_in_a_systemd_unit_are_refused_with_the_fix():
-    from core import docker_store
+    from core.dockerd import store as docker_store
+    from core.nodes.address import UnderlayAddresses
 
     inv = _inv()
     shell = _Shell(inv, "systemd\npid=7\narg=/usr/bin/dockerd\narg=--cluster-store=etcd://10.1.1.1:2379\n"
                         "--daemon.json--\n{}")
     with pytest.raises(DockerError, match=r"--cluster-store=etcd://10.1.1.1:2379 on its command line.*systemctl edit"):
-        await docker_store.apply(_Engine("20.10.24"), shell, inv)
+        await docker_store.apply(_Engine("20.10.24"), shell, UnderlayAddresses(shell), inv)
     assert shell.commands == [docker_store.FACTS_SCRIPT]
 
 
 async def test_plan_says_configure_with_the_merge_and_the_restart():
-    from core import docker_store
+    from core.dockerd import store as docker_store
+    from core.nodes.address import UnderlayAddresses
 
     inv = _inv()
     shell = _Shell(inv, "direct\npid=7\narg=dockerd\n--daemon.json--\n{\"bip\": \"198.19.255.1/24\"}")
-    change = (await docker_store.plan(_Engine("20.10.24"), shell, inv))[0]
+    change = (await docker_store.plan(_Engine("20.10.24"), shell, UnderlayAddresses(shell), inv))[0]
     assert (change.action, change.want_store, change.want_advertise) == \
         ("configure", "etcd://198.18.9.1:2379", "198.18.9.1:2375")
     assert "merge {\"cluster-store\"" in change.command and "kill 7" in change.command
     configured = _Engine("20.10.24", {"ClusterStore": "etcd://198.18.9.1:2379", "ClusterAdvertise": "198.18.9.1:2375"})
     shell.facts = ("direct\npid=7\n--daemon.json--\n"
                    '{"cluster-store": "etcd://198.18.9.1:2379", "cluster-advertise": "198.18.9.1:2375"}')
-    assert (await docker_store.plan(configured, shell, inv))[0].action == "none"
+    assert (await docker_store.plan(configured, shell, UnderlayAddresses(shell), inv))[0].action == "none"
 
 
 def test_split_outputs_of_the_in_probe_ping_script():
-    from core.probes import split_outputs
+    from core.dockerd.probes import split_outputs
 
     text = "=== probe-b\n" + BUSYBOX_OK + "=== 198.19.2.3\nping: sendto: Network unreachable\n"
     out = split_outputs(text)
@@ -229,11 +232,12 @@ def test_split_outputs_of_the_in_probe_ping_script():
 
 
 async def test_a_swarm_node_is_refused_before_anything_is_touched():
-    from core import docker_store
+    from core.dockerd import store as docker_store
+    from core.nodes.address import UnderlayAddresses
 
     inv = _inv()
     shell = _Shell(inv, "direct\npid=7\narg=dockerd\n--daemon.json--\n{}")
     engine = _Engine("20.10.24", {"ClusterStore": "", "ClusterAdvertise": "", "Swarm": {"LocalNodeState": "active"}})
     with pytest.raises(DockerError, match="part of a swarm.*exclude each other.*docker swarm leave"):
-        await docker_store.apply(engine, shell, inv)
+        await docker_store.apply(engine, shell, UnderlayAddresses(shell), inv)
     assert shell.commands == [docker_store.FACTS_SCRIPT]

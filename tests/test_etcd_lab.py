@@ -16,10 +16,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from conftest import lab_name, require_lab, start_lab, stop_lab
 
 from core.errors import EtcdError
-from core.live_service import LiveService
-from conftest import lab_name, require_lab, start_lab, stop_lab
+from core.live import LiveService
 
 pytestmark = pytest.mark.lab
 OVERLAY_TUI = str(Path(sys.executable).parent / "overlay-tui")
@@ -53,7 +53,7 @@ async def assert_every_node_lists_every_member(svc) -> None:
 
 async def apply_and_check(lab) -> None:
     async with service(lab) as svc:
-        cluster = await svc.etcd_apply()
+        cluster = (await svc.etcd_apply()).cluster
         assert cluster.healthy, cluster.summary
         assert sorted(m.name for m in cluster.members) == [n.name for n in lab.nodes]
         assert sum(m.leader for m in cluster.members) == 1
@@ -66,8 +66,8 @@ async def apply_and_check(lab) -> None:
         await assert_every_node_lists_every_member(svc)
     async with service(lab) as svc:          # a fresh service: the second apply changes nothing
         again = await svc.etcd_apply()
-        assert again.healthy
-        assert [a.kind for a in svc.etcd_last_actions] == ["adopt"] * len(lab.nodes)
+        assert again.cluster.healthy
+        assert [a.kind for a in again.actions] == ["adopt"] * len(lab.nodes)
         assert await etcd_pids(svc) == pids
 
 
@@ -111,9 +111,10 @@ async def test_a_stopped_member_shows_unhealthy_then_comes_back(own_lab3):
             assert members["docker-node1"]["healthy"] is True
             assert {"name", "id", "client_urls", "healthy", "leader"} <= set(members["docker-node1"])
         finally:
-            cluster = await svc.etcd_apply()          # restarts node3's member from its data dir
+            applied = await svc.etcd_apply()          # restarts node3's member from its data dir
+            cluster = applied.cluster
         assert cluster.healthy
-        assert [a.kind for a in svc.etcd_last_actions] == ["adopt", "adopt", "start"]
+        assert [a.kind for a in applied.actions] == ["adopt", "adopt", "start"]
 
 
 SQUAT_CLIENT_PORT = ("python3 -c 'import socket, time; s = socket.socket(); "
@@ -139,7 +140,7 @@ async def test_a_member_that_cannot_start_is_named_with_its_log(own_lab3):
             assert "address already in use" in msg
         finally:
             await svc.pool.kill("docker-node3", squatter)
-            cluster = await svc.etcd_apply()
+            cluster = (await svc.etcd_apply()).cluster
         assert cluster.healthy
 
 
@@ -197,7 +198,7 @@ async def test_watch_resumes_on_another_member_without_losing_a_put(own_lab3):
             await next_event(stream, seen, "key", "/overlay-tui-watch/gap")
         finally:
             await stream.aclose()
-            cluster = await svc.etcd_apply()
+            cluster = (await svc.etcd_apply()).cluster
         assert any(e.kind == "watch" and e.action == "error" for e in seen)
         assert (seen[-1].action, seen[-1].value) == ("put", "2")
         assert cluster.healthy
@@ -233,7 +234,7 @@ async def test_foreign_data_dir_is_refused_then_force_wipes_it():
             assert f"docker-node2: data dir {data_dir} holds an etcd member with no overlay-tui marker" in msg
             assert "--force" in msg
             assert await etcd_pids(svc) == {"docker-node1": "", "docker-node2": ""}   # nothing started
-            cluster = await svc.etcd_apply(force=True)
+            cluster = (await svc.etcd_apply(force=True)).cluster
             assert cluster.healthy and [m.name for m in cluster.members] == ["docker-node1", "docker-node2"]
             marker = await svc.pool.run("docker-node2", f"cat {data_dir}/overlay-tui.json", check=True)
             assert json.loads(marker.stdout)["token"] == lab.inventory.cluster.etcd_token

@@ -8,11 +8,11 @@ import subprocess
 import pytest
 
 from core.errors import EtcdError
-from core.etcd_decide import SEP, Inspection, decide, inspect_script, parse_inspection, version_problem
-from core.etcd_health import assemble_cluster
-from core.etcd_plan import flag_differences, marker_matches, member_data_dir, parse_flags, plan_cluster
-from core.etcd_read import Endpoint, Probe, _flatten_v2, hex_id, pretty_value
-from core.etcd_watch import diff_keys, diff_members
+from core.etcd.decide import SEP, Inspection, decide, inspect_script, parse_inspection, version_problem
+from core.etcd.health import assemble_cluster
+from core.etcd.plan import flag_differences, marker_matches, member_data_dir, parse_flags, plan_cluster
+from core.etcd.read import Endpoint, Probe, _flatten_v2, hex_id, pretty_value
+from core.etcd.watch import diff_keys, diff_members
 from core.model import ClusterSpec, EtcdMember, Inventory, KeyEntry, NodeSpec
 
 IPS = {"docker-node1": "198.18.0.1", "docker-node2": "198.18.0.2"}

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.flows import FlowTable
+from core.capture.batch import flows_from_pcap
+from core.capture.decode import VxlanDecoder
+from core.capture.flows import FlowTable
+from core.capture.pcap import PcapWriter, read_pcap_frames
 from core.model import FlowStat, Frame, Names
-from core.pcap_io import PcapWriter, read_pcap_frames
-from core.vxlan_batch import flows_from_pcap
-from core.vxlan_decode import VxlanDecoder
 from tests.vxlan_frames import inner_frame, mixed_frames, vxlan, write_mixed_pcap
 
 
@@ -176,7 +176,7 @@ def _naive_walk(buf: bytes, endian: str) -> tuple[list[int], int]:
 @given(runs=st.lists(st.tuples(st.integers(0, 140), st.integers(1, 60)), min_size=1, max_size=12),
        endian=st.sampled_from("<>"), cut=st.integers(0, 40))
 def test_walker_run_prediction_finds_exactly_the_records(runs, endian, cut):
-    from core.vxlan_batch import _Walker
+    from core.capture.batch import _Walker
     recs = b"".join(struct.pack(endian + "IIII", 1, 2, c, c) + bytes([c % 256]) * c
                     for c, count in runs for _ in range(count))
     buf = bytearray(recs[:len(recs) - cut])

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tui.frame_ring import FilteredIndex, FrameRing
+from tui.capture.frame_ring import FilteredIndex, FrameRing
 
 
 def test_ring_keeps_the_newest_and_counts_the_dropped():

@@ -1,7 +1,7 @@
 """The frame list's address columns: `src > dst` fitted to a width, keeping the names' ends."""
 from __future__ import annotations
 
-from tui.frame_row import elide_middle, fit_pair
+from tui.capture.frame_row import elide_middle, fit_pair
 
 
 def test_a_pair_that_fits_is_left_alone():

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from core.flows import FlowTable
-from core.pcap_io import iter_pcap
-from core.vxlan_batch import flows_from_pcap
-from core.vxlan_decode import VxlanDecoder
+from core.capture.batch import flows_from_pcap
+from core.capture.decode import VxlanDecoder
+from core.capture.flows import FlowTable
+from core.capture.pcap import iter_pcap
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FILES = ["vxlan_kernel.pcap", "vxlan_kernel_s128.pcap"]

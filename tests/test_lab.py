@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import lab_name, require_lab, start_lab, stop_lab
-from core import lab as lab_mod
-from core import lab_net
+
 from core.errors import LabError
 from core.inventory import load_inventory
+from core.lab import manager as lab_mod
+from core.lab import net as lab_net
 from core.ssh import SSHPool
 
 pytestmark = pytest.mark.lab
@@ -308,7 +308,7 @@ async def test_live_service_sees_the_lab_as_ordinary_hosts(lab_service2):
 
 
 def test_missing_binary_names_its_debian_package(monkeypatch):
-    from core import lab_state
+    from core.lab import state as lab_state
 
     monkeypatch.setitem(lab_state.REQUIRED_BINARIES, "overlay-tui-no-such-daemon", "overlay-tui-fake-pkg")
     expected = "install the Debian package.*overlay-tui-fake-pkg.*make run" if os.geteuid() == 0 else "needs root"

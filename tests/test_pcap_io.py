@@ -10,10 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.capture.decode import VxlanDecoder
+from core.capture.pcap import PcapFileReader, PcapStreamParser, PcapWriter, iter_pcap, read_pcap_frames, write_pcap
 from core.errors import CaptureError
-from core.pcap_io import (PcapFileReader, PcapStreamParser, PcapWriter, iter_pcap, read_pcap_frames,
-                          write_pcap)
-from core.vxlan_decode import VxlanDecoder
 from tests.vxlan_frames import inner_frame, mixed_frames, vxlan, write_mixed_pcap
 
 FRAMES = mixed_frames()

@@ -5,12 +5,11 @@ import asyncio
 import json
 
 import pytest
+from tui_fixtures import STATE
 
 from core.errors import DockerError, ReadOnlyError, UsageError
-from core.recorded import RecordedService, state_to_json
 from core.model import NodeStatus
-
-from tui_fixtures import STATE
+from core.recorded.service import RecordedService, state_to_json
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""RecordedCaptureMixin: the recorded service's capture, replay, flows, detail and pcap writing."""
+"""RecordedCapture: the recorded service's capture, replay, flows, detail and pcap writing."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from core.capture.pcap import read_pcap_frames
 from core.errors import CaptureError, UsageError
-from core.pcap_io import read_pcap_frames
-from core.recorded import RecordedService
+from core.recorded.service import RecordedService
 from tests.capture_fixture import FIXTURE, expected_counts
 
 STATE = Path(__file__).parent / "fixtures" / "lab_state.json"

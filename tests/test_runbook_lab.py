@@ -98,8 +98,9 @@ def test_without_inventory_and_without_lab_the_cli_says_how_to_give_one(tmp_path
 def test_apply_reports_progress_per_step_and_node_on_a_fresh_lab():
     import asyncio
 
-    from core.live_service import LiveService
     from conftest import lab_name, require_lab, start_lab, stop_lab
+
+    from core.live import LiveService
 
     async def apply(inventory) -> list:
         svc = LiveService(inventory)

@@ -16,9 +16,20 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-
-from serve_helpers import (OVERLAY_TUI, ROOT, STANDIN, ServeProcess, SSHTerminal, children_of, console_pids,
-                           fingerprint, make_key, pid_alive, wait_until, window_size_of)
+from serve_helpers import (
+    OVERLAY_TUI,
+    ROOT,
+    STANDIN,
+    ServeProcess,
+    SSHTerminal,
+    children_of,
+    console_pids,
+    fingerprint,
+    make_key,
+    pid_alive,
+    wait_until,
+    window_size_of,
+)
 
 NO_TERMINAL = "this server serves an interactive console; connect with a terminal (ssh -t)"
 
@@ -85,7 +96,7 @@ def test_an_unknown_key_is_refused_and_logged(keys):
         wait_until(lambda: "REFUSED peer=" in srv.log.read_text(), what="the refusal in the log")
     assert res.returncode == 255 and "Permission denied (publickey)" in res.stderr
     log = srv.log.read_text()
-    assert f"REFUSED KEY peer=127.0.0.1:" in log and fingerprint(keys["stranger"]) in log
+    assert "REFUSED KEY peer=127.0.0.1:" in log and fingerprint(keys["stranger"]) in log
     assert "ADMITTED" not in log
     assert fingerprint(keys["stranger"]) in srv.stderr()  # logged to stderr as well
 
@@ -290,7 +301,7 @@ def test_an_empty_access_list_and_an_open_host_key_are_refused(keys):
 
 
 def test_listen_addresses():
-    from core.serve import is_loopback, parse_listen
+    from core.serve.server import is_loopback, parse_listen
 
     assert parse_listen("127.0.0.1:2222") == ("127.0.0.1", 2222)
     assert parse_listen("[::1]:2200") == ("::1", 2200)

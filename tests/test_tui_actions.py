@@ -5,19 +5,18 @@ import html
 import re
 
 from textual.widgets import Input, Log, RichLog, Static, Tree
-
-from tui.command_modal import CommandModal
-from tui.confirm_modal import ConfirmModal
-from tui.key_browser import KeyBrowserScreen
-from tui.log_screen import LogScreen
-from tui.messages import ClusterChanged
-from tui.network_detail import NetworkDetailScreen
-from tui.network_form import NetworkForm
-from tui.network_validation import validate
-from tui.ping_grid import PingGridScreen
-from tui.runbook_screen import RunbookProgress, RunbookScreen
-
 from tui_fixtures import SIZE, press, recorded_app, settle, table_cells, table_rows
+
+from tui.messages import ClusterChanged
+from tui.modals.command import CommandModal
+from tui.modals.confirm import ConfirmModal
+from tui.modals.network_form import NetworkForm
+from tui.network_validation import validate
+from tui.screens.key_browser import KeyBrowserScreen
+from tui.screens.log import LogScreen
+from tui.screens.network_detail import NetworkDetailScreen
+from tui.screens.ping_grid import PingGridScreen
+from tui.screens.runbook import RunbookProgress, RunbookScreen
 
 
 async def type_text(pilot, text: str) -> None:

@@ -14,17 +14,17 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Footer, Input
 
+from core.capture.pcap import read_pcap_frames
 from core.errors import CaptureError
 from core.model import Frame, FrameBatch
-from core.pcap_io import read_pcap_frames
-from core.recorded import RecordedService
+from core.recorded.service import RecordedService
 from tests.capture_fixture import FIXTURE, expected_counts
-from tui.capture_nodes_modal import CaptureNodesModal
-from tui.capture_pane import CapturePane
-from tui.confirm_modal import ConfirmModal
-from tui.frame_detail_screen import FrameDetailScreen
-from tui.frame_list import FrameList
-from tui.save_pcap_modal import SavePcapModal
+from tui.capture.frame_list import FrameList
+from tui.capture.pane import CapturePane
+from tui.modals.capture_nodes import CaptureNodesModal
+from tui.modals.confirm import ConfirmModal
+from tui.modals.save_pcap import SavePcapModal
+from tui.screens.frame_detail import FrameDetailScreen
 
 STATE = Path(__file__).parent / "fixtures" / "lab_state.json"
 SIZE = (120, 36)

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from core.live_service import LiveService
+from core.live import LiveService
 from tui.app import OverlayApp
-from tui.capture_pane import CapturePane
-from tui.frame_detail_screen import FrameDetailScreen
+from tui.capture.pane import CapturePane
+from tui.screens.frame_detail import FrameDetailScreen
 
 pytestmark = pytest.mark.lab
 SIZE = (120, 36)

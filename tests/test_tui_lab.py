@@ -3,14 +3,13 @@ nodes, members and networks, and a network created from the form appears on ever
 from __future__ import annotations
 
 import pytest
-
-from core.live_service import LiveService
-from tui.app import OverlayApp
-from tui.confirm_modal import ConfirmModal
-from tui.network_form import NetworkForm
-from tui.runbook_screen import RunbookScreen
-
 from tui_fixtures import SIZE, press, settle, table_cells, table_rows
+
+from core.live import LiveService
+from tui.app import OverlayApp
+from tui.modals.confirm import ConfirmModal
+from tui.modals.network_form import NetworkForm
+from tui.screens.runbook import RunbookScreen
 
 pytestmark = pytest.mark.lab
 
@@ -75,7 +74,7 @@ def test_record_writes_state_the_console_replays(lab2, tmp_path):
     import subprocess
     import sys
 
-    from core.recorded import RecordedService
+    from core.recorded.service import RecordedService
 
     out = tmp_path / "state.json"
     index = lab2.inventory.nodes[0].address.split(".")[2]

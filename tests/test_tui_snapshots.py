@@ -1,13 +1,12 @@
 """Snapshots (pytest-textual-snapshot) of every pane, modal and screen of the console on recorded state.
 
-The scenes are :data:`tui.screenshots.SCENES` (the same ones `make screenshots` draws). Update after
+The scenes are :data:`scenes.SCENES` (the same ones `make screenshots` draws). Update after
 a deliberate change with `pytest tests/test_tui_snapshots.py --snapshot-update`, then look at the SVGs.
 """
 from __future__ import annotations
 
 import pytest
-
-from tui.screenshots import SCENES, play, scene_app
+from scenes import SCENES, play, scene_app
 
 
 @pytest.mark.parametrize("scene", SCENES, ids=[s.name for s in SCENES])

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.recorded import RecordedService
+from scenes import settle
+
+from core.recorded.service import RecordedService
 from tui.app import OverlayApp
-from tui.screenshots import settle  # noqa: F401 - the tests' way to wait for workers
 
 STATE = Path(__file__).parent / "fixtures" / "lab_state.json"
 SIZE = (120, 36)

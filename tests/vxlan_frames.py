@@ -95,7 +95,7 @@ def mixed_frames() -> list[bytes]:
 
 def write_mixed_pcap(path: Path, repeat: int = 1, t0: float = 1_700_000_000.0, step: float = 0.01) -> int:
     """Write ``mixed_frames()`` ``repeat`` times with increasing timestamps; returns the frame count."""
-    from core.pcap_io import PcapWriter
+    from core.capture.pcap import PcapWriter
     frames = mixed_frames()
     with PcapWriter(path) as w:
         for r in range(repeat):

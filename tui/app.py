@@ -19,14 +19,14 @@ from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from core.service import Service
-from tui.capture_pane import CapturePane
+from tui.capture.pane import CapturePane
 from tui.commands import BindingCommands
-from tui.etcd_pane import EtcdPane
 from tui.header_bar import HeaderBar
 from tui.messages import ClusterChanged, FirstPaint, Notice, PaneFilled
-from tui.networks_pane import NetworksPane
-from tui.nodes_pane import NodesPane
-from tui.pane import describe_error
+from tui.panes.base import describe_error
+from tui.panes.etcd import EtcdPane
+from tui.panes.networks import NetworksPane
+from tui.panes.nodes import NodesPane
 
 PANES = ("nodes", "etcd", "networks", "capture")
 #: the panes that must have shown data once for the first full paint (capture starts on demand)
@@ -129,12 +129,12 @@ class OverlayApp(App[int]):
             screen.maximized = pane
 
     def action_help(self) -> None:
-        from tui.help_screen import HelpScreen
+        from tui.screens.help import HelpScreen
 
         self.push_screen(HelpScreen())
 
     def action_runbook(self) -> None:
-        from tui.runbook_screen import RunbookScreen
+        from tui.screens.runbook import RunbookScreen
 
         self.push_screen(RunbookScreen())
 
@@ -159,7 +159,7 @@ class OverlayApp(App[int]):
 
     def on_pane_filled(self, msg: PaneFilled) -> None:
         self._filled.add(msg.pane_id)
-        if self.first_paint_seconds is None and DATA_PANES <= self._filled:
+        if self.first_paint_seconds is None and self._filled >= DATA_PANES:
             self.first_paint_seconds = time.monotonic() - self.created_at
             self.post_message(FirstPaint(self.first_paint_seconds))
 
@@ -214,11 +214,11 @@ def load_keymap(path: str | None = None) -> dict[str, str]:
 def run_app(inventory: str | None = None, read_only: bool = False, replay_state: str | None = None) -> int:
     """Open the console on the live nodes (or on recorded state); returns the exit status."""
     if replay_state:
-        from core.recorded import RecordedService
+        from core.recorded.service import RecordedService
 
         service = RecordedService.load(replay_state, read_only=read_only)
     else:
-        from core.live_service import LiveService  # loads the SDKs: only when the console really opens
+        from core.live import LiveService  # loads the SDKs: only when the console really opens
 
         service = LiveService.open(inventory, read_only=read_only)
     app = OverlayApp(service, deterministic=os.environ.get("OVERLAY_TUI_DETERMINISTIC") == "1",

@@ -32,21 +32,21 @@ class KeyAction:
 def _scopes() -> list[tuple[str, type, str | None]]:
     """(scope, class whose own BINDINGS apply, pane id) in the order the help screen shows them."""
     from tui.app import OverlayApp
-    from tui.confirm_modal import ConfirmModal
-    from tui.etcd_pane import EtcdPane
-    from tui.key_browser import KeyBrowserScreen
-    from tui.log_screen import LogScreen
-    from tui.networks_pane import NetworksPane
-    from tui.nodes_pane import NodesPane
-    from tui.pane import Pane
-    from tui.ping_grid import PingGridScreen
-    from tui.runbook_screen import RunbookScreen
+    from tui.modals.confirm import ConfirmModal
+    from tui.panes.base import Pane
+    from tui.panes.etcd import EtcdPane
+    from tui.panes.networks import NetworksPane
+    from tui.panes.nodes import NodesPane
+    from tui.screens.key_browser import KeyBrowserScreen
+    from tui.screens.log import LogScreen
+    from tui.screens.ping_grid import PingGridScreen
+    from tui.screens.runbook import RunbookScreen
 
     scopes: list[tuple[str, type, str | None]] = [
         ("Everywhere", OverlayApp, None), ("Any table pane", Pane, "*"), ("Nodes", NodesPane, "nodes"),
         ("etcd", EtcdPane, "etcd"), ("Networks", NetworksPane, "networks")]
     try:
-        from tui.capture_pane import CapturePane
+        from tui.capture.pane import CapturePane
         scopes.append(("Capture", CapturePane, "capture"))
     except ImportError:  # pragma: no cover - the capture pane is another piece of work
         pass

@@ -13,7 +13,7 @@ def run_console(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.cli import main as cli_main
+    from core.cli.main import main as cli_main
 
     return cli_main(argv, console=run_console)
 

@@ -1,0 +1,245 @@
+"""Classic pcap in and out: files, and the byte stream ``tcpdump -w -`` writes (over SSH, say).
+
+- :class:`PcapStreamParser` turns a pcap byte stream arriving in arbitrary chunks into records
+  ``(ts, caplen, wirelen, data)``; the file reader uses the same parser.
+- :func:`iter_pcap` / :func:`read_pcap_frames` read a file; :class:`PcapWriter` / :func:`write_pcap`
+  write one that tcpdump and Wireshark open (little endian, microseconds, link type Ethernet).
+
+Both byte orders and both resolutions (usec, nsec) are read; pcapng and link types other than
+Ethernet are refused with a :class:`core.errors.CaptureError` naming the source and what it is.
+A record cut short at the end is reported in ``truncated`` (a sentence), never raised.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from struct import Struct
+from typing import BinaryIO
+
+from core.errors import CaptureError
+from core.model import Frame
+
+LINKTYPE_ETHERNET = 1
+MAGIC_USEC, MAGIC_NSEC = 0xA1B2C3D4, 0xA1B23C4D
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+GLOBAL_HEADER_LEN, RECORD_HEADER_LEN = 24, 16
+MAX_RECORD = 16 * 1024 * 1024        # a record claiming more than this means the file is corrupt
+DEFAULT_SNAPLEN = 262144
+READ_CHUNK = 1 << 20
+LINKTYPE_NAMES = {0: "BSD loopback", 101: "raw IP", 105: "802.11", 113: "Linux cooked (SLL, from `-i any`)",
+                  127: "802.11 radiotap", 276: "Linux cooked v2 (SLL2)"}
+
+Record = tuple[float, int, int, bytes]   # (ts, caplen, wirelen, data)
+
+
+class PcapHeader:
+    """What a classic pcap global header says."""
+
+    __slots__ = ("endian", "nsec", "snaplen", "linktype", "version")
+
+    def __init__(self, endian: str, nsec: bool, snaplen: int, linktype: int, version: str) -> None:
+        self.endian, self.nsec, self.snaplen, self.linktype, self.version = endian, nsec, snaplen, linktype, version
+
+
+def parse_global_header(head: bytes, source: str) -> PcapHeader:
+    """Validate a 24-byte pcap global header; CaptureError (naming ``source``) if it is not one we read."""
+    if head[:4] == PCAPNG_MAGIC:
+        raise CaptureError(f"{source}: is a pcapng file; overlay-tui reads classic pcap "
+                           f"(convert it with `tcpdump -r IN -w OUT.pcap`)")
+    if len(head) < GLOBAL_HEADER_LEN:
+        what = "empty" if not head else f"only {len(head)} bytes"
+        raise CaptureError(f"{source}: is not a pcap file ({what}, a pcap header needs 24 bytes)")
+    for endian in ("<", ">"):
+        magic = Struct(endian + "I").unpack_from(head)[0]
+        if magic in (MAGIC_USEC, MAGIC_NSEC):
+            major, minor, _tz, _sig, snaplen, linktype = Struct(endian + "HHiIII").unpack_from(head, 4)
+            linktype &= 0xFFFF                   # upper bits hold FCS info in newer writers
+            if linktype != LINKTYPE_ETHERNET:
+                name = LINKTYPE_NAMES.get(linktype, "not Ethernet")
+                raise CaptureError(f"{source}: link type {linktype} ({name}); only Ethernet captures (link type 1) "
+                                   f"are decoded: capture on the underlay interface itself, not `-i any`")
+            return PcapHeader(endian, magic == MAGIC_NSEC, snaplen, linktype, f"{major}.{minor}")
+    raise CaptureError(f"{source}: is not a pcap file (magic 0x{head[:4].hex()})")
+
+
+def _check_magic(head4: bytes, source: str) -> None:
+    if head4 == PCAPNG_MAGIC:
+        parse_global_header(head4, source)
+    if not any(Struct(e + "I").unpack(head4)[0] in (MAGIC_USEC, MAGIC_NSEC) for e in "<>"):
+        raise CaptureError(f"{source}: is not a pcap file (magic 0x{head4.hex()})")
+
+
+class PcapStreamParser:
+    """Incremental pcap parser: ``feed(chunk)`` returns the records completed by that chunk.
+
+    Chunks may split the global header or any record anywhere. ``close()`` returns a sentence if
+    the stream ended inside a record (also kept in ``truncated``), else None.
+    """
+
+    def __init__(self, source: str = "capture stream") -> None:
+        self.source = source
+        self.header: PcapHeader | None = None
+        self.records = 0
+        self.consumed = 0                  # bytes of the stream fully parsed
+        self.truncated: str | None = None
+        self._buf = bytearray()
+        self._rec: Struct | None = None
+        self._div = 1e6
+
+    def feed(self, chunk: bytes) -> list[Record]:
+        buf = self._buf
+        buf += chunk
+        if self.header is None:
+            if len(buf) < GLOBAL_HEADER_LEN:
+                if len(buf) >= 4:
+                    _check_magic(bytes(buf[:4]), self.source)      # a wrong magic fails at once
+                return []
+            self.header = parse_global_header(bytes(buf[:GLOBAL_HEADER_LEN]), self.source)
+            self._rec = Struct(self.header.endian + "IIII")
+            self._div = 1e9 if self.header.nsec else 1e6
+            del buf[:GLOBAL_HEADER_LEN]
+            self.consumed = GLOBAL_HEADER_LEN
+        out: list[Record] = []
+        unpack, div, n, off = self._rec.unpack_from, self._div, len(buf), 0
+        while off + RECORD_HEADER_LEN <= n:
+            sec, frac, caplen, wirelen = unpack(buf, off)
+            if caplen > MAX_RECORD:
+                raise CaptureError(f"{self.source}: record at byte {self.consumed + off} claims {caplen} "
+                                   f"captured bytes: the pcap data is corrupt")
+            end = off + RECORD_HEADER_LEN + caplen
+            if end > n:
+                break
+            out.append((sec + frac / div, caplen, wirelen, bytes(buf[off + RECORD_HEADER_LEN:end])))
+            off = end
+        if off:
+            del buf[:off]
+            self.consumed += off
+        self.records += len(out)
+        return out
+
+    def pending(self) -> int:
+        """Bytes received but not yet part of a complete record."""
+        return len(self._buf)
+
+    def close(self) -> str | None:
+        """End of stream: CaptureError if no complete pcap header came; a sentence if a record was cut."""
+        if self.header is None:
+            parse_global_header(bytes(self._buf), self.source)
+        if self._buf and self.truncated is None:
+            self.truncated = (f"{self.source}: last record cut short ({len(self._buf)} bytes after record "
+                              f"{self.records}): ignored")
+        return self.truncated
+
+
+def open_pcap(path: str | os.PathLike) -> BinaryIO:
+    """Open a pcap file for reading; a missing or unreadable file is a CaptureError naming it."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise CaptureError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CaptureError(f"{path}: is a directory, not a pcap file") from None
+    except OSError as e:
+        raise CaptureError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+class PcapFileReader:
+    """Iterates a pcap file's records; after iteration ``truncated`` tells of a cut-short last record."""
+
+    def __init__(self, path: str | os.PathLike, chunk: int = READ_CHUNK) -> None:
+        self.path, self.chunk = str(path), chunk
+        self.parser = PcapStreamParser(self.path)
+
+    @property
+    def truncated(self) -> str | None:
+        return self.parser.truncated
+
+    @property
+    def header(self) -> PcapHeader | None:
+        return self.parser.header
+
+    def __iter__(self) -> Iterator[Record]:
+        with open_pcap(self.path) as fh:
+            try:
+                while True:
+                    data = fh.read(self.chunk)
+                    if not data:
+                        break
+                    yield from self.parser.feed(data)
+            except OSError as e:
+                raise CaptureError(f"{self.path}: cannot read: {e.strerror or e}") from None
+        self.parser.close()
+
+
+def iter_pcap(path: str | os.PathLike) -> Iterator[Record]:
+    """Records of a pcap file (see :class:`PcapFileReader` to learn of a truncated end)."""
+    return iter(PcapFileReader(path))
+
+
+def read_pcap_frames(path: str | os.PathLike, decoder=None, node: str = "") -> Iterator[Frame]:
+    """Decode every record of a file with the fast path (a :class:`core.capture.decode.VxlanDecoder`)."""
+    from core.capture.decode import VxlanDecoder
+    dec = decoder or VxlanDecoder()
+    decode = dec.decode
+    for ts, _caplen, wirelen, data in iter_pcap(path):
+        yield decode(data, ts, wirelen, node)
+
+
+class PcapWriter:
+    """Writes a classic pcap (little endian, usec, Ethernet) to a path or an open binary file."""
+
+    _GLOBAL = Struct("<IHHiIII")
+    _REC = Struct("<IIII")
+
+    def __init__(self, target: str | os.PathLike | BinaryIO, snaplen: int = DEFAULT_SNAPLEN) -> None:
+        self.path = str(target) if isinstance(target, (str, os.PathLike)) else getattr(target, "name", "pcap")
+        try:
+            self._fh = open(target, "wb") if isinstance(target, (str, os.PathLike)) else target
+            self._own = isinstance(target, (str, os.PathLike))
+            self._fh.write(self._GLOBAL.pack(MAGIC_USEC, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
+        except OSError as e:
+            raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
+        self.snaplen, self.count = snaplen, 0
+
+    def write(self, ts: float, data: bytes, wire_len: int | None = None) -> None:
+        sec = int(ts)
+        usec = round((ts - sec) * 1e6)
+        if usec >= 1000000:
+            sec, usec = sec + 1, usec - 1000000
+        wl = max(wire_len or 0, len(data))
+        data = data[:self.snaplen]
+        try:
+            self._fh.write(self._REC.pack(sec, usec, len(data), wl))
+            self._fh.write(data)
+        except OSError as e:
+            raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
+        self.count += 1
+
+    def write_frame(self, frame: Frame) -> None:
+        self.write(frame.ts, frame.raw, frame.wire_len)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._own and not self._fh.closed:
+            try:
+                self._fh.close()
+            except OSError as e:
+                raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
+        elif not self._own:
+            self._fh.flush()
+
+    def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_pcap(path: str | os.PathLike, frames: Iterable[Frame]) -> int:
+    """Write frames to a new pcap file; returns how many were written."""
+    with PcapWriter(path) as w:
+        for f in frames:
+            w.write_frame(f)
+        return w.count

@@ -1,0 +1,97 @@
+"""`overlay-tui runbook plan|apply`: the tutorial's steps, planned, applied and verified."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from core.cli.main import run_async
+from core.errors import UsageError
+from core.model import StepState
+from core.runbook.steps import STEPS
+
+MARK = {True: "ok  ", False: "FAIL", None: "n/a "}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runbook", help="plan, apply and verify the etcd cluster and the overlay")
+    rsub = p.add_subparsers(dest="runbook_command", metavar="ACTION", required=True)
+    plan = rsub.add_parser("plan", help="what would be done on each node, with the exact commands")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=lambda a: run_async(_plan(a)))
+    apply = rsub.add_parser("apply", help="do every step that does not verify yet, then verify all")
+    apply.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    apply.add_argument("--force", action="store_true",
+                       help="wipe an etcd data dir left by another cluster (asks first; --yes to skip the question)")
+    apply.add_argument("--yes", action="store_true", help="answer yes to the --force question")
+    apply.set_defaults(func=lambda a: run_async(_apply(a)))
+
+
+def _steps_json(steps: list[StepState]) -> dict:
+    available = [s for s in steps if s.ok is not None]
+    return {"ok": bool(available) and all(s.ok for s in available),
+            "steps": [{"id": s.id, "title": s.title, "ok": s.ok, "detail": s.detail, "commands": s.commands}
+                      for s in steps]}
+
+
+async def _plan(args: argparse.Namespace) -> int:
+    from core.live import LiveService
+
+    svc = LiveService.open(args.inventory)
+    try:
+        steps = await svc.runbook_plan()
+    finally:
+        await svc.close()
+    if args.json:
+        print(json.dumps({"steps": [{"id": s.id, "title": s.title, "commands": s.commands} for s in steps]}, indent=2))
+        return 0
+    for i, s in enumerate(steps, 1):
+        print(f"{i}. {s.title}")
+        for c in s.commands:
+            print(f"     {c}")
+    return 0
+
+
+def _confirm_force() -> None:
+    if not sys.stdin.isatty():
+        raise UsageError("--force wipes etcd data dirs left by another cluster; add --yes to confirm without a terminal")
+    answer = input("--force wipes etcd data dirs that belong to another cluster on the nodes. Continue? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UsageError("not confirmed; nothing was wiped")
+
+
+async def _apply(args: argparse.Namespace) -> int:
+    from core.live import LiveService
+
+    if args.force and not args.yes:
+        _confirm_force()
+    svc = LiveService.open(args.inventory)
+    live = sys.stdout.isatty() and not args.json
+    reached: set[str] = set()
+    try:
+        plan = await svc.runbook_plan()          # filled in place by the apply
+        index = {s.id: i for i, s in enumerate(plan, 1)}
+        async for ev in svc.runbook_apply(plan, force_etcd=args.force):
+            reached.add(ev.step.id)
+            if not args.json:
+                _progress(ev.step, ev.message, index[ev.step.id], live, ev.node)
+    finally:
+        await svc.close()
+    for s in plan:
+        if s.id not in reached:
+            s.detail = "not run: an earlier step failed"
+    result = _steps_json(plan)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("runbook: all available steps verified" if result["ok"] else "runbook: FAILED")
+    return 0 if result["ok"] else 1
+
+
+def _progress(step: StepState, message: str, index: int, live: bool, node: str | None = None) -> None:
+    if step.running:
+        if live:
+            where = f"  {node}" if node else f" {step.title}"
+            print(f"[{index}/{len(STEPS)}]{where}: {message}", flush=True)
+        return
+    print(f"[{index}/{len(STEPS)}] {MARK[step.ok]} {step.title}" + (f"\n        {step.detail}" if step.detail else ""), flush=True)

@@ -1,0 +1,293 @@
+"""Networks across the cluster: list and merge per node, create, delete, and wait for convergence.
+
+Each node's daemon is asked through the SDK (the list, plus an inspect of each overlay network:
+the list endpoint leaves ``Containers`` empty), within a time budget per node (in classic mode a
+daemon whose etcd lost quorum answers each call only after its store timeout); the answers are merged by network ID into :class:`core.model.NetworkInfo`
+(``nodes`` = where the network is visible, ``containers`` = what each node runs on it). VNIs come
+from :mod:`core.dockerd.vni`. Convergence of a new overlay network is polled about every 50 ms on
+every node concurrently: the same ID with scope ``global`` everywhere.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import time
+
+import docker.errors
+import docker.types
+
+from core.dockerd.clients import DockerNodes
+from core.dockerd.vni import ClassicVniReader, swarm_vni
+from core.errors import DockerError, OverlayError, UsageError
+from core.model import ContainerInfo, ConvergeResult, NetworkInfo, NetworkListing
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")   # Docker's restrictedNamePattern (as tui/network_validation)
+PREDEFINED = {"bridge", "host", "none", "ingress", "docker_gwbridge"}
+POLL_INTERVAL = 0.05
+NODE_BUDGET = 8.0          # seconds one node may take to list its networks before it is reported missing
+
+
+def validate_name(name: str) -> str:
+    """Docker's rule for names ([a-zA-Z0-9][a-zA-Z0-9_.-]*), not a predefined one."""
+    if not NAME_RE.match(name or ""):
+        raise DockerError(f"invalid network name {name!r}: use letters, digits, '_', '.' or '-', "
+                          "starting with a letter or digit")
+    if name in PREDEFINED:
+        raise DockerError(f"invalid network name {name!r}: it is one of Docker's predefined networks "
+                          f"({', '.join(sorted(PREDEFINED))})")
+    return name
+
+
+def validate_subnet(subnet: str) -> ipaddress.IPv4Network:
+    """An IPv4 CIDR with no host bits set and room for containers (prefix /8 to /30)."""
+    try:
+        if "/" not in subnet:
+            raise ValueError("no prefix length")
+        net = ipaddress.ip_network(subnet, strict=False)
+    except ValueError:
+        raise DockerError(f"invalid subnet {subnet!r}: give an IPv4 CIDR such as 198.19.10.0/24") from None
+    if net.version != 4:
+        raise DockerError(f"invalid subnet {subnet!r}: overlay-tui creates IPv4 overlay networks only")
+    if str(net) != subnet.strip():
+        raise DockerError(f"invalid subnet {subnet!r}: host bits are set; did you mean {net}?")
+    if net.prefixlen > 30:
+        raise DockerError(f"invalid subnet {subnet!r}: a /{net.prefixlen} leaves no room for containers; "
+                          "the prefix must be /8 to /30")
+    if net.prefixlen < 8:
+        raise DockerError(f"invalid subnet {subnet!r}: a /{net.prefixlen} is too large; the prefix must be /8 to /30")
+    return net
+
+
+def _inspect(cl, net_id: str) -> dict | None:
+    try:
+        return cl.api.inspect_network(net_id)
+    except docker.errors.NotFound:          # removed between list and inspect
+        return None
+
+
+def _containers(node: str, attrs: dict) -> list[ContainerInfo]:
+    out = []
+    for cid, c in sorted((attrs.get("Containers") or {}).items()):
+        if cid.startswith("ep-"):            # a remote endpoint some engines list: its own node reports it
+            continue
+        ip = (c.get("IPv4Address") or "").split("/")[0] or None
+        out.append(ContainerInfo(name=c.get("Name", cid[:12]), node=node, network=attrs.get("Name", ""),
+                                 ip=ip, mac=c.get("MacAddress") or None))
+    return out
+
+
+def _subnet(attrs: dict) -> str | None:
+    configs = (attrs.get("IPAM") or {}).get("Config") or []
+    return next((c["Subnet"] for c in configs if c.get("Subnet")), None)
+
+
+def merge_networks(per_node: dict[str, list[dict]], vnis: dict[str, int]) -> list[NetworkInfo]:
+    """One NetworkInfo per network ID, nodes in inventory order (the order of ``per_node``)."""
+    merged: dict[str, NetworkInfo] = {}
+    for node, nets in per_node.items():
+        for a in nets:
+            info = merged.get(a["Id"])
+            if info is None:
+                info = merged[a["Id"]] = NetworkInfo(
+                    id=a["Id"], name=a.get("Name", ""), driver=a.get("Driver", ""), scope=a.get("Scope", ""),
+                    subnet=_subnet(a), vni=vnis.get(a["Id"]) or swarm_vni(a), nodes=[],
+                    attachable=bool(a.get("Attachable")))
+            info.nodes.append(node)
+            info.containers.extend(_containers(node, a))
+    return sorted(merged.values(), key=lambda n: (n.driver != "overlay", n.name, n.id))
+
+
+class OverlayNetworks:
+    """Networks of every node of an inventory, read and changed through :class:`DockerNodes`."""
+
+    def __init__(self, docker: DockerNodes, pool, inventory) -> None:
+        self.docker, self.pool, self.inventory = docker, pool, inventory
+        self.vni_reader = ClassicVniReader(pool)
+        self._stores: dict[str, str] = {}      # node -> its etcd:// ClusterStore, once seen
+
+    def forget_stores(self) -> None:
+        self._stores.clear()
+
+    async def _cluster_store(self, node: str) -> str:
+        """The node's ClusterStore; an etcd one is remembered (a dockerd restart resets it)."""
+        known = self._stores.get(node)
+        if known:
+            return known
+        store = (await self.docker.call(node, lambda cl: cl.info())).get("ClusterStore") or ""
+        if store.startswith("etcd://"):
+            self._stores[node] = store
+        return store
+
+    async def _node(self, node: str) -> tuple[str, list[dict]]:
+        """(cluster store, networks) of one node. Overlay networks are inspected (for their containers),
+        concurrently; the list endpoint's data is complete for the others."""
+        store, summaries = await asyncio.gather(self._cluster_store(node),
+                                                self.docker.call(node, lambda cl: cl.api.networks()))
+        overlay = [n["Id"] for n in summaries if n.get("Driver") == "overlay"]
+        inspected = await asyncio.gather(*(self.docker.call(node, _inspect, i) for i in overlay))
+        full = {a["Id"]: a for a in inspected if a}
+        return store, [full.get(n["Id"], n) for n in summaries if n["Id"] in full or n["Id"] not in overlay]
+
+    async def _node_within_budget(self, node: str) -> tuple[str, list[dict]]:
+        try:
+            return await asyncio.wait_for(self._node(node), NODE_BUDGET)
+        except TimeoutError:
+            raise DockerError(f"{node}: Docker did not list its networks within {NODE_BUDGET:g} s (in classic "
+                              "mode every network call waits on the cluster store: has etcd lost its quorum?)") from None
+
+    async def list(self) -> list[NetworkInfo]:
+        """Every network of every reachable node, merged; raise only when no node answers."""
+        return (await self.listing()).networks
+
+    async def listing(self) -> NetworkListing:
+        """:meth:`list`, with why a node's networks (or the VNIs) are missing (node or "vni" -> sentence)."""
+        names = [n.name for n in self.inventory.nodes]
+        answers = await asyncio.gather(*(self._node_within_budget(n) for n in names), return_exceptions=True)
+        per_node: dict[str, list[dict]] = {}
+        stores: list[tuple[str, str]] = []      # (node, its etcd:// cluster store): where VNIs can be read
+        problems: dict[str, str] = {}
+        for name, ans in zip(names, answers):
+            if isinstance(ans, OverlayError):
+                problems[name] = str(ans)
+            elif isinstance(ans, BaseException):
+                raise ans
+            else:
+                per_node[name] = ans[1]
+                if ans[0].startswith("etcd://"):
+                    stores.append((name, ans[0]))
+        if not per_node:
+            raise DockerError("no node's Docker answered: " + "; ".join(problems.values()))
+        return NetworkListing(merge_networks(per_node, await self._classic_vnis(stores, problems)), problems)
+
+    async def _classic_vnis(self, stores: list[tuple[str, str]], problems: dict[str, str]) -> dict[str, int]:
+        """VNIs from the first node whose etcd member answers (one member down must not hide them)."""
+        failures = []
+        for node, store in stores:
+            try:
+                return await self.vni_reader.vnis(node, store)
+            except OverlayError as e:
+                failures.append(str(e))
+        if failures:
+            problems["vni"] = "VNIs unknown: " + "; ".join(failures)
+        return {}
+
+    async def find(self, name: str) -> list[NetworkInfo]:
+        """Networks whose name (or full/short ID) is ``name``."""
+        nets = await self.list()
+        return [n for n in nets if n.name == name] or [n for n in nets if len(name) >= 12 and n.id.startswith(name)]
+
+    def _check_node(self, node: str | None) -> str:
+        names = [n.name for n in self.inventory.nodes]
+        if node is None:
+            return names[0]
+        if node not in names:
+            raise UsageError(f"unknown node {node!r}; the inventory has {', '.join(names)}")
+        return node
+
+    async def create(self, name: str, subnet: str | None = None, attachable: bool = True,
+                     node: str | None = None, timeout: float = 30.0) -> ConvergeResult:
+        """Create an overlay network on ``node`` (default: the first) and wait until every node sees it.
+
+        The runbook's network (inventory ``[cluster] network``) defaults to ``network_subnet``; any
+        other network without ``subnet`` gets Docker's choice.
+        """
+        validate_name(name)
+        cluster = self.inventory.cluster
+        if subnet is None and name == cluster.network and cluster.network_subnet:
+            subnet = cluster.network_subnet
+        net = validate_subnet(subnet) if subnet else None
+        node = self._check_node(node)
+        existing = await self.list()
+        _refuse_duplicates(name, net, existing)
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(net))]) if net else None
+        try:
+            res = await self.docker.call(node, lambda cl: cl.api.create_network(
+                name, driver="overlay", ipam=ipam, attachable=attachable, check_duplicate=True))
+        except DockerError as e:
+            raise DockerError(_create_hint(name, node, str(e))) from None
+        return await self.converge(name, res["Id"], timeout)
+
+    async def converge(self, name: str, net_id: str, timeout: float = 30.0) -> ConvergeResult:
+        """Poll every node (~50 ms) until each shows ``net_id`` with scope global; the time it took."""
+        names = [n.name for n in self.inventory.nodes]
+        t0 = time.monotonic()
+        seen: dict[str, bool] = {n: False for n in names}
+        while True:
+            pending = [n for n in names if not seen[n]]
+            found = await asyncio.gather(*(self._sees(n, net_id) for n in pending))
+            seen.update(zip(pending, found))
+            elapsed = time.monotonic() - t0
+            if all(seen.values()) or elapsed >= timeout:
+                return ConvergeResult(network=name, id=net_id, seconds=round(elapsed, 3), nodes=seen)
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def _sees(self, node: str, net_id: str) -> bool:
+        def inspect(cl) -> bool:
+            try:
+                a = cl.api.inspect_network(net_id)
+            except docker.errors.NotFound:
+                return False
+            return a.get("Id") == net_id and a.get("Scope") == "global"
+        try:
+            return await self.docker.call(node, inspect)
+        except DockerError:
+            return False
+
+    async def delete(self, name: str, timeout: float = 30.0) -> float:
+        """Remove an overlay network (refused while containers are attached); wait until it is gone everywhere."""
+        found = [n for n in await self.find(name) if n.driver == "overlay"]
+        if not found:
+            raise DockerError(f"no overlay network named {name!r} on any node")
+        net = found[0]
+        if net.containers:
+            who = ", ".join(f"{c.name}@{c.node}" for c in net.containers)
+            raise DockerError(f"network {net.name} still has containers attached: {who}; remove them first "
+                              "(`overlay-tui network delete NAME --remove-probes` removes overlay-tui's probes; "
+                              "other containers: `docker rm -f CONTAINER` on their node)")
+        await self.docker.call(net.nodes[0], lambda cl: cl.api.remove_network(net.id))
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            still = await asyncio.gather(*(self._present(n, net.id) for n in net.nodes))
+            if not any(still):
+                return round(time.monotonic() - t0, 3)
+            await asyncio.sleep(POLL_INTERVAL)
+        left = [n for n, s in zip(net.nodes, still) if s]
+        raise DockerError(f"network {net.name} was removed on {net.nodes[0]} but is still listed on "
+                          f"{', '.join(left)} after {timeout:g} s")
+
+    async def _present(self, node: str, net_id: str) -> bool:
+        def inspect(cl) -> bool:
+            try:
+                cl.api.inspect_network(net_id)
+                return True
+            except docker.errors.NotFound:
+                return False
+        return await self.docker.call(node, inspect)
+
+
+def _refuse_duplicates(name: str, net: ipaddress.IPv4Network | None, existing: list[NetworkInfo]) -> None:
+    for other in existing:
+        if other.name == name:
+            raise DockerError(f"a network named {name!r} already exists ({other.driver}, id {other.id[:12]}, "
+                              f"on {', '.join(other.nodes)}); pick another name or delete it first")
+    if net is None:
+        return
+    for other in existing:
+        if not other.subnet:
+            continue
+        try:
+            theirs = ipaddress.ip_network(other.subnet, strict=False)
+        except ValueError:
+            continue
+        if theirs.version == 4 and net.overlaps(theirs):
+            raise DockerError(f"subnet {net} overlaps {theirs} of network {other.name!r} ({other.driver}, on "
+                              f"{', '.join(other.nodes)}); choose a subnet that overlaps no other network")
+
+
+def _create_hint(name: str, node: str, message: str) -> str:
+    text = f"cannot create overlay network {name!r} on {message}"
+    if "swarm" in message.lower():
+        text += (" (this dockerd has no cluster store: point every node's Docker at the etcd cluster first, "
+                 "e.g. `overlay-tui runbook apply`)")
+    return text

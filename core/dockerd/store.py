@@ -1,0 +1,282 @@
+"""Point each node's Docker at the etcd cluster: the classic store (cluster-store, cluster-advertise).
+
+Per node: check the engine still has the classic store (Docker <= 20.10) and is not in a swarm
+(the two exclude each other), merge
+``cluster-store=etcd://<ip>:2379`` and ``cluster-advertise=<ip>:2375`` into
+/etc/docker/daemon.json (every other key kept; the original saved once as
+daemon.json.overlay-tui.bak), restart Docker the way the host runs it (systemd where present,
+else stop the dockerd of /var/run/docker.pid and start it again detached with the same
+arguments), and wait until the daemon answers with the store set. A node already configured and
+running that way is left alone. No TCP listener is added: cluster-advertise only names the address.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import time
+from dataclasses import dataclass, field
+
+from core.dockerd.clients import DockerNodes
+from core.errors import DockerError, OverlayError, raise_gathered
+from core.nodes.address import UnderlayAddresses
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+BACKUP = DAEMON_JSON + ".overlay-tui.bak"
+PIDFILE = "/var/run/docker.pid"
+DOCKERD_LOG = "/var/log/dockerd.log"
+ADVERTISE_PORT = 2375            # only advertised (names the node); dockerd does not listen on it
+STORE_KEYS = ("cluster-store", "cluster-advertise")
+
+# One round trip: how Docker runs on the node, its daemon.json and the running dockerd's arguments.
+FACTS_SCRIPT = (
+    "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 "
+    "&& systemctl cat docker.service >/dev/null 2>&1; then echo systemd; else echo direct; fi; "
+    f"pid=$(cat {PIDFILE} 2>/dev/null); echo \"pid=$pid\"; "
+    "[ -n \"$pid\" ] && [ -r /proc/$pid/cmdline ] && tr '\\0' '\\n' < /proc/$pid/cmdline | sed 's/^/arg=/'; "
+    f"echo '--daemon.json--'; cat {DAEMON_JSON} 2>/dev/null; true"
+)
+
+
+@dataclass
+class NodeDockerFacts:
+    """What one node's Docker looks like now: engine, running store, service manager, config."""
+
+    node: str
+    version: str
+    cluster_store: str
+    cluster_advertise: str
+    systemd: bool
+    pid: int | None
+    args: list[str] = field(default_factory=list)
+    daemon_json: dict | None = None          # None: the file does not exist
+    swarm: str = ""                          # Swarm.LocalNodeState: "inactive", "active", ...
+
+
+@dataclass
+class DockerStoreChange:
+    """What docker_store_apply does (or did) on one node; ``command`` is for plans and logs."""
+
+    node: str
+    action: str                  # "none", "configure" (write daemon.json + restart), "restart", "unknown"
+    command: str
+    reason: str = ""
+    want_store: str = ""
+    want_advertise: str = ""
+    seconds: float | None = None
+    facts: NodeDockerFacts | None = field(default=None, repr=False, compare=False)
+
+
+def engine_supports_classic(node: str, version: str) -> None:
+    """Raise DockerError for Docker >= 23.0, which removed --cluster-store."""
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return
+    if major >= 23:
+        raise DockerError(
+            f"{node}: Docker {version} no longer supports the classic etcd cluster store (removed in 23.0); "
+            "the classic recipe needs Docker <= 20.10 on every node. On newer engines use swarm mode "
+            "(`docker swarm init` / `docker swarm join`) for overlay networks instead; nothing was changed")
+
+
+def _parse_facts(node: str, stdout: str, version: str, info: dict) -> NodeDockerFacts:
+    head, _, body = stdout.partition("--daemon.json--\n")
+    lines = head.splitlines()
+    pid = next((ln[4:] for ln in lines if ln.startswith("pid=")), "")
+    facts = NodeDockerFacts(node=node, version=version, cluster_store=info.get("ClusterStore") or "",
+                            cluster_advertise=info.get("ClusterAdvertise") or "",
+                            systemd=bool(lines) and lines[0] == "systemd", pid=int(pid) if pid.isdigit() else None,
+                            args=[ln[4:] for ln in lines if ln.startswith("arg=")],
+                            swarm=(info.get("Swarm") or {}).get("LocalNodeState", ""))
+    if body.strip():
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as e:
+            raise DockerError(f"{node}: {DAEMON_JSON} is not valid JSON ({e}); fix it by hand, "
+                              "overlay-tui will not overwrite it") from None
+        if not isinstance(data, dict):
+            raise DockerError(f"{node}: {DAEMON_JSON} is not a JSON object; fix it by hand")
+        facts.daemon_json = data
+    return facts
+
+
+async def node_facts(docker: DockerNodes, pool, node: str) -> NodeDockerFacts:
+    """Engine version, running store, service manager and daemon.json of one node (concurrently)."""
+    def version_and_info(cl):
+        return cl.version().get("Version", ""), cl.info()
+
+    (version, info), res = await asyncio.gather(docker.call(node, version_and_info),
+                                                pool.run(node, FACTS_SCRIPT, check=True))
+    return _parse_facts(node, res.stdout, version, info)
+
+
+def restart_args(args: list[str]) -> list[str]:
+    """The running dockerd's arguments without store flags (daemon.json carries those now)."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if any(a == f"--{k}" for k in STORE_KEYS):
+            skip = True
+            continue
+        if any(a.startswith(f"--{k}=") for k in STORE_KEYS):
+            continue
+        out.append(a)
+    return out or ["dockerd"]
+
+
+def restart_command(facts: NodeDockerFacts) -> str:
+    if facts.systemd:
+        return "systemctl restart docker"
+    start = f"nohup setsid {shlex.join(restart_args(facts.args))} > {DOCKERD_LOG} 2>&1 < /dev/null &"
+    stop = f"kill {facts.pid} (wait until gone); " if facts.pid else ""
+    return stop + start
+
+
+async def plan_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventory, node: str) -> DockerStoreChange:
+    """The change one node needs; raises DockerError for an engine without the classic store."""
+    ip = await addresses.of(node)
+    host = f"[{ip}]" if ":" in ip else ip
+    store = f"etcd://{host}:{inventory.cluster.etcd_client_port}"
+    adv = f"{host}:{ADVERTISE_PORT}"
+    facts = await node_facts(docker, pool, node)
+    engine_supports_classic(node, facts.version)
+    if facts.swarm in ("active", "pending"):
+        raise DockerError(f"{node}: this Docker is part of a swarm (state {facts.swarm}); swarm mode and the "
+                          "classic cluster store exclude each other. Leave the swarm first (`docker swarm leave`, "
+                          "with --force on a manager) or keep using swarm mode's overlay; nothing was changed")
+    cfg = facts.daemon_json or {}
+    file_ok = cfg.get("cluster-store") == store and cfg.get("cluster-advertise") == adv
+    running_ok = facts.cluster_store == store and facts.cluster_advertise == adv
+    change = DockerStoreChange(node, "none", "", want_store=store, want_advertise=adv, facts=facts)
+    if file_ok and running_ok:
+        change.command = f"nothing to do: dockerd already uses {store}, advertising {adv}"
+        change.reason = "already configured"
+        return change
+    flags = [a for a in facts.args if any(a.split("=")[0] == f"--{k}" for k in STORE_KEYS)]
+    if facts.systemd and flags:
+        raise DockerError(f"{node}: the docker service starts dockerd with {' '.join(flags)} on its command line, "
+                          f"which would clash with the same keys in {DAEMON_JSON}; remove those flags from the "
+                          "unit (`systemctl edit docker`) and apply again; nothing was changed")
+    restart = restart_command(facts)
+    if file_ok:
+        change.action, change.reason = "restart", f"daemon.json is right but dockerd runs with store {facts.cluster_store or 'none'}"
+        change.command = restart
+    else:
+        change.action, change.reason = "configure", f"dockerd runs with store {facts.cluster_store or 'none'}"
+        merged = json.dumps({"cluster-store": store, "cluster-advertise": adv})
+        change.command = f"merge {merged} into {DAEMON_JSON} (original kept as {BACKUP}); {restart}"
+    return change
+
+
+async def plan(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventory) -> list[DockerStoreChange]:
+    """Every node's change; a node that cannot be inspected gets action "unknown" and the reason."""
+    async def one(name: str) -> DockerStoreChange:
+        try:
+            return await plan_node(docker, pool, addresses, inventory, name)
+        except OverlayError as e:
+            return DockerStoreChange(name, "unknown", "merge cluster-store/cluster-advertise into "
+                                     f"{DAEMON_JSON}; restart docker", reason=str(e))
+    return list(await asyncio.gather(*(one(n.name) for n in inventory.nodes)))
+
+
+async def write_daemon_json(pool, node: str, facts: NodeDockerFacts, store: str, adv: str) -> None:
+    """Merge the two store keys into daemon.json, keeping every other key; back up the original once."""
+    merged = dict(facts.daemon_json or {})
+    merged.update({"cluster-store": store, "cluster-advertise": adv})
+    f, bak, tmp = DAEMON_JSON, BACKUP, DAEMON_JSON + ".overlay-tui.tmp"
+    script = (f"set -e; umask 022; mkdir -p /etc/docker; "
+              f"if [ -e {f} ] && [ ! -e {bak} ]; then cp -p {f} {bak}; fi; "
+              f"cat > {tmp}; mv {tmp} {f}")
+    await pool.run(node, script, input=json.dumps(merged, indent=2) + "\n", check=True)
+
+
+async def restart_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
+    """Restart Docker as the host runs it: systemd, or stop the pidfile's dockerd and start it again.
+
+    Returns the new dockerd's pid when we started it ourselves (None under systemd).
+    """
+    if facts.systemd:
+        res = await pool.run(node, "systemctl restart docker", timeout=120)
+        if not res.ok:
+            tail = await log_tail(pool, node, True)
+            raise DockerError(f"{node}: `systemctl restart docker` failed ({(res.stderr or res.stdout).strip()}); "
+                              f"last lines of journalctl -u docker:\n{tail}")
+        return None
+    if facts.pid:
+        await pool.kill(node, facts.pid, wait=60)
+    return await pool.start_detached(node, shlex.join(restart_args(facts.args)), DOCKERD_LOG)
+
+
+async def log_tail(pool, node: str, systemd: bool) -> str:
+    cmd = ("journalctl -u docker -n 12 --no-pager" if systemd else f"tail -n 12 {DOCKERD_LOG}") + " 2>&1"
+    try:
+        res = await pool.run(node, cmd, timeout=10)
+    except OverlayError:
+        return "(log not readable)"
+    return res.stdout.strip() or "(log empty)"
+
+
+async def wait_for_store(docker: DockerNodes, pool, node: str, store: str, systemd: bool,
+                         pid: int | None = None, timeout: float = 60.0) -> None:
+    """Poll the daemon until it answers with ClusterStore == ``store``; a clear error with the log if not.
+
+    With ``pid`` (a dockerd we started), a daemon that exits is reported at once instead of at the timeout.
+    """
+    await docker.reset(node)
+    deadline = time.monotonic() + timeout
+    seen = "no answer"
+    where = "journalctl -u docker" if systemd else DOCKERD_LOG
+    while time.monotonic() < deadline:
+        try:
+            info = await docker.call(node, lambda cl: cl.info())
+            if info.get("ClusterStore") == store:
+                return
+            seen = f"ClusterStore={info.get('ClusterStore') or 'none'}"
+        except DockerError as e:
+            await docker.reset(node)
+            seen = str(e)
+            if pid is not None and not (await pool.run(node, f"kill -0 {int(pid)}")).ok:
+                tail = await log_tail(pool, node, systemd)
+                raise DockerError(f"{node}: dockerd exited right after the restart (nothing listens on its "
+                                  f"socket); last lines of {where}:\n{tail}") from None
+        await asyncio.sleep(0.25)
+    tail = await log_tail(pool, node, systemd)
+    raise DockerError(f"{node}: dockerd did not come back with cluster-store {store} within {timeout:g} s "
+                      f"(last: {seen}); last lines of {where}:\n{tail}")
+
+
+async def apply_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventory, node: str) -> DockerStoreChange:
+    change = await plan_node(docker, pool, addresses, inventory, node)
+    if change.action == "none":
+        return change
+    facts = change.facts
+    assert facts is not None
+    t0 = time.monotonic()
+    if change.action == "configure":
+        await write_daemon_json(pool, node, facts, change.want_store, change.want_advertise)
+    pid = await restart_docker(pool, node, facts)
+    await wait_for_store(docker, pool, node, change.want_store, facts.systemd, pid)
+    change.seconds = round(time.monotonic() - t0, 2)
+    return change
+
+
+async def apply(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventory) -> list[DockerStoreChange]:
+    """Configure the nodes one after another, as the tutorial does host by host; one DockerError
+    listing every node that failed.
+
+    Not concurrently: when every dockerd restarts onto the store at the same moment, the classic
+    overlay's gossip (serf, joined through the store's node list) was seen to leave one node of
+    three partitioned for good (1 lab in 8: its probes never reached the others); one by one, each
+    daemon joins a gossip cluster that is already up.
+    """
+    results: list = []
+    for n in inventory.nodes:
+        try:
+            results.append(await apply_node(docker, pool, addresses, inventory, n.name))
+        except OverlayError as e:
+            results.append(e)
+    raise_gathered(results, DockerError)
+    return results

@@ -1,0 +1,141 @@
+"""The etcd part of the live service: plan, apply, read, browse, watch.
+
+``EtcdService.apply(force=True)`` stops an etcd running with other flags and wipes a data dir that
+belongs to another cluster: front doors must confirm with the operator before passing it.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from core.access import WriteGuard
+from core.errors import OverlayError, UsageError
+from core.etcd.decide import EtcdAction
+from core.etcd.launch import apply_cluster
+from core.etcd.plan import EtcdMemberPlan, plan_cluster
+from core.etcd.read import Endpoint, EtcdReader
+from core.etcd.watch import KeyWatchThread, diff_keys, diff_members
+from core.model import ClusterEvent, EtcdCluster, Inventory, KeyEntry
+from core.nodes.address import UnderlayAddresses
+from core.ssh import SSHPool
+
+POLL_SECONDS = 2.0
+
+
+@dataclass
+class EtcdApplied:
+    """What :meth:`EtcdService.apply` did per node, and the cluster it left."""
+
+    actions: list[EtcdAction]
+    cluster: EtcdCluster
+
+
+class EtcdService:
+    """Etcd methods of the live service, over one reader (python-etcd3 through SSH forwards)."""
+
+    def __init__(self, inventory: Inventory, pool: SSHPool, addresses: UnderlayAddresses, reader: EtcdReader,
+                 guard: WriteGuard) -> None:
+        self.inventory, self.pool, self.addresses, self.reader, self.guard = inventory, pool, addresses, reader, guard
+
+    async def endpoints(self) -> list[Endpoint]:
+        """Each node's client URL, reached through that node's SSH connection."""
+        ips = await self.addresses.all(self.inventory.nodes)
+        port = self.inventory.cluster.etcd_client_port
+        return [Endpoint(via=n.name, host=ips[n.name], port=port) for n in self.inventory.nodes]
+
+    async def plan(self) -> list[EtcdMemberPlan]:
+        """Each node's member as the tutorial starts it (``.node``, ``.command`` for printing)."""
+        ips = await self.addresses.all(self.inventory.nodes)
+        return plan_cluster(self.inventory, ips)
+
+    async def cluster(self) -> EtcdCluster:
+        """Members, per-member status and health, and cluster-health lines; never hangs."""
+        try:
+            endpoints = await self.endpoints()
+        except OverlayError as e:
+            return EtcdCluster(members=[], healthy=False, summary=[str(e)], error=str(e))
+        return await self.reader.cluster(endpoints)
+
+    async def apply(self, force: bool = False, timeout: float = 40.0) -> EtcdApplied:
+        """Adopt or start every planned member, then wait until the cluster is healthy.
+
+        Refuses (nothing changed) when a node runs etcd with other flags or holds a data dir of
+        another cluster; ``force=True`` replaces and wipes them (confirm with the operator first).
+        """
+        self.guard.require("starting etcd")
+        plans = await self.plan()
+        actions, cluster = await apply_cluster(self.pool, plans, self.cluster, force=force, timeout=timeout)
+        return EtcdApplied(actions, cluster)
+
+    async def keys(self, source: str = "v3", prefix: str = "") -> list[KeyEntry]:
+        """v3 keys (``prefix`` "" = all), or Docker's v2 tree (``prefix`` "" = /docker)."""
+        if source not in ("v3", "v2"):
+            raise UsageError(f"unknown key source {source!r}; choose v3 or v2")
+        endpoints = await self.endpoints()
+        if source == "v3":
+            return await self.reader.keys_v3(endpoints, prefix)
+        return await self.reader.keys_v2(endpoints, prefix or "/docker")
+
+    async def watch(self) -> AsyncIterator[ClusterEvent]:
+        """Members (added/removed/changed), v3 key puts/deletes, and v2 (Docker) key changes.
+
+        Also kind "watch" events: "started" (value: the member watched) once the v3 watch is in place,
+        "error" when it broke (it resumes on another member from the last revision seen, so no put
+        is lost) or a poll failed.
+        """
+        out: asyncio.Queue = asyncio.Queue()
+        tasks = [asyncio.create_task(self._watch_v3(out)), asyncio.create_task(self._poll_cluster(out))]
+        try:
+            while True:
+                yield await out.get()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch_v3(self, out: asyncio.Queue) -> None:
+        """Keep one v3 watch running, moving to another member when the one watched fails."""
+        loop = asyncio.get_running_loop()
+        reader = self.reader
+        revision = 0
+        while True:
+            watcher = client = None
+            try:
+                ep, _ = await reader.first_client(await self.endpoints())
+                client = await reader.dedicated_client(ep)      # its own channel: reads never close it
+                watcher = KeyWatchThread(client, loop, out, start_revision=revision + 1 if revision else 0,
+                                         where=f"{ep.via} ({ep.url})")
+                watcher.start()
+                await watcher.ended.wait()
+            except OverlayError as e:
+                out.put_nowait(ClusterEvent("watch", "error", "v3", str(e)))
+            finally:
+                if watcher is not None:
+                    await asyncio.to_thread(watcher.cancel)
+                    revision = max(revision, watcher.revision)
+                if client is not None:
+                    client.close()
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _poll_cluster(self, out: asyncio.Queue) -> None:
+        members: dict = {}
+        v2: dict | None = None
+        while True:
+            try:
+                cluster = await self.cluster()
+                members, events = diff_members(members, cluster)
+                for ev in events:
+                    out.put_nowait(ev)
+                try:
+                    entries = await self.keys("v2")
+                except OverlayError:
+                    entries = None
+                if entries is not None:
+                    baseline = v2 is None
+                    v2, events = diff_keys(v2 or {}, entries, "v2")
+                    for ev in [] if baseline else events:
+                        out.put_nowait(ev)
+            except Exception as e:  # noqa: BLE001 - a poll failure is reported, the stream goes on
+                out.put_nowait(ClusterEvent("watch", "error", "poll", f"{e.__class__.__name__}: {e}"))
+            await asyncio.sleep(POLL_SECONDS)

@@ -1,0 +1,278 @@
+"""The local lab: real nodes (sshd + dockerd, each in its own namespaces) on this machine.
+
+``lab_up`` builds a lab of N nodes named docker-node1..N and writes an ordinary inventory for
+it (``core.paths.lab_dir(name)/inventory.toml``); everything else drives the lab through that
+inventory over SSH, exactly like a user's own hosts. ``lab_down`` removes what ``lab_up`` made,
+also from a half-built lab. Bookkeeping is in :mod:`core.lab.state`, the wiring in
+:mod:`core.lab.net`, the nodes in :mod:`core.lab.node`.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from core.errors import LabError, OverlayError, UsageError
+from core.lab import net as lab_net
+from core.lab import node as lab_node
+from core.lab.state import (
+    GLOBAL_LOCK,
+    FileLock,
+    LabInfo,
+    LabNodeInfo,
+    all_states,
+    check_can_run,
+    check_name,
+    check_owner,
+    info_from_state,
+    lab_lock,
+    lab_state,
+    not_up,
+    owner_file,
+    read_json,
+    write_json,
+)
+from core.paths import lab_dir
+
+__all__ = ["LabInfo", "LabNodeInfo", "check_can_run", "check_name", "lab_down", "lab_state", "lab_status",
+           "lab_up", "wait_ready"]
+READY_TIMEOUT = 90.0
+
+
+# ---------------------------------------------------------------- up
+
+async def lab_up(name: str = "lab", nodes: int | None = None) -> LabInfo:
+    """Bring lab ``name`` up with ``nodes`` nodes (default 2); quick and unchanged if it is up already."""
+    check_name(name)
+    if nodes is not None and not 1 <= nodes <= 50:
+        raise UsageError(f"--nodes must be from 1 to 50, got {nodes}")
+    check_can_run()
+    d = lab_dir(name).resolve()
+    _check_state_dir_visible(d)
+    lock = lab_lock(name)
+    await asyncio.to_thread(lock.acquire)
+    try:
+        check_owner(name, d)
+        current = lab_state(name)
+        if current and await _healthy(current):
+            if nodes is None or nodes == len(current.nodes):
+                return dataclasses.replace(current, seconds=0.0)
+            raise LabError(f"lab {name!r} is up with {len(current.nodes)} nodes, not {nodes}: "
+                           f"take it down first (`overlay-tui lab down --name {name}`)")
+        _teardown(name)                     # half-built, dead or leftover: start clean
+        return await _build(name, d, nodes or 2)
+    finally:
+        lock.release()
+
+
+def _check_state_dir_visible(d: Path) -> None:
+    for masked in lab_node.MASKED_PATHS:
+        if d == Path(masked) or Path(masked) in d.parents:
+            raise LabError(f"the lab's state dir {d} is below {masked}, which each node replaces with its own: "
+                           "set OVERLAY_TUI_STATE to another directory")
+
+
+async def _healthy(info: LabInfo) -> bool:
+    """Quick check of an up lab: every node's process tree runs and its sshd answers."""
+    for n in info.nodes:
+        if not lab_node.alive(n.pid) or lab_net.netns_id(n.netns) is None:
+            return False
+    try:
+        await wait_ready(info, timeout=5.0, docker=False)
+    except LabError:
+        return False
+    return True
+
+
+async def _build(name: str, d: Path, count: int) -> LabInfo:
+    t0 = time.monotonic()
+    names = lab_net.LabNames(name)
+    d.mkdir(parents=True, exist_ok=True)
+    write_json(owner_file(name), {"dir": str(d)})
+    state: dict = {"name": name, "phase": "building", "dir": str(d), "switch_ns": names.switch_ns,
+                   "seat_link": names.seat_link, "nodes": []}
+    keygens = [lab_node.keygen(d / "id_ed25519", f"overlay-tui lab {name}")]
+    (d / "empty_rc").write_text("")
+    with FileLock(GLOBAL_LOCK):             # pick a free /24 and claim it by wiring it up
+        index = lab_net.pick_index(all_states())
+        state.update(index=index, subnet=f"198.18.{index}.0/24", seat_address=lab_net.seat_address(index))
+        plans = [lab_node.NodePlan(name, i, lab_net.node_address(index, i), names.node_ns(i),
+                                   d / "nodes" / f"docker-node{i}", d) for i in range(1, count + 1)]
+        state["nodes"] = [{"name": p.name, "address": p.address, "netns": p.netns, "pid": 0, "dir": str(p.dir)}
+                          for p in plans]
+        write_json(d / "state.json", state)
+        lab_net.build_network(names, index, count)
+    for p in plans:
+        p.dir.mkdir(parents=True, exist_ok=True)
+        lab_node.write_node_files(p, [(q.name, q.address) for q in plans])
+        keygens.append(lab_node.keygen(p.host_key, f"{p.name}.{name}"))
+    for k in keygens:
+        if k.wait() != 0:
+            raise LabError(f"ssh-keygen failed: {k.stderr.read().decode(errors='replace').strip()}")
+    _write_keys_and_inventory(d, plans, index)
+    for p, node in zip(plans, state["nodes"]):
+        proc = lab_node.start_node(p)
+        _children[proc.pid] = proc
+        node["pid"] = proc.pid
+    for p, node in zip(plans, state["nodes"]):
+        node["init_pid"] = lab_node.init_pid(node["pid"])
+        node["pidns"] = list(lab_node.ns_id(node["init_pid"], "pid") or []) if node["init_pid"] else None
+    write_json(d / "state.json", state)
+    info = info_from_state(state)
+    await wait_ready(info, timeout=READY_TIMEOUT, docker=True)
+    state.update(phase="up", seconds=round(time.monotonic() - t0, 2))
+    write_json(d / "state.json", state)
+    return info_from_state(state)
+
+
+_children: dict[int, object] = {}     # Popen objects of nodes started by this process (reaped on down)
+
+
+def _write_keys_and_inventory(d: Path, plans: list[lab_node.NodePlan], index: int) -> None:
+    pub = (d / "id_ed25519.pub").read_text()
+    lines = []
+    for p in plans:
+        (p.dir / "etc-ssh").chmod(0o755)             # sshd's StrictModes checks the path
+        (p.dir / "etc-ssh" / "authorized_keys").write_text(pub)
+        (p.dir / "etc-ssh" / "authorized_keys").chmod(0o644)
+        kind, key = Path(str(p.host_key) + ".pub").read_text().split()[:2]
+        lines.append(f"{p.address} {kind} {key}")
+    (d / "known_hosts").write_text("\n".join(lines) + "\n")
+    inv = [f"# Inventory of the local lab {d.name!r}, written by `overlay-tui lab up`; removed by `lab down`.",
+           "[defaults]", 'user = "root"', f"key = {json.dumps(str(d / 'id_ed25519'))}",
+           f"known_hosts = {json.dumps(str(d / 'known_hosts'))}", "", "[cluster]",
+           f'network_subnet = "198.19.{index}.0/24"']
+    for p in plans:
+        inv += ["", "[[node]]", f'name = "{p.name}"', f'address = "{p.address}"', "port = 22"]
+    (d / "inventory.toml").write_text("\n".join(inv) + "\n")
+
+
+async def wait_ready(info: LabInfo, timeout: float, docker: bool) -> None:
+    """Wait until every node answers SSH (host key checked) and, with ``docker``, `docker info`."""
+    from core.ssh import SSHPool
+
+    inv = info.inventory()
+    specs = [dataclasses.replace(n, connect_timeout=2.0, command_timeout=5.0) for n in inv.nodes]
+    pool = SSHPool(specs)
+    deadline = time.monotonic() + timeout
+
+    async def one(spec) -> None:
+        last = "no answer"
+        cmd = "docker info --format '{{.ID}}'" if docker else "true"
+        node = next(n for n in info.nodes if n.name == spec.name)
+        while time.monotonic() < deadline:
+            if node.pid and not lab_node.alive(node.pid):
+                raise LabError(f"lab {info.name}: {spec.name} stopped while starting ({_last_line(info, node)}); "
+                               f"clean up with `overlay-tui lab down --name {info.name}`")
+            try:
+                res = await pool.run(spec, cmd, timeout=5.0)
+                if res.ok and (not docker or res.stdout.strip()):
+                    return
+                last = (res.stderr or res.stdout).strip().splitlines()[-1:] or [f"exit {res.exit_status}"]
+                last = last[0]
+            except OverlayError as e:
+                last = str(e)
+            await asyncio.sleep(0.1)
+        raise LabError(f"lab {info.name}: {spec.name} not ready after {timeout:g} s ({last}); see "
+                       f"{Path(info.dir) / 'nodes' / spec.name / 'var-log' / 'dockerd.log'}, then clean up with "
+                       f"`overlay-tui lab down --name {info.name}`")
+
+    try:
+        await asyncio.gather(*(one(s) for s in specs))
+    finally:
+        await pool.close()
+
+
+def _last_line(info: LabInfo, node: LabNodeInfo) -> str:
+    log = Path(info.dir) / "nodes" / node.name / "init.log"
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    return f"{log}: {' / '.join(ln.strip() for ln in lines[-2:])}" if lines else f"{log} is empty"
+
+
+# ---------------------------------------------------------------- down
+
+def lab_down(name: str = "lab") -> list[str]:
+    """Remove everything lab ``name`` made (also half-built); return a list of what was removed."""
+    check_name(name)
+    check_can_run(teardown=True)
+    with lab_lock(name):
+        check_owner(name, lab_dir(name).resolve())
+        return _teardown(name)
+
+
+def _teardown(name: str) -> list[str]:
+    d = lab_dir(name).resolve()
+    names = lab_net.LabNames(name)
+    state = read_json(d / "state.json") or {}
+    removed: list[str] = []
+    nodes = {n["netns"]: n for n in state.get("nodes", [])}
+    for ns in lab_net.list_netns():
+        if names.owns_netns(ns) and ns not in nodes and ns != names.switch_ns:
+            nodes[ns] = {"netns": ns, "pid": 0}
+    for ns, n in nodes.items():
+        pidns = tuple(n["pidns"]) if n.get("pidns") else None
+        if pidns and not (n.get("init_pid") and lab_node.alive(n["init_pid"])
+                          and lab_node.ns_id(n["init_pid"], "pid") == pidns):
+            pidns = None     # its pid 1 is gone, so is the namespace: never trust a recycled inode
+        pids = [p for p in (n.get("pid"), n.get("init_pid")) if p]
+        lab_node.kill_node(lab_net.netns_id(ns), pids, pidns)
+        for pid in pids:
+            proc = _children.pop(pid, None)
+            if proc is not None:
+                proc.wait()
+        if n.get("dir"):
+            lab_node.remove_container_cgroups(Path(n["dir"]))
+        removed.append(f"node {n.get('name', ns)}")
+    removed += lab_net.remove_network(names)
+    leaked = [m for m in _mount_points() if m == str(d) or m.startswith(str(d) + "/")]
+    for m in sorted(leaked, key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    if d.exists():
+        shutil.rmtree(d)
+        removed.append(f"state {d}")
+    owner = read_json(owner_file(name))
+    if owner and owner.get("dir") == str(d):
+        owner_file(name).unlink(missing_ok=True)
+    return removed
+
+
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo") as fh:
+        return [line.split()[4].replace("\\040", " ") for line in fh]
+
+
+# ---------------------------------------------------------------- status
+
+async def lab_status(name: str = "lab") -> dict:
+    """The JSON-ready status of an up lab; :class:`LabError` if it is not up."""
+    check_name(name)
+    info = lab_state(name)
+    if info is None:
+        raise not_up(name)
+    from core.ssh import SSHPool
+
+    inv = info.inventory()
+    specs = [dataclasses.replace(n, connect_timeout=3.0) for n in inv.nodes]
+    pool = SSHPool(specs)
+
+    async def reachable(spec) -> bool:
+        try:
+            return (await pool.run(spec, "true", timeout=5.0)).ok
+        except OverlayError:
+            return False
+
+    try:
+        ok = await asyncio.gather(*(reachable(s) for s in specs))
+    finally:
+        await pool.close()
+    return {"name": info.name, "inventory": info.inventory_path,
+            "nodes": [{"name": s.name, "address": s.address, "ssh_user": s.user, "ssh_port": s.port,
+                       "ssh_key": s.key, "known_hosts": s.known_hosts, "reachable": r}
+                      for s, r in zip(specs, ok)]}

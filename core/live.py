@@ -1,0 +1,194 @@
+"""The service on real nodes: one façade over parts built and wired in its constructor.
+
+``LiveService.open(path)`` resolves the inventory (the lab's when none is given). The constructor
+shows every dependency: one SSH pool → the nodes' underlay addresses, Docker SDK clients and the
+etcd reader → the nodes, etcd, Docker and capture parts → the runbook (which sees the façade only
+through the narrow :class:`core.runbook.steps.RunbookTarget`). :meth:`close` closes what was opened,
+in reverse order.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from core.access import WriteGuard
+from core.capture.service import CaptureService
+from core.dockerd.clients import DockerNodes
+from core.dockerd.networks import OverlayNetworks
+from core.dockerd.probes import Probes
+from core.dockerd.service import DockerService
+from core.dockerd.store import DockerStoreChange
+from core.errors import NoInventoryError
+from core.etcd.plan import EtcdMemberPlan
+from core.etcd.read import EtcdReader
+from core.etcd.service import EtcdApplied, EtcdService
+from core.inventory import load_inventory
+from core.model import (
+    ClusterEvent,
+    CommandResult,
+    ConvergeResult,
+    EtcdCluster,
+    FlowStat,
+    Frame,
+    FrameBatch,
+    FrameDetail,
+    Inventory,
+    KeyEntry,
+    LogLines,
+    Names,
+    NetworkInfo,
+    NetworkListing,
+    NodeStatus,
+    PingResult,
+    RunbookEvent,
+    StepState,
+)
+from core.nodes.address import UnderlayAddresses
+from core.nodes.service import NodeService
+from core.paths import lab_dir
+from core.runbook.runbook import Runbook
+from core.ssh import SSHPool
+
+
+class LiveService:
+    """Implements :class:`core.service.Service` over SSH, etcd and the Docker SDK."""
+
+    def __init__(self, inventory: Inventory, *, read_only: bool = False) -> None:
+        self.inventory = inventory
+        self.guard = WriteGuard(read_only)
+        self.pool = SSHPool(inventory.nodes)
+        self.addresses = UnderlayAddresses(self.pool)
+        self.docker = DockerNodes(self.pool)
+        self.etcd_reader = EtcdReader(self.pool)
+        self.node_part = NodeService(inventory, self.pool, self.docker, self.guard)
+        self.etcd = EtcdService(inventory, self.pool, self.addresses, self.etcd_reader, self.guard)
+        self.dockerd = DockerService(inventory, self.pool, self.docker, self.addresses,
+                                     OverlayNetworks(self.docker, self.pool, inventory),
+                                     Probes(self.docker, inventory), self.guard)
+        self.capture_part = CaptureService(inventory, self.pool, self.dockerd.networks)
+        self.runbook = Runbook(self, self.guard)
+        self._closers: list[Callable[[], Awaitable[None]]] = [self.pool.close, self.etcd_reader.close,
+                                                              self.docker.close]
+
+    @classmethod
+    def open(cls, inventory_path: str | None = None, *, read_only: bool = False) -> LiveService:
+        return cls(resolve_inventory(inventory_path), read_only=read_only)
+
+    @property
+    def read_only(self) -> bool:
+        return self.guard.read_only
+
+    async def close(self) -> None:
+        """Close the Docker clients, the etcd reader, then the SSH pool (a failure in one still closes the rest)."""
+        errors: list[BaseException] = []
+        while self._closers:
+            try:
+                await self._closers.pop()()
+            except (OSError, RuntimeError) as e:       # closing on the way out: keep closing the others
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    # --- nodes --------------------------------------------------------------------------
+    async def nodes(self) -> list[NodeStatus]:
+        return await self.node_part.nodes()
+
+    async def node_status(self, name: str) -> NodeStatus:
+        return await self.node_part.node_status(name)
+
+    async def run_command(self, node: str, command: str) -> CommandResult:
+        return await self.node_part.run_command(node, command)
+
+    def follow_log(self, node: str, source: str) -> AsyncIterator[LogLines]:
+        return self.node_part.follow_log(node, source)
+
+    # --- etcd ---------------------------------------------------------------------------
+    async def etcd_cluster(self) -> EtcdCluster:
+        return await self.etcd.cluster()
+
+    async def etcd_plan(self) -> list[EtcdMemberPlan]:
+        return await self.etcd.plan()
+
+    async def etcd_apply(self, force: bool = False, timeout: float = 40.0) -> EtcdApplied:
+        return await self.etcd.apply(force=force, timeout=timeout)
+
+    async def etcd_keys(self, source: str, prefix: str = "") -> list[KeyEntry]:
+        return await self.etcd.keys(source, prefix)
+
+    def watch(self) -> AsyncIterator[ClusterEvent]:
+        return self.etcd.watch()
+
+    # --- docker -------------------------------------------------------------------------
+    async def docker_store_plan(self) -> list[DockerStoreChange]:
+        return await self.dockerd.store_plan()
+
+    async def docker_store_apply(self) -> list[DockerStoreChange]:
+        return await self.dockerd.store_apply()
+
+    async def networks(self) -> list[NetworkInfo]:
+        return await self.dockerd.networks()
+
+    async def network_listing(self) -> NetworkListing:
+        return await self.dockerd.listing()
+
+    async def create_network(self, name: str, subnet: str | None = None, attachable: bool = True,
+                             node: str | None = None) -> ConvergeResult:
+        return await self.dockerd.create_network(name, subnet=subnet, attachable=attachable, node=node)
+
+    async def delete_network(self, name: str) -> None:
+        await self.dockerd.delete_network(name)
+
+    async def start_probes(self, network: str) -> dict[str, str]:
+        return await self.dockerd.start_probes(network)
+
+    async def remove_probes(self, network: str | None = None) -> list[str]:
+        return await self.dockerd.remove_probes(network)
+
+    async def ping_matrix(self) -> list[PingResult]:
+        return await self.dockerd.ping_matrix()
+
+    # --- runbook ------------------------------------------------------------------------
+    async def runbook_plan(self) -> list[StepState]:
+        return await self.runbook.plan()
+
+    def runbook_apply(self, states: list[StepState] | None = None, *,
+                      force_etcd: bool = False) -> AsyncIterator[RunbookEvent]:
+        return self.runbook.apply(states, force_etcd=force_etcd)
+
+    async def runbook_verify(self) -> list[StepState]:
+        return await self.runbook.verify()
+
+    # --- capture ------------------------------------------------------------------------
+    async def names(self) -> Names:
+        return await self.capture_part.names()
+
+    def capture(self, nodes: list[str], **opts: object) -> AsyncIterator[FrameBatch]:
+        return self.capture_part.capture(nodes, **opts)
+
+    def capture_nodes(self, nodes: list[str] | None) -> list[str]:
+        """The names of ``nodes`` (every node when empty); an unknown name is a usage error."""
+        return [n.name for n in self.capture_part.capture_nodes(nodes)]
+
+    def replay(self, path: str) -> AsyncIterator[FrameBatch]:
+        return self.capture_part.replay(path)
+
+    def frame_detail(self, frame: Frame) -> FrameDetail:
+        return self.capture_part.frame_detail(frame)
+
+    def flows(self, frames: list[Frame]) -> list[FlowStat]:
+        return self.capture_part.flows(frames)
+
+    async def save_pcap(self, frames: list[Frame], path: str) -> int:
+        return await self.capture_part.save_pcap(frames, path)
+
+
+def resolve_inventory(path: str | None) -> Inventory:
+    """``path`` if given, else $OVERLAY_TUI_INVENTORY, else the default lab's inventory when it is up."""
+    path = path or os.environ.get("OVERLAY_TUI_INVENTORY")
+    if path:
+        return load_inventory(path)
+    lab_inv = lab_dir("lab") / "inventory.toml"
+    if lab_inv.is_file():
+        return load_inventory(lab_inv)
+    raise NoInventoryError("no inventory given and no lab is up: pass --inventory FILE (see README, "
+                           "'Your own hosts') or start the local lab with `overlay-tui lab up`")

@@ -1,0 +1,262 @@
+"""A :class:`core.service.Service` over state recorded from a real lab (``overlay-tui record``).
+
+The console's deterministic tests and screenshots run on it: every read returns the recorded
+dataclasses, and every mutation changes the in-memory copy only (a created network gets an id
+derived from its name; a runbook apply replays the recorded events with no sleeps). Frames come
+from :mod:`core.recorded.capture` when that module exists.
+
+The JSON format (``"format": 1``) is written by :func:`state_to_json`::
+
+    {"format": 1, "recorded_at": str, "inventory": {"path", "nodes": [NodeSpec], "cluster": ClusterSpec},
+     "nodes": [NodeStatus], "etcd": EtcdCluster, "keys": {"v3": [KeyEntry], "v2": [KeyEntry]},
+     "networks": [NetworkInfo], "ping_matrix": [PingResult], "runbook": {"plan": [StepState],
+     "events": [RunbookEvent]}, "names": Names, "logs": {"NODE/SOURCE": [str]},
+     "commands": {"NODE/COMMAND": CommandResult}, "capture": {...}, "errors": {part: str}}
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from core.access import WriteGuard
+from core.errors import DockerError, OverlayError, UsageError
+from core.model import (
+    ClusterEvent,
+    ClusterSpec,
+    CommandResult,
+    ContainerInfo,
+    ConvergeResult,
+    EtcdCluster,
+    EtcdMember,
+    FlowStat,
+    Frame,
+    FrameBatch,
+    FrameDetail,
+    Inventory,
+    KeyEntry,
+    LogLines,
+    Names,
+    NetworkInfo,
+    NetworkListing,
+    NodeSpec,
+    NodeStatus,
+    PingResult,
+    RunbookEvent,
+    StepState,
+)
+from core.recorded.capture import RecordedCapture
+
+
+STATE_FORMAT = 1
+
+
+def inventory_from_dict(d: dict[str, Any]) -> Inventory:
+    return Inventory(path=d.get("path", "recorded"), nodes=tuple(NodeSpec(**n) for n in d.get("nodes", [])),
+                     cluster=ClusterSpec(**d.get("cluster", {})))
+
+
+def cluster_from_dict(d: dict[str, Any]) -> EtcdCluster:
+    members = [EtcdMember(**m) for m in d.get("members", [])]
+    return EtcdCluster(members=members, healthy=d.get("healthy", False), summary=list(d.get("summary", [])),
+                       error=d.get("error"))
+
+
+def network_from_dict(d: dict[str, Any]) -> NetworkInfo:
+    d = dict(d)
+    d["containers"] = [ContainerInfo(**c) for c in d.get("containers", [])]
+    return NetworkInfo(**d)
+
+
+def names_from_dict(d: dict[str, Any]) -> Names:
+    return Names(networks={int(k): v for k, v in d.get("networks", {}).items()},
+                 containers=dict(d.get("containers", {})), nodes=dict(d.get("nodes", {})))
+
+
+def event_from_dict(d: dict[str, Any]) -> RunbookEvent:
+    return RunbookEvent(step=StepState(**d["step"]), node=d.get("node"), message=d.get("message", ""))
+
+
+def state_to_json(state: dict[str, Any]) -> str:
+    """Serialise a state dict whose values may be dataclasses (as ``record`` gathers them)."""
+    def plain(v: Any) -> Any:
+        if hasattr(v, "__dataclass_fields__"):
+            return asdict(v)
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return json.dumps({"format": STATE_FORMAT, **plain(state)}, indent=1, sort_keys=False) + "\n"
+
+
+class RecordedService:
+    """Implements :class:`core.service.Service` from a recorded JSON state, in memory.
+
+    ``state`` is the parsed JSON (its capture part reads ``state["capture"]``); ``state_path`` is
+    where it came from (relative file names in it resolve against its directory).
+    """
+
+    def __init__(self, state: dict[str, Any], *, read_only: bool = False, state_path: str | Path | None = None) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise UsageError(f"{state_path or 'recorded state'}: format {state.get('format')!r} is not "
+                             f"{STATE_FORMAT}; record it again with `overlay-tui record --out FILE`")
+        self.state = copy.deepcopy(state)
+        self.state_path = Path(state_path) if state_path else None
+        self.guard = WriteGuard(read_only)
+        self.inventory = inventory_from_dict(state.get("inventory", {}))
+        self._networks = [network_from_dict(n) for n in state.get("networks", [])]
+        self._watchers: list[asyncio.Queue[ClusterEvent]] = []
+        self.capture_part = RecordedCapture(self.state, self.state_path, self.inventory, self.networks)
+
+    @property
+    def read_only(self) -> bool:
+        return self.guard.read_only
+
+    @classmethod
+    def load(cls, path: str | Path, *, read_only: bool = False) -> RecordedService:
+        p = Path(path)
+        try:
+            state = json.loads(p.read_text())
+        except OSError as e:
+            raise UsageError(f"{p}: cannot read the recorded state: {e.strerror}") from e
+        except ValueError as e:
+            raise UsageError(f"{p}: not valid JSON: {e}") from e
+        return cls(state, read_only=read_only, state_path=p)
+
+    def _fail(self, part: str) -> None:
+        """Errors recorded for a part (e.g. etcd unreachable at record time) are raised again here."""
+        err = self.state.get("errors", {}).get(part)
+        if err:
+            raise OverlayError(err)
+
+    async def close(self) -> None:
+        """Nothing to close: the recording is in memory."""
+
+    # nodes
+    async def nodes(self) -> list[NodeStatus]:
+        self._fail("nodes")
+        return [NodeStatus(**n) for n in self.state.get("nodes", [])]
+
+    async def run_command(self, node: str, command: str) -> CommandResult:
+        self.guard.require("running commands on nodes")
+        if not command.strip():
+            raise UsageError("the command is empty")
+        self.inventory.node(node)
+        rec = self.state.get("commands", {}).get(f"{node}/{command.strip()}")
+        if rec:
+            return CommandResult(**rec)
+        return CommandResult(node, command, 0, f"(recorded state: no output was recorded for `{command}` on {node})\n",
+                             "", 0.0)
+
+    async def follow_log(self, node: str, source: str) -> AsyncIterator[LogLines]:
+        if source not in ("etcd", "dockerd"):
+            raise UsageError(f"unknown log {source!r}; choose one of etcd, dockerd")
+        lines = self.state.get("logs", {}).get(f"{node}/{source}", [])
+        for i in range(0, len(lines), 50):
+            yield LogLines(node, source, list(lines[i:i + 50]))
+
+    # etcd
+    async def etcd_cluster(self) -> EtcdCluster:
+        self._fail("etcd")
+        return cluster_from_dict(self.state.get("etcd", {}))
+
+    async def etcd_keys(self, source: str, prefix: str = "") -> list[KeyEntry]:
+        if source not in ("v3", "v2"):
+            raise UsageError(f"unknown key space {source!r}; choose v3 or v2")
+        self._fail(f"keys_{source}")
+        return [KeyEntry(**k) for k in self.state.get("keys", {}).get(source, []) if k["key"].startswith(prefix)]
+
+    async def watch(self) -> AsyncIterator[ClusterEvent]:
+        """Changes made through this service (create/delete network), as the live watch reports them."""
+        q: asyncio.Queue[ClusterEvent] = asyncio.Queue()
+        self._watchers.append(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._watchers.remove(q)
+
+    def _announce(self, event: ClusterEvent) -> None:
+        for q in self._watchers:
+            q.put_nowait(event)
+
+    # docker
+    async def networks(self) -> list[NetworkInfo]:
+        self._fail("networks")
+        return copy.deepcopy(self._networks)
+
+    async def network_listing(self) -> NetworkListing:
+        return NetworkListing(await self.networks())
+
+    async def create_network(self, name: str, subnet: str | None = None, attachable: bool = True,
+                             node: str | None = None) -> ConvergeResult:
+        self.guard.require("creating networks")
+        if any(n.name == name for n in self._networks):
+            raise DockerError(f"network {name} already exists")
+        net_id = hashlib.sha256(f"recorded:{name}".encode()).hexdigest()
+        used = [n.vni for n in self._networks if n.vni is not None]
+        nodes = [n.name for n in self.inventory.nodes]
+        self._networks.append(NetworkInfo(id=net_id, name=name, driver="overlay", scope="global", subnet=subnet,
+                                          vni=max(used, default=255) + 1, nodes=nodes, attachable=attachable))
+        self._announce(ClusterEvent("network", "put", f"/docker/network/v1.0/network/{net_id}"))
+        return ConvergeResult(network=name, id=net_id, seconds=0.0, nodes={n: True for n in nodes})
+
+    async def delete_network(self, name: str) -> None:
+        self.guard.require("deleting networks")
+        net = next((n for n in self._networks if n.name == name), None)
+        if net is None:
+            raise DockerError(f"network {name} does not exist")
+        if net.containers:
+            raise DockerError(f"network {name} has active endpoints: "
+                              + ", ".join(f"{c.name}@{c.node}" for c in net.containers))
+        self._networks.remove(net)
+        self._announce(ClusterEvent("network", "delete", f"/docker/network/v1.0/network/{net.id}"))
+
+    async def ping_matrix(self) -> list[PingResult]:
+        self._fail("ping_matrix")
+        return [PingResult(**p) for p in self.state.get("ping_matrix", [])]
+
+    # runbook
+    async def runbook_plan(self) -> list[StepState]:
+        self._fail("runbook")
+        return [StepState(**s) for s in self.state.get("runbook", {}).get("plan", [])]
+
+    async def runbook_apply(self, states: list[StepState] | None = None, *,
+                            force_etcd: bool = False) -> AsyncIterator[RunbookEvent]:
+        self.guard.require("applying the runbook")
+        events = self.state.get("runbook", {}).get("events")
+        if events:
+            for e in events:
+                yield event_from_dict(e)
+            return
+        for step in await self.runbook_plan():  # none recorded: every planned step verifies
+            step.running = True
+            yield RunbookEvent(copy.deepcopy(step), message="verifying")
+            step.running, step.ok = False, True
+            step.detail = step.detail or "ok (recorded state)"
+            yield RunbookEvent(step, message="ok")
+
+    # capture
+    async def names(self) -> Names:
+        return await self.capture_part.names()
+
+    def capture(self, nodes: list[str], **opts: object) -> AsyncIterator[FrameBatch]:
+        return self.capture_part.capture(nodes)
+
+    def replay(self, path: str) -> AsyncIterator[FrameBatch]:
+        return self.capture_part.replay(path)
+
+    def frame_detail(self, frame: Frame) -> FrameDetail:
+        return self.capture_part.frame_detail(frame)
+
+    def flows(self, frames: list[Frame]) -> list[FlowStat]:
+        return self.capture_part.flows(frames)
+
+    async def save_pcap(self, frames: list[Frame], path: str) -> int:
+        return await self.capture_part.save_pcap(frames, path)

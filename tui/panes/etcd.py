@@ -1,0 +1,87 @@
+"""The etcd pane: members with leader, health, latency, raft term and index, db size and version.
+
+It refreshes on a timer and sooner when the watch reports a change (the App forwards it).
+"""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+
+from core.model import EtcdMember
+from tui.messages import EtcdLoaded
+from tui.panes.base import Pane
+
+DASH = Text("—", style="dim")
+
+
+def human_bytes(n: int | None) -> Text:
+    if n is None:
+        return DASH
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return Text(f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}", justify="right")
+        n /= 1024
+    return DASH  # pragma: no cover
+
+
+def member_cells(m: EtcdMember) -> tuple[object, ...]:
+    """One table row for a member."""
+    health = Text("● ok", style="bold green") if m.healthy else Text("✗ " + (m.error or "unhealthy"), style="bold red")
+    num = lambda v: Text(str(v), justify="right") if v is not None else DASH  # noqa: E731
+    name = Text.assemble(("★ ", "bold yellow") if m.leader else "  ", (m.name or "(unstarted)", "bold"))
+    return (name, health, Text(f"{m.latency_ms:.1f} ms", justify="right") if m.latency_ms is not None else DASH,
+            num(m.raft_term), num(m.raft_index), human_bytes(m.db_size), Text(m.version) if m.version else DASH,
+            Text(m.id, style="dim"))
+
+
+class EtcdPane(Pane):
+    """The etcd cluster's members, kept current by a periodic refresh and the watch."""
+
+    PANE_TITLE = "etcd members"
+    COLUMNS = (("name", "Member (★ leader)"), ("health", "Health"), ("latency", "Latency"), ("term", "Term"),
+               ("index", "Index"), ("db", "DB size"), ("version", "Version"), ("id", "ID"))
+    REFRESH_SECONDS = 3.0
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh", id="etcd.refresh"),
+        Binding("k", "keys", "Keys", id="etcd.keys"),
+        Binding("enter", "detail", "Detail", show=False, id="etcd.detail"),
+    ]
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__(id=id)
+        self.cluster = None  #: the last EtcdCluster loaded
+
+    async def load(self) -> EtcdLoaded:
+        return EtcdLoaded(await self.app.service.etcd_cluster())
+
+    def on_etcd_loaded(self, msg: EtcdLoaded) -> None:
+        msg.stop()
+        c = self.cluster = msg.cluster
+        healthy = sum(m.healthy for m in c.members)
+        leader = next((m.name for m in c.members if m.leader), "none")
+        summary = f"{'healthy' if c.healthy else 'UNHEALTHY'} · {healthy}/{len(c.members)} members ok · leader {leader}"
+        self.show_rows([(m.id, member_cells(m)) for m in c.members], summary)
+        if c.error or not c.healthy:
+            self.border_subtitle = Text(summary + (f" · {c.error}" if c.error else ""), style="bold red")
+
+    def action_detail(self) -> None:
+        """The member's URLs and status, and the whole cluster's health lines (as `etcdctl cluster-health`)."""
+        from tui.screens.detail import DetailScreen
+
+        if self.cluster is None:
+            return
+        m = next((m for m in self.cluster.members if m.id == self.selected_key), None)
+        if m is None:
+            return
+        cells = member_cells(m)
+        rows = [("id", m.id), ("leader", "yes" if m.leader else "no"), ("health", cells[1]), ("latency", cells[2]),
+                ("raft term / index", f"{m.raft_term} / {m.raft_index}"), ("db size", cells[5]), ("version", m.version),
+                ("peer URLs", ", ".join(m.peer_urls)), ("client URLs", ", ".join(m.client_urls)),
+                ("error", Text(m.error, style="red") if m.error else None),
+                ("cluster health", "\n".join(self.cluster.summary) or self.cluster.error)]
+        self.app.push_screen(DetailScreen(f"[b]{m.name or m.id}[/b]  etcd member", rows))
+
+    def action_keys(self) -> None:
+        from tui.screens.key_browser import KeyBrowserScreen
+
+        self.app.push_screen(KeyBrowserScreen())

@@ -1,0 +1,145 @@
+"""The networks pane: each network against each node, driver, scope, subnet, VNI and containers.
+
+Actions: create an overlay network (validated form), delete one (asks first), run the ping matrix.
+"""
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.binding import Binding
+
+from core.model import NetworkInfo
+from tui.messages import NetworksLoaded, Notice
+from tui.panes.base import Pane, describe_error
+
+DASH = Text("—", style="dim")
+
+
+def visibility(net: NetworkInfo, nodes: list[str]) -> Text:
+    """One mark per inventory node, in inventory order: its number where the network is visible, · where not."""
+    t = Text()
+    for i, n in enumerate(nodes, 1):
+        t.append(str(i % 10) if n in net.nodes else "·", style="bold green" if n in net.nodes else "red")
+    return t
+
+
+def network_cells(net: NetworkInfo, nodes: list[str]) -> tuple[object, ...]:
+    """One table row for a network."""
+    names = ", ".join(c.name for c in net.containers)
+    return (Text(net.name, style="bold"), Text(str(net.vni), justify="right") if net.vni is not None else DASH,
+            visibility(net, nodes), Text(net.subnet) if net.subnet else DASH,
+            Text(net.scope, style="cyan" if net.scope == "global" else "dim"), Text(net.driver),
+            Text(f"{len(net.containers)}" + (f" {names}" if names else "")))
+
+
+def is_multi_host(net: NetworkInfo) -> bool:
+    return net.scope in ("global", "swarm") or net.driver == "overlay"
+
+
+class NetworksPane(Pane):
+    """Networks across the cluster; local ones (bridge, host, none) are hidden until `a`."""
+
+    PANE_TITLE = "Networks"
+    # most telling first: on a narrow terminal the last columns are the ones scrolled off
+    COLUMNS = (("name", "Network"), ("vni", "VNI"), ("nodes", "On nodes"), ("subnet", "Subnet"), ("scope", "Scope"),
+               ("driver", "Driver"), ("containers", "Containers"))
+    REFRESH_SECONDS = 5.0
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh", id="networks.refresh"),
+        Binding("c", "create", "Create", id="networks.create"),
+        Binding("delete,D", "delete", "Delete", id="networks.delete"),
+        Binding("p", "ping", "Ping matrix", id="networks.ping"),
+        Binding("a", "toggle_local", "Local nets", id="networks.toggle-local"),
+        Binding("enter", "detail", "Detail", show=False, id="networks.detail"),
+    ]
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__(id=id)
+        self.networks: list[NetworkInfo] = []  #: last networks loaded (all scopes)
+        self.show_local = False                 #: also list node-local networks
+
+    async def load(self) -> NetworksLoaded:
+        return NetworksLoaded(await self.app.service.networks())
+
+    def on_networks_loaded(self, msg: NetworksLoaded) -> None:
+        msg.stop()
+        self.networks = msg.networks
+        self._show()
+
+    def _show(self) -> None:
+        nodes = [n.name for n in self.app.service.inventory.nodes]
+        nets = sorted(self.networks, key=lambda n: (not is_multi_host(n), n.name, n.nodes))
+        shown = [n for n in nets if self.show_local or is_multi_host(n)]
+        overlay = sum(is_multi_host(n) for n in nets)
+        hidden = "" if self.show_local else f" · {len(nets) - overlay} local hidden (a)"
+        self.show_rows([(n.id, network_cells(n, nodes)) for n in shown], f"{overlay} multi-host{hidden}")
+
+    def selected_network(self) -> NetworkInfo | None:
+        key = self.selected_key
+        return next((n for n in self.networks if n.id == key), None)
+
+    def action_detail(self) -> None:
+        from tui.screens.network_detail import NetworkDetailScreen
+
+        net = self.selected_network()
+        if net is not None:
+            self.app.push_screen(NetworkDetailScreen(net, [n.name for n in self.app.service.inventory.nodes]))
+
+    def action_toggle_local(self) -> None:
+        self.show_local = not self.show_local
+        self._show()
+
+    def action_ping(self) -> None:
+        from tui.screens.ping_grid import PingGridScreen
+
+        self.app.push_screen(PingGridScreen())
+
+    def action_create(self) -> None:
+        from tui.modals.network_form import NetworkForm
+
+        if not self.app.writable("creating networks"):
+            return
+        nodes = [n.name for n in self.app.service.inventory.nodes]
+        self.app.push_screen(NetworkForm(self.networks, nodes), self._create_submitted)
+
+    def _create_submitted(self, request) -> None:
+        if request is not None:
+            self.notify(f"creating network {request.name}…", title="Networks")
+            self.create_network(request)
+
+    @work(group="mutate", exit_on_error=False)
+    async def create_network(self, request) -> None:
+        try:
+            res = await self.app.service.create_network(request.name, subnet=request.subnet,
+                                                        attachable=request.attachable, node=request.node)
+        except Exception as e:  # noqa: BLE001 - shown to the operator
+            self.post_message(Notice(f"creating {request.name} failed: {describe_error(e)}", "error", "Networks"))
+            return
+        seen = sum(res.nodes.values())
+        self.post_message(Notice(f"{res.network} created ({res.id[:12]}): visible on {seen}/{len(res.nodes)} "
+                                           f"nodes after {res.seconds:.2f} s", "information", "Networks"))
+        self.fetch()
+
+    def action_delete(self) -> None:
+        from tui.modals.confirm import ConfirmModal
+
+        if not self.app.writable("deleting networks"):
+            return
+        net = self.selected_network()
+        if net is None:
+            self.notify("no network selected", severity="warning")
+            return
+        question = (f"Delete network [b]{net.name}[/b] ({net.id[:12]}, {net.driver}, {net.scope})?\n"
+                    f"Docker removes it from every node; containers attached: {len(net.containers)}.")
+        self.app.push_screen(ConfirmModal(question, confirm="Delete"),
+                             lambda ok: self.delete_network(net.name) if ok else None)
+
+    @work(group="mutate", exit_on_error=False)
+    async def delete_network(self, name: str) -> None:
+        try:
+            await self.app.service.delete_network(name)
+        except Exception as e:  # noqa: BLE001 - shown to the operator
+            self.post_message(Notice(f"deleting {name} failed: {describe_error(e)}", "error", "Networks"))
+            return
+        self.post_message(Notice(f"network {name} deleted", "information", "Networks"))
+        self.fetch()

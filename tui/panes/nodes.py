@@ -1,0 +1,99 @@
+"""The nodes pane: reachability and latency, hostname, kernel, Docker version and store mode, etcd state."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+
+from core.model import NodeStatus
+from tui.messages import NodesLoaded
+from tui.panes.base import Pane
+
+DASH = Text("—", style="dim")
+
+
+def _cell(value: str | None, good: str | None = None) -> Text:
+    if value is None:
+        return DASH
+    return Text(value, style="green" if good is not None and value == good else "")
+
+
+def node_cells(n: NodeStatus) -> tuple[object, ...]:
+    """One table row for a node."""
+    if n.reachable:
+        state = Text("● up", style="bold green")
+        latency = Text(f"{n.latency_ms:.1f} ms" if n.latency_ms is not None else "?", justify="right")
+    else:
+        state = Text("✗ down", style="bold red")
+        latency = Text(n.error or "unreachable", style="red")
+    etcd = _cell(n.etcd_state, good="running")
+    if n.etcd_state in ("stopped", "not installed"):
+        etcd = Text(n.etcd_state, style="yellow")
+    return (Text(n.name, style="bold"), state, latency, etcd, _cell(n.store_mode, good="etcd (classic)"),
+            _cell(n.docker_version), _cell(n.hostname), _cell(n.kernel))
+
+
+class NodesPane(Pane):
+    """Every inventory node's status; follow a node's logs or run a command on it."""
+
+    PANE_TITLE = "Nodes"
+    # most telling first: on a narrow terminal the last columns are the ones scrolled off
+    COLUMNS = (("node", "Node"), ("state", "State"), ("latency", "Latency"), ("etcd", "etcd"), ("store", "Store"),
+               ("docker", "Docker"), ("hostname", "Hostname"), ("kernel", "Kernel"))
+    REFRESH_SECONDS = 5.0
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh", id="nodes.refresh"),
+        Binding("e", "follow_log('etcd')", "etcd log", id="nodes.etcd-log"),
+        Binding("d", "follow_log('dockerd')", "dockerd log", id="nodes.dockerd-log"),
+        Binding("x", "run_command", "Run command", id="nodes.run-command"),
+        Binding("enter", "detail", "Detail", show=False, id="nodes.detail"),
+    ]
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__(id=id)
+        self.statuses: dict[str, NodeStatus] = {}  #: last status per node name
+
+    async def load(self) -> NodesLoaded:
+        return NodesLoaded(await self.app.service.nodes())
+
+    def on_nodes_loaded(self, msg: NodesLoaded) -> None:
+        msg.stop()
+        self.statuses = {n.name: n for n in msg.nodes}
+        up = sum(n.reachable for n in msg.nodes)
+        summary = f"{up}/{len(msg.nodes)} reachable"
+        self.show_rows([(n.name, node_cells(n)) for n in msg.nodes], summary)
+        down = [f"{n.name}: {n.error}" for n in msg.nodes if not n.reachable]
+        if down:
+            self.border_subtitle = Text(summary + " · " + "; ".join(down), style="yellow")
+
+    def action_detail(self) -> None:
+        from tui.screens.detail import DetailScreen
+
+        n = self.statuses.get(self.selected_key or "")
+        if n is None:
+            return
+        spec = next((s for s in self.app.service.inventory.nodes if s.name == n.name), None)
+        rows = [("reachable", node_cells(n)[1]), ("SSH round trip", f"{n.latency_ms} ms" if n.latency_ms else None),
+                ("SSH target", spec.ssh_target if spec else n.address), ("underlay address", spec and spec.advertise),
+                ("hostname", n.hostname), ("kernel", n.kernel), ("Docker", n.docker_version),
+                ("cluster store", n.store_mode), ("etcd", n.etcd_state), ("error", Text(n.error, style="red") if n.error else None)]
+        self.app.push_screen(DetailScreen(f"[b]{n.name}[/b]  node", rows))
+
+    def _node(self) -> str | None:
+        node = self.selected_key
+        if node is None:
+            self.app.notify("no node selected", severity="warning")
+        return node
+
+    def action_follow_log(self, source: str) -> None:
+        from tui.screens.log import LogScreen
+
+        if (node := self._node()) is not None:
+            self.app.push_screen(LogScreen(node, source))
+
+    def action_run_command(self) -> None:
+        from tui.modals.command import CommandModal
+
+        if not self.app.writable("running commands on nodes"):
+            return
+        if (node := self._node()) is not None:
+            self.app.push_screen(CommandModal(node))

@@ -1,0 +1,1 @@
+"""Screens over the main one: details, help, logs, runbook, key browser, ping grid, frame detail."""
