@@ -9,14 +9,19 @@ DEB_BINS := /usr/sbin/dockerd:docker.io /usr/bin/etcd:etcd-server /usr/bin/etcdc
             /usr/sbin/sshd:openssh-server /usr/bin/ssh:openssh-client /usr/bin/ssh-keygen:openssh-client \
             /usr/bin/tcpdump:tcpdump /bin/busybox:busybox-static /sbin/ip:iproute2 /bin/ping:iputils-ping
 
-.PHONY: run test setup deps venv lab-up lab-down screenshots bench clean
+.PHONY: run test lint setup deps venv lab-up lab-down screenshots bench clean
 
 run: setup
 	@$(BIN)/overlay-tui lab up
 	@$(BIN)/overlay-tui
 
-test: setup
+test: setup lint
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The type checker proves LiveService and RecordedService satisfy the Service protocol; ruff keeps the rest tidy.
+lint: setup
+	@$(BIN)/ruff check core tui tests bench
+	@$(BIN)/mypy
 
 setup: deps venv
 

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -114,7 +115,7 @@ async def bench_status(lab: BenchLab) -> None:
     await _etcd_once(lab)
     svc = lab.svc
     one = svc.inventory.nodes[0].name
-    eps = await svc.etcd_endpoints()
+    eps = await svc.etcd.endpoints()
     reader = svc.etcd_reader
     await svc.nodes()
     await svc.etcd_cluster()
@@ -139,12 +140,12 @@ async def bench_etcd_forward(lab: BenchLab) -> None:
     from core.etcd.read import EtcdReader
 
     await _etcd_once(lab)
-    eps = await lab.svc.etcd_endpoints()
+    eps = await lab.svc.etcd.endpoints()
     for via_ssh in (True, False):
         reader = EtcdReader(lab.svc.pool, via_ssh=via_ssh)
         try:
-            first = await timed(lambda: reader.cluster(eps), 1)
-            warm = await timed(lambda: reader.cluster(eps), lab.runs * 4)
+            first = await timed(partial(reader.cluster, eps), 1)
+            warm = await timed(partial(reader.cluster, eps), lab.runs * 4)
         finally:
             await reader.close()
         how = "via SSH forward" if via_ssh else "direct"

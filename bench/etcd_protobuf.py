@@ -85,7 +85,7 @@ async def cluster_endpoints(lab: str) -> list[tuple[str, int]]:
     svc = LiveService(info.inventory())
     try:
         await svc.etcd_apply()
-        return [(ep.host, ep.port) for ep in await svc.etcd_endpoints()]
+        return [(ep.host, ep.port) for ep in await svc.etcd.endpoints()]
     finally:
         await svc.close()
 

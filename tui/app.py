@@ -14,6 +14,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.dom import DOMNode
 from textual.widget import Widget
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
@@ -104,9 +105,9 @@ class OverlayApp(App[int]):
             return None
 
     def focused_pane_id(self) -> str | None:
-        node = self.focused
+        node: DOMNode | None = self.focused
         while node is not None:
-            if getattr(node, "id", None) in PANES:
+            if node.id in PANES:
                 return node.id
             node = node.parent
         return None
@@ -213,6 +214,7 @@ def load_keymap(path: str | None = None) -> dict[str, str]:
 
 def run_app(inventory: str | None = None, read_only: bool = False, replay_state: str | None = None) -> int:
     """Open the console on the live nodes (or on recorded state); returns the exit status."""
+    service: Service
     if replay_state:
         from core.recorded.service import RecordedService
 

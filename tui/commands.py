@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import cast
 
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from tui.console import Console
 
 #: binding ids of the actions that change something; read-only consoles refuse them
 MUTATING = {"nodes.run-command", "networks.create", "networks.delete", "runbook.apply"}
@@ -99,7 +102,7 @@ class BindingCommands(Provider):
 
     def _text(self, row: KeyAction) -> str:
         return f"{row.scope}: {row.description}" + (" (read-only: unavailable)" if row.mutating and
-                                                      self.app.service.read_only else "")
+                                                      cast("Console", self.app).service.read_only else "")
 
     async def discover(self) -> Hits:
         for row in _palette_rows(self.app):

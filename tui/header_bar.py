@@ -7,12 +7,14 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
+from tui.console import console
+
 
 class HeaderBar(Horizontal):
     """Title, source of the data, and badges (READ-ONLY, RECORDED)."""
 
     def compose(self) -> ComposeResult:
-        svc = self.app.service
+        svc = console(self).service
         inv = svc.inventory
         recorded = getattr(svc, "state_path", None)
         source = f"replay of {Path(recorded).name}" if recorded else f"inventory {inv.path}"

@@ -6,6 +6,7 @@ to the widgets (harlequin's split). Messages that may pile up say so with ``can_
 from __future__ import annotations
 
 from textual.message import Message
+from textual.notifications import SeverityLevel
 
 from core.model import ClusterEvent, EtcdCluster, NetworkInfo, NodeStatus
 
@@ -73,7 +74,7 @@ class FirstPaint(Message):
 class Notice(Message):
     """Something a worker wants the operator to read; the App turns it into a notification."""
 
-    def __init__(self, text: str, severity: str = "information", title: str = "") -> None:
+    def __init__(self, text: str, severity: SeverityLevel = "information", title: str = "") -> None:
         super().__init__()
         self.text = text          #: the sentence shown
         self.severity = severity  #: "information", "warning" or "error"

@@ -156,7 +156,7 @@ class VxlanDecoder:
             self._decode(f, raw)
         except _Bad as e:
             self._mark(f, e.kind, e.why)
-        except Exception as e:  # a bug must not take the capture down: show the frame as malformed
+        except Exception as e:  # noqa: BLE001 - a bug must not take the capture down: show the frame as malformed
             self._mark(f, MALFORMED, f"decoder error: {type(e).__name__}: {e}")
         return f
 

@@ -35,9 +35,9 @@ def frame_detail(raw: bytes, port: int = 4789) -> FrameDetail:
     try:
         pkt = ether(raw)
         layers = pkt.show(dump=True)
-    except Exception as e:  # scapy may choke on garbage: still show the bytes
+    except Exception as e:  # noqa: BLE001 - scapy raises anything on garbage: still show the bytes
         layers = f"scapy could not dissect this frame: {type(e).__name__}: {e}"
-    return FrameDetail(layers=layers, hexdump=hexdump(raw, dump=True))
+    return FrameDetail(layers=layers, hexdump=hexdump(raw, dump=True) or "")
 
 
 def dissect(raw: bytes, port: int = 4789):

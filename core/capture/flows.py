@@ -104,7 +104,7 @@ class FlowTable:
             else:
                 cur[0] += p
                 cur[1] += by
-        if len(fl.recent) > 2 * self.slots:      # buckets that can never be in a window again
+        if len(fl.recent) > 2 * self.slots and self.newest_bucket is not None:   # buckets never in a window again
             oldest = self.newest_bucket - self.slots
             fl.recent = {b: v for b, v in fl.recent.items() if b > oldest}
 
@@ -167,6 +167,6 @@ def _group(stats: list[FlowStat], keyfn, names: Names | None) -> list[FlowStat]:
         a[1] += s.bytes
         a[2] += s.pps
         a[3] += s.bps
-    out = [_stat(k, *v, names) for k, v in acc.items()]
+    out = [_stat(k, int(v[0]), int(v[1]), v[2], v[3], names) for k, v in acc.items()]
     out.sort(key=_order)
     return out

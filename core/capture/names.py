@@ -43,7 +43,7 @@ def apply_names(frames: Iterable[Frame], names: Names) -> None:
     """Fill ``network``, ``src_name``, ``dst_name``, ``outer_src_name``, ``outer_dst_name`` in place."""
     nets, conts, nodes = names.networks, names.containers, names.nodes
     for f in frames:
-        f.network = nets.get(f.vni)
+        f.network = nets.get(f.vni) if f.vni is not None else None
         f.src_name = conts.get(f.inner_src) or conts.get(f.inner_src_mac)
         f.dst_name = conts.get(f.inner_dst) or conts.get(f.inner_dst_mac)
         f.outer_src_name = nodes.get(f.outer_src)

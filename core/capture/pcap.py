@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from io import BufferedReader
 from struct import Struct
 from typing import BinaryIO
 
@@ -100,6 +101,7 @@ class PcapStreamParser:
             del buf[:GLOBAL_HEADER_LEN]
             self.consumed = GLOBAL_HEADER_LEN
         out: list[Record] = []
+        assert self._rec is not None                       # set with the header above
         unpack, div, n, off = self._rec.unpack_from, self._div, len(buf), 0
         while off + RECORD_HEADER_LEN <= n:
             sec, frac, caplen, wirelen = unpack(buf, off)
@@ -131,7 +133,7 @@ class PcapStreamParser:
         return self.truncated
 
 
-def open_pcap(path: str | os.PathLike) -> BinaryIO:
+def open_pcap(path: str | os.PathLike) -> BufferedReader:
     """Open a pcap file for reading; a missing or unreadable file is a CaptureError naming it."""
     try:
         return open(path, "rb")

@@ -251,7 +251,8 @@ class LiveCapture:
         plans = await asyncio.gather(*(plan_capture(self.pool, n, self.vxlan_port, self.snaplen) for n in self.nodes),
                                      return_exceptions=True)
         self._raise_first(plans)
-        self.captures = [NodeCapture(self.pool, n, p, self.vxlan_port, self.health) for n, p in zip(self.nodes, plans)]
+        self.captures = [NodeCapture(self.pool, n, p, self.vxlan_port, self.health)
+                         for n, p in zip(self.nodes, plans) if isinstance(p, CapturePlan)]
         started = await asyncio.gather(*(c.start() for c in self.captures), return_exceptions=True)
         if any(isinstance(r, BaseException) for r in started):
             await asyncio.gather(*(c.stop() for c, r in zip(self.captures, started) if r is None),

@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from core.errors import OverlayError
 
@@ -19,7 +20,7 @@ SUBCOMMAND_MODULES = ["core.cli.lab", "core.cli.status", "core.cli.runbook", "co
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 2 with one line, as argparse does, but no usage dump
+    def error(self, message: str) -> NoReturn:  # exit 2 with one line, as argparse does, but no usage dump
         self.exit(2, f"overlay-tui: {message} (see `{self.prog} --help`)\n")
 
 

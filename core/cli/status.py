@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 
 from core.cli.main import run_async
+from core.service import Service
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +39,7 @@ async def _status(args: argparse.Namespace) -> int:
     return 0 if all(n.reachable for n in nodes) else 1
 
 
-async def _control_plane(svc) -> dict:
+async def _control_plane(svc: Service) -> dict:
     """etcd and networks, concurrently; each part fails on its own without hiding the rest."""
     cluster, networks = await asyncio.gather(svc.etcd_cluster(), svc.networks(), return_exceptions=True)
     out: dict = {}

@@ -2,7 +2,8 @@
 
 Each node's daemon is asked through the SDK (the list, plus an inspect of each overlay network:
 the list endpoint leaves ``Containers`` empty), within a time budget per node (in classic mode a
-daemon whose etcd lost quorum answers each call only after its store timeout); the answers are merged by network ID into :class:`core.model.NetworkInfo`
+daemon whose etcd lost quorum answers each call only after its store timeout); the answers are
+merged by network ID into :class:`core.model.NetworkInfo`
 (``nodes`` = where the network is visible, ``containers`` = what each node runs on it). VNIs come
 from :mod:`core.dockerd.vni`. Convergence of a new overlay network is polled about every 50 ms on
 every node concurrently: the same ID with scope ``global`` everywhere.
@@ -136,12 +137,12 @@ class OverlayNetworks:
             raise DockerError(f"{node}: Docker did not list its networks within {NODE_BUDGET:g} s (in classic "
                               "mode every network call waits on the cluster store: has etcd lost its quorum?)") from None
 
-    async def list(self) -> list[NetworkInfo]:
+    async def every(self) -> list[NetworkInfo]:
         """Every network of every reachable node, merged; raise only when no node answers."""
         return (await self.listing()).networks
 
     async def listing(self) -> NetworkListing:
-        """:meth:`list`, with why a node's networks (or the VNIs) are missing (node or "vni" -> sentence)."""
+        """:meth:`every`, with why a node's networks (or the VNIs) are missing (node or "vni" -> sentence)."""
         names = [n.name for n in self.inventory.nodes]
         answers = await asyncio.gather(*(self._node_within_budget(n) for n in names), return_exceptions=True)
         per_node: dict[str, list[dict]] = {}
@@ -174,7 +175,7 @@ class OverlayNetworks:
 
     async def find(self, name: str) -> list[NetworkInfo]:
         """Networks whose name (or full/short ID) is ``name``."""
-        nets = await self.list()
+        nets = await self.every()
         return [n for n in nets if n.name == name] or [n for n in nets if len(name) >= 12 and n.id.startswith(name)]
 
     def _check_node(self, node: str | None) -> str:
@@ -198,7 +199,7 @@ class OverlayNetworks:
             subnet = cluster.network_subnet
         net = validate_subnet(subnet) if subnet else None
         node = self._check_node(node)
-        existing = await self.list()
+        existing = await self.every()
         _refuse_duplicates(name, net, existing)
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(net))]) if net else None
         try:

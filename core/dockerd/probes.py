@@ -154,7 +154,7 @@ class Probes:
         nodes = [n.name for n in self.inventory.nodes]
         results = await asyncio.gather(*(self.start_one(n, network) for n in nodes), return_exceptions=True)
         raise_gathered(results, DockerError)
-        return dict(zip(nodes, results))  # type: ignore[arg-type]
+        return {n: r for n, r in zip(nodes, results) if isinstance(r, str)}
 
     async def remove(self, network: str | None = None) -> list[str]:
         """Remove the probe containers (of ``network``, or all) on every node; the names removed as name@node."""

@@ -12,6 +12,7 @@ import json
 import queue
 import threading
 from dataclasses import asdict
+from typing import Any
 
 import grpc
 from etcd3 import etcdrpc
@@ -30,7 +31,7 @@ class KeyWatchThread:
         self.start_revision = start_revision
         self.revision = 0                 # last revision seen: a new watch resumes after it
         self._requests: queue.Queue = queue.Queue()
-        self._call = None
+        self._call: Any = None              # the gRPC streaming call, once started
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="overlay-tui-etcd-watch", daemon=True)
@@ -58,9 +59,9 @@ class KeyWatchThread:
         with self._lock:
             if self._cancelled.is_set():
                 return
-            self._call = etcdrpc.WatchStub(self.client.channel).Watch(self._request_iter())
+            call = self._call = etcdrpc.WatchStub(self.client.channel).Watch(self._request_iter())
         try:
-            for resp in self._call:
+            for resp in call:
                 self.revision = max(self.revision, resp.header.revision)
                 if resp.created:
                     self._emit(ClusterEvent(kind="watch", action="started", key="v3", value=self.where))

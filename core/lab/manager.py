@@ -112,13 +112,14 @@ async def _build(name: str, d: Path, count: int) -> LabInfo:
         keygens.append(lab_node.keygen(p.host_key, f"{p.name}.{name}"))
     for k in keygens:
         if k.wait() != 0:
-            raise LabError(f"ssh-keygen failed: {k.stderr.read().decode(errors='replace').strip()}")
+            why = k.stderr.read().decode(errors='replace').strip() if k.stderr else f"exit {k.returncode}"
+            raise LabError(f"ssh-keygen failed: {why}")
     _write_keys_and_inventory(d, plans, index)
     for p, node in zip(plans, state["nodes"]):
         proc = lab_node.start_node(p)
         _children[proc.pid] = proc
         node["pid"] = proc.pid
-    for p, node in zip(plans, state["nodes"]):
+    for node in state["nodes"]:
         node["init_pid"] = lab_node.init_pid(node["pid"])
         node["pidns"] = list(lab_node.ns_id(node["init_pid"], "pid") or []) if node["init_pid"] else None
     write_json(d / "state.json", state)
@@ -129,7 +130,7 @@ async def _build(name: str, d: Path, count: int) -> LabInfo:
     return info_from_state(state)
 
 
-_children: dict[int, object] = {}     # Popen objects of nodes started by this process (reaped on down)
+_children: dict[int, subprocess.Popen] = {}     # Popen objects of nodes started by this process (reaped on down)
 
 
 def _write_keys_and_inventory(d: Path, plans: list[lab_node.NodePlan], index: int) -> None:
@@ -172,8 +173,7 @@ async def wait_ready(info: LabInfo, timeout: float, docker: bool) -> None:
                 res = await pool.run(spec, cmd, timeout=5.0)
                 if res.ok and (not docker or res.stdout.strip()):
                     return
-                last = (res.stderr or res.stdout).strip().splitlines()[-1:] or [f"exit {res.exit_status}"]
-                last = last[0]
+                last = ((res.stderr or res.stdout).strip().splitlines()[-1:] or [f"exit {res.exit_status}"])[0]
             except OverlayError as e:
                 last = str(e)
             await asyncio.sleep(0.1)

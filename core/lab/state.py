@@ -15,6 +15,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from core.errors import LabError, UsageError
 from core.inventory import load_inventory
@@ -86,12 +87,13 @@ class FileLock:
     """An exclusive flock on ``path`` (lock files stay in /run; they are empty)."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self._fh = path, None
+        self.path = path
+        self._fh: TextIO | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a")
-        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        fh = self._fh = open(self.path, "a")
+        fcntl.flock(fh, fcntl.LOCK_EX)
 
     def release(self) -> None:
         if self._fh is not None:

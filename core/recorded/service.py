@@ -52,7 +52,6 @@ from core.model import (
 )
 from core.recorded.capture import RecordedCapture
 
-
 STATE_FORMAT = 1
 
 

@@ -14,6 +14,7 @@ import signal
 import struct
 import sys
 import termios
+from collections.abc import Mapping
 from pathlib import Path
 
 # Runs first in the child (already in a new session): take the pty on fd 0 as the controlling
@@ -32,7 +33,7 @@ def set_window_size(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", min(rows, 0xFFFF), min(cols, 0xFFFF), 0, 0))
 
 
-def console_env(term: str | None, client_env: dict[str, str]) -> dict[str, str]:
+def console_env(term: str | None, client_env: Mapping[str, str]) -> dict[str, str]:
     """The server's environment minus its own terminal's traits, plus TERM (and colour/locale hints) from the client."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP_FROM_SERVER_ENV}
     env["TERM"] = term if term and _TERM_RE.match(term) else "xterm-256color"

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Mapping
 
 from core.serve.pty import console_env, hang_up, set_window_size, signal_group, spawn_on_pty
 
@@ -48,7 +49,7 @@ class ConsoleLauncher:
 
     def __init__(self, argv: list[str], console_args: list[str] | None, warm: bool = True) -> None:
         """``argv`` starts a console; ``console_args`` (the console's own options) enable spares."""
-        self._argv, self._args = argv, console_args
+        self._argv, self._args = argv, console_args or []
         self._warm = warm and console_args is not None
         self._spare: Console | None = None
         self._filling: asyncio.Task | None = None
@@ -58,7 +59,7 @@ class ConsoleLauncher:
         if self._warm:
             self._filling = asyncio.get_running_loop().create_task(self._fill(0))
 
-    async def start(self, term: str | None, client_env: dict[str, str], cols: int, rows: int
+    async def start(self, term: str | None, client_env: Mapping[str, str], cols: int, rows: int
                     ) -> tuple[asyncio.subprocess.Process, int, bool]:
         """A console for one session on a pty of ``cols`` x ``rows``: (process, master fd, came warm)."""
         env = console_env(term, client_env)

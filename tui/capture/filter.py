@@ -48,6 +48,10 @@ class CaptureFilter:
         return self.predicate(frame)
 
 
+def _negated(pred: Predicate) -> Predicate:
+    return lambda f: not pred(f)
+
+
 def parse_filter(text: str, nodes: Iterable[str] = ()) -> CaptureFilter | None:
     """Parse ``text``; ``None`` for an empty filter. ``nodes`` (when given) validates ``node=``."""
     known_nodes = tuple(nodes)
@@ -56,7 +60,7 @@ def parse_filter(text: str, nodes: Iterable[str] = ()) -> CaptureFilter | None:
     for term in text.split():
         key, negate, values = _split_term(term)
         pred = _compile(key, values, term, known_nodes)
-        preds.append((lambda f, p=pred: not p(f)) if negate else pred)
+        preds.append(_negated(pred) if negate else pred)
         norm.append(f"{key}{'!=' if negate else '='}{','.join(values)}")
     if not preds:
         return None

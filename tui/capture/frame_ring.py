@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -84,8 +84,8 @@ class FrameRing(Generic[T]):
         cap = self.capacity
         a, b = lo % cap, self.end % cap
         if a < b:
-            return self._buf[a:b]  # type: ignore[return-value]
-        return self._buf[a:] + self._buf[:b]  # type: ignore[operator]
+            return cast("list[T]", self._buf[a:b])
+        return cast("list[T]", self._buf[a:] + self._buf[:b])
 
     def clear(self) -> None:
         """Forget everything; sequence numbers and counts start again from 0."""

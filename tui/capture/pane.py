@@ -30,6 +30,7 @@ from tui.capture.flows_view import FlowsView, flow_filter
 from tui.capture.frame_list import FrameList
 from tui.capture.frame_ring import FilteredIndex, FrameRing
 from tui.capture.frame_row import header_text
+from tui.console import console
 from tui.modals.capture_nodes import CaptureNodesModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.save_pcap import SavePcapModal
@@ -47,7 +48,7 @@ def _describe(err: BaseException) -> str:
 
 
 class CapturePane(Widget):
-    """Live capture of the underlay's VXLAN frames; reads ``self.app.service`` (a core.service.Service)."""
+    """Live capture of the underlay's VXLAN frames; reads ``console(self).service`` (a core.service.Service)."""
 
     ALLOW_MAXIMIZE = True
     CAPACITY: ClassVar[int] = CAPACITY
@@ -161,7 +162,7 @@ class CapturePane(Widget):
         if self.state in ("capturing", "paused"):
             self.app.notify("a capture is running: stop it (x) before starting another", severity="warning")
             return
-        names = [n.name for n in self.app.service.inventory.nodes]
+        names = [n.name for n in console(self).service.inventory.nodes]
         warning = (f"Starting discards the {len(self.ring):,} frames of the last capture (Esc, then w saves them)."
                    if len(self.ring) and not self.buffer.saved else "")
         self.app.push_screen(CaptureNodesModal(names, self.nodes or None, warning), self._chosen)
@@ -184,7 +185,7 @@ class CapturePane(Widget):
         self.redraw(force=True)
 
     async def _consume(self, nodes: list[str]) -> None:
-        stream = self.app.service.capture(nodes)
+        stream = console(self).service.capture(nodes)
         try:
             async for batch in stream:
                 self.absorb(batch)
@@ -257,7 +258,7 @@ class CapturePane(Widget):
         elif event.state == WorkerState.ERROR:
             if self.state == "paused":
                 self._resume()
-            self.error = _describe(event.worker.error)
+            self.error = _describe(event.worker.error) if event.worker.error else "the capture failed"
             self.app.notify(self.error, title="capture failed", severity="error", timeout=8)
             self._set_state("failed")
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
@@ -345,7 +346,7 @@ class CapturePane(Widget):
 
     def apply_filter(self, text: str) -> None:
         """Show only the frames matching ``text`` (empty: all); CaptureFilterError if it is invalid."""
-        flt = parse_filter(text, [n.name for n in self.app.service.inventory.nodes])
+        flt = parse_filter(text, [n.name for n in console(self).service.inventory.nodes])
         self.error = None
         self.buffer.set_filter(flt)
         self.frame_list.set_index(self.buffer.index)
@@ -418,7 +419,7 @@ class CapturePane(Widget):
     @work(thread=True, exclusive=True, group="capture-flows", exit_on_error=False)
     def _flows_worker(self, frames: list[Frame]) -> None:
         try:
-            stats = self.app.service.flows(frames)
+            stats = console(self).service.flows(frames)
         except Exception as e:  # noqa: BLE001 - shown in the status line
             self.error = f"flows: {_describe(e)}"
             return
@@ -443,13 +444,15 @@ class CapturePane(Widget):
             return
         what = f"{len(frames):,} frames" + (f" (filter: {self.filter.text})" if self.filter else "")
         everything = self.ring.total if self.index is None else None   # saving all frames held: no loss on clear
-        self.app.push_screen(SavePcapModal(what),
-                             lambda path: self._save(frames, path, everything) if path else None)
+        def save(path: str | None) -> None:
+            if path:
+                self._save(frames, path, everything)
+        self.app.push_screen(SavePcapModal(what), save)
 
     @work(group="capture-save", exit_on_error=False)
     async def _save(self, frames: list[Frame], path: str, everything: int | None = None) -> None:
         try:
-            n = await self.app.service.save_pcap(frames, path)
+            n = await console(self).service.save_pcap(frames, path)
         except Exception as e:  # noqa: BLE001 - a failed save is reported, the capture goes on
             self.error = f"saving {path} failed: {_describe(e)}"
             self.app.notify(self.error, title="save pcap", severity="error", timeout=8)

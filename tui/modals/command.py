@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, RichLog, Static
 
 from core.model import CommandResult
+from tui.console import console
 from tui.panes.base import describe_error
 
 
@@ -55,7 +56,7 @@ class CommandModal(ModalScreen[None]):
     @work(group="command", exit_on_error=False)
     async def run(self, command: str) -> None:
         try:
-            result = await self.app.service.run_command(self.node, command)
+            result = await console(self).service.run_command(self.node, command)
         except Exception as e:  # noqa: BLE001 - shown in the output
             self.post_message(CommandDone(command, None, describe_error(e)))
             return

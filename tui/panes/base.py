@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input
 
 from core.errors import OverlayError
+from tui.console import console
 from tui.messages import PaneFailed, PaneFilled
 
 Cells = tuple[object, ...]
@@ -75,7 +76,7 @@ class Pane(Vertical):
             self.table.add_column(label, key=key)
         self.border_subtitle = "loading…"
         self.fetch()
-        if not self.app.deterministic:
+        if not console(self).deterministic:
             self.set_interval(self.REFRESH_SECONDS, self._tick)
 
     def _tick(self) -> None:
@@ -94,7 +95,7 @@ class Pane(Vertical):
         try:
             msg = await self.load()
         except Exception as e:  # noqa: BLE001 - every failure is shown in the pane
-            self.post_message(PaneFailed(self.id, describe_error(e)))
+            self.post_message(PaneFailed(self.id or "", describe_error(e)))
             return
         self.post_message(msg)
 
@@ -117,7 +118,7 @@ class Pane(Vertical):
     def _mark_filled(self) -> None:
         if not self._filled:
             self._filled = True
-            self.post_message(PaneFilled(self.id))
+            self.post_message(PaneFilled(self.id or ""))
 
     def _render_rows(self) -> None:
         table = self.table

@@ -7,14 +7,15 @@ from __future__ import annotations
 from rich.text import Text
 from textual.binding import Binding
 
-from core.model import EtcdMember
+from core.model import EtcdCluster, EtcdMember
+from tui.console import console
 from tui.messages import EtcdLoaded
 from tui.panes.base import Pane
 
 DASH = Text("—", style="dim")
 
 
-def human_bytes(n: int | None) -> Text:
+def human_bytes(n: float | None) -> Text:
     if n is None:
         return DASH
     for unit in ("B", "kB", "MB", "GB"):
@@ -49,10 +50,10 @@ class EtcdPane(Pane):
 
     def __init__(self, *, id: str) -> None:
         super().__init__(id=id)
-        self.cluster = None  #: the last EtcdCluster loaded
+        self.cluster: EtcdCluster | None = None  #: the last EtcdCluster loaded
 
     async def load(self) -> EtcdLoaded:
-        return EtcdLoaded(await self.app.service.etcd_cluster())
+        return EtcdLoaded(await console(self).service.etcd_cluster())
 
     def on_etcd_loaded(self, msg: EtcdLoaded) -> None:
         msg.stop()

@@ -9,6 +9,7 @@ from textual import work
 from textual.binding import Binding
 
 from core.model import NetworkInfo
+from tui.console import console
 from tui.messages import NetworksLoaded, Notice
 from tui.panes.base import Pane, describe_error
 
@@ -59,7 +60,7 @@ class NetworksPane(Pane):
         self.show_local = False                 #: also list node-local networks
 
     async def load(self) -> NetworksLoaded:
-        return NetworksLoaded(await self.app.service.networks())
+        return NetworksLoaded(await console(self).service.networks())
 
     def on_networks_loaded(self, msg: NetworksLoaded) -> None:
         msg.stop()
@@ -67,7 +68,7 @@ class NetworksPane(Pane):
         self._show()
 
     def _show(self) -> None:
-        nodes = [n.name for n in self.app.service.inventory.nodes]
+        nodes = [n.name for n in console(self).service.inventory.nodes]
         nets = sorted(self.networks, key=lambda n: (not is_multi_host(n), n.name, n.nodes))
         shown = [n for n in nets if self.show_local or is_multi_host(n)]
         overlay = sum(is_multi_host(n) for n in nets)
@@ -83,7 +84,7 @@ class NetworksPane(Pane):
 
         net = self.selected_network()
         if net is not None:
-            self.app.push_screen(NetworkDetailScreen(net, [n.name for n in self.app.service.inventory.nodes]))
+            self.app.push_screen(NetworkDetailScreen(net, [n.name for n in console(self).service.inventory.nodes]))
 
     def action_toggle_local(self) -> None:
         self.show_local = not self.show_local
@@ -97,9 +98,9 @@ class NetworksPane(Pane):
     def action_create(self) -> None:
         from tui.modals.network_form import NetworkForm
 
-        if not self.app.writable("creating networks"):
+        if not console(self).writable("creating networks"):
             return
-        nodes = [n.name for n in self.app.service.inventory.nodes]
+        nodes = [n.name for n in console(self).service.inventory.nodes]
         self.app.push_screen(NetworkForm(self.networks, nodes), self._create_submitted)
 
     def _create_submitted(self, request) -> None:
@@ -110,7 +111,7 @@ class NetworksPane(Pane):
     @work(group="mutate", exit_on_error=False)
     async def create_network(self, request) -> None:
         try:
-            res = await self.app.service.create_network(request.name, subnet=request.subnet,
+            res = await console(self).service.create_network(request.name, subnet=request.subnet,
                                                         attachable=request.attachable, node=request.node)
         except Exception as e:  # noqa: BLE001 - shown to the operator
             self.post_message(Notice(f"creating {request.name} failed: {describe_error(e)}", "error", "Networks"))
@@ -123,7 +124,7 @@ class NetworksPane(Pane):
     def action_delete(self) -> None:
         from tui.modals.confirm import ConfirmModal
 
-        if not self.app.writable("deleting networks"):
+        if not console(self).writable("deleting networks"):
             return
         net = self.selected_network()
         if net is None:
@@ -131,13 +132,15 @@ class NetworksPane(Pane):
             return
         question = (f"Delete network [b]{net.name}[/b] ({net.id[:12]}, {net.driver}, {net.scope})?\n"
                     f"Docker removes it from every node; containers attached: {len(net.containers)}.")
-        self.app.push_screen(ConfirmModal(question, confirm="Delete"),
-                             lambda ok: self.delete_network(net.name) if ok else None)
+        def delete(ok: bool | None) -> None:
+            if ok:
+                self.delete_network(net.name)
+        self.app.push_screen(ConfirmModal(question, confirm="Delete"), delete)
 
     @work(group="mutate", exit_on_error=False)
     async def delete_network(self, name: str) -> None:
         try:
-            await self.app.service.delete_network(name)
+            await console(self).service.delete_network(name)
         except Exception as e:  # noqa: BLE001 - shown to the operator
             self.post_message(Notice(f"deleting {name} failed: {describe_error(e)}", "error", "Networks"))
             return

@@ -5,6 +5,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from core.model import NodeStatus
+from tui.console import console
 from tui.messages import NodesLoaded
 from tui.panes.base import Pane
 
@@ -53,7 +54,7 @@ class NodesPane(Pane):
         self.statuses: dict[str, NodeStatus] = {}  #: last status per node name
 
     async def load(self) -> NodesLoaded:
-        return NodesLoaded(await self.app.service.nodes())
+        return NodesLoaded(await console(self).service.nodes())
 
     def on_nodes_loaded(self, msg: NodesLoaded) -> None:
         msg.stop()
@@ -71,7 +72,7 @@ class NodesPane(Pane):
         n = self.statuses.get(self.selected_key or "")
         if n is None:
             return
-        spec = next((s for s in self.app.service.inventory.nodes if s.name == n.name), None)
+        spec = next((s for s in console(self).service.inventory.nodes if s.name == n.name), None)
         rows = [("reachable", node_cells(n)[1]), ("SSH round trip", f"{n.latency_ms} ms" if n.latency_ms else None),
                 ("SSH target", spec.ssh_target if spec else n.address), ("underlay address", spec and spec.advertise),
                 ("hostname", n.hostname), ("kernel", n.kernel), ("Docker", n.docker_version),
@@ -93,7 +94,7 @@ class NodesPane(Pane):
     def action_run_command(self) -> None:
         from tui.modals.command import CommandModal
 
-        if not self.app.writable("running commands on nodes"):
+        if not console(self).writable("running commands on nodes"):
             return
         if (node := self._node()) is not None:
             self.app.push_screen(CommandModal(node))

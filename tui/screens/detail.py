@@ -18,7 +18,7 @@ def card(rows: list[Row]) -> Table:
     t.add_column(style="bold cyan", no_wrap=True)
     t.add_column(ratio=1)
     for label, value in rows:
-        t.add_row(label, value if value not in (None, "") else Text("—", style="dim"))
+        t.add_row(label, value if value not in (None, "") else Text("—", style="dim"))  # type: ignore[arg-type]
     return t
 
 

@@ -17,6 +17,7 @@ from textual.widgets import Footer, Static
 
 from core.model import Frame, FrameDetail
 from tui.capture.frame_row import cells
+from tui.console import console
 
 #: (seq, step) -> the (seq, frame) ``step`` rows away in the list, or None at either end
 Neighbour = Callable[[int, int], "tuple[int, Frame] | None"]
@@ -87,7 +88,7 @@ class FrameDetailScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def dissect(self) -> None:
         try:
-            detail = self.app.service.frame_detail(self.frame)
+            detail = console(self).service.frame_detail(self.frame)
         except Exception as e:  # noqa: BLE001 - shown on the screen, the app goes on
             self.post_message(self.Dissected(None, f"{type(e).__name__}: {e}"))
             return

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui.commands import KeyAction, key_table
+from tui.console import console
 
 
 def scope_table(scope: str, rows: list[KeyAction], read_only: bool) -> Table:
@@ -35,7 +36,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         rows = key_table(self.app)
-        read_only = self.app.service.read_only
+        read_only = console(self).service.read_only
         with VerticalScroll(classes="dialog", id="help"):
             yield Static("[b]overlay-tui keys[/b]  ·  Ctrl+P: command palette (every action, and themes)  ·  "
                          "mouse: click a pane, a row, a footer key  ·  ✎ changes the cluster", classes="dialog-title")

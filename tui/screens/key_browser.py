@@ -10,8 +10,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static, Tree
+from textual.widgets.tree import TreeNode
 
 from core.model import KeyEntry
+from tui.console import console
 from tui.panes.base import describe_error
 
 SOURCES = (("v2", "Docker's store (etcd v2 API)"), ("v3", "etcd v3 keys"))
@@ -59,7 +61,7 @@ class KeyBrowserScreen(ModalScreen[None]):
     def action_reload(self) -> None:
         tree = self.query_one(Tree)
         tree.clear()
-        for source, label in SOURCES:
+        for _source, label in SOURCES:
             tree.root.add(f"{label}  [dim]loading…[/]", data=None, expand=True)
         for source, _ in SOURCES:
             self.load(source)
@@ -67,7 +69,7 @@ class KeyBrowserScreen(ModalScreen[None]):
     @work(group="keys", exit_on_error=False)
     async def load(self, source: str) -> None:
         try:
-            keys = await self.app.service.etcd_keys(source)
+            keys = await console(self).service.etcd_keys(source)
         except Exception as e:  # noqa: BLE001 - shown in the tree
             self.post_message(KeysLoaded(source, None, describe_error(e)))
             return
@@ -81,7 +83,7 @@ class KeyBrowserScreen(ModalScreen[None]):
             top.set_label(Text.assemble(label + "  ", ("✗ " + (msg.error or ""), "bold red")))
             return
         top.set_label(Text.assemble(label + "  ", (f"{sum(not k.is_dir for k in msg.keys)} keys", "dim")))
-        nodes: dict[tuple[str, ...], object] = {(): top}
+        nodes: dict[tuple[str, ...], TreeNode[KeyEntry | None]] = {(): top}
         for entry in sorted(msg.keys, key=lambda k: key_parts(k.key)):
             parts = key_parts(entry.key)
             for depth in range(1, len(parts) + 1):

@@ -11,6 +11,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Log, Static
 
+from tui.console import console
 from tui.panes.base import describe_error
 
 MAX_LINES = 5000
@@ -44,14 +45,14 @@ class LogScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.follow()
-        if not self.app.deterministic:
+        if not console(self).deterministic:
             self.set_interval(0.1, self.flush)
 
     @work(exclusive=True, exit_on_error=False)
     async def follow(self) -> None:
         error = None
         try:
-            async for batch in self.app.service.follow_log(self.node, self.source):
+            async for batch in console(self).service.follow_log(self.node, self.source):
                 self.pending.extend(batch.lines)  # a bounded buffer: a flood drops the oldest lines
                 self.received += len(batch.lines)
         except Exception as e:  # noqa: BLE001 - shown in the screen

@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from core.model import PingResult
+from tui.console import console
 from tui.panes.base import describe_error
 
 
@@ -62,7 +63,7 @@ class PingGridScreen(ModalScreen[None]):
     @work(exclusive=True, exit_on_error=False)
     async def measure(self) -> None:
         try:
-            results = await self.app.service.ping_matrix()
+            results = await console(self).service.ping_matrix()
         except Exception as e:  # noqa: BLE001 - shown in the screen
             self.post_message(PingLoaded(None, describe_error(e)))
             return
@@ -73,7 +74,7 @@ class PingGridScreen(ModalScreen[None]):
         if msg.results is None:
             status.update(f"[bold red]✗ {msg.error}[/]")
             return
-        nodes = [n.name for n in self.app.service.inventory.nodes]
+        nodes = [n.name for n in console(self).service.inventory.nodes]
         table = self.query_one(DataTable)
         table.clear(columns=True)
         table.add_column("from \\ to", key="src")

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, RichLog, Static
 
 from core.model import RunbookEvent, StepState
+from tui.console import console
 from tui.panes.base import describe_error
 
 
@@ -43,8 +44,11 @@ class RunbookFinished(Message):
 def state_text(step: StepState) -> Text:
     if step.running:
         return Text("… running", style="bold cyan")
-    return {True: Text("✓ ok", style="bold green"), False: Text("✗ failed", style="bold red")}.get(
-        step.ok, Text("○ not run" if not step.detail else "– n/a", style="dim"))
+    if step.ok is True:
+        return Text("✓ ok", style="bold green")
+    if step.ok is False:
+        return Text("✗ failed", style="bold red")
+    return Text("○ not run" if not step.detail else "– n/a", style="dim")
 
 
 class RunbookScreen(ModalScreen[None]):
@@ -81,7 +85,7 @@ class RunbookScreen(ModalScreen[None]):
     @work(group="runbook-plan", exclusive=True, exit_on_error=False)
     async def load_plan(self) -> None:
         try:
-            steps = await self.app.service.runbook_plan()
+            steps = await console(self).service.runbook_plan()
         except Exception as e:  # noqa: BLE001 - shown in the screen
             self.post_message(PlanLoaded(None, describe_error(e)))
             return
@@ -123,19 +127,23 @@ class RunbookScreen(ModalScreen[None]):
     def action_apply(self) -> None:
         from tui.modals.confirm import ConfirmModal
 
-        if self.applying or not self.app.writable("applying the runbook"):
+        if self.applying or not console(self).writable("applying the runbook"):
             return
         question = ("Apply the runbook to every node of the inventory?\nSteps that already verify are left alone; "
                     "the others start etcd, [b]restart dockerd[/b] with the cluster store, create the network and "
                     "start probes.")
-        self.app.push_screen(ConfirmModal(question, confirm="Apply"), lambda ok: self.apply() if ok else None)
+        self.app.push_screen(ConfirmModal(question, confirm="Apply"), self._apply_if_confirmed)
+
+    def _apply_if_confirmed(self, ok: bool | None) -> None:
+        if ok:
+            self.apply()
 
     @work(group="runbook-apply", exclusive=True, exit_on_error=False)
     async def apply(self) -> None:
         self.applying = True
         error = None
         try:
-            async for event in self.app.service.runbook_apply():
+            async for event in console(self).service.runbook_apply():
                 self.post_message(RunbookProgress(event))
         except Exception as e:  # noqa: BLE001 - shown in the log
             error = describe_error(e)
@@ -149,7 +157,7 @@ class RunbookScreen(ModalScreen[None]):
             self.steps[i] = ev.step
             self.query_one("#steps", DataTable).update_cell(ev.step.id, "state", state_text(ev.step))
         where = f" [{ev.node}]" if ev.node else ""
-        style = {True: "green", False: "bold red"}.get(ev.step.ok, "") if not ev.step.running else "cyan"
+        style = "cyan" if ev.step.running else "green" if ev.step.ok is True else "bold red" if ev.step.ok is False else ""
         self.query_one(RichLog).write(Text(f"{ev.step.id}{where}: {ev.message}" +
                                            (f" - {ev.step.detail}" if ev.step.detail and not ev.step.running else ""),
                                            style=style))
@@ -164,7 +172,7 @@ class RunbookScreen(ModalScreen[None]):
             ok = all(s.ok is not False for s in self.steps)
             log.write(Text("apply finished: " + ("every available step verified" if ok else "a step failed"),
                            style="bold green" if ok else "bold red"))
-        self.app.refresh_panes()
+        console(self).refresh_panes()
 
     def action_close(self) -> None:
         self.dismiss(None)
