@@ -32,9 +32,11 @@ class KeyAction:
     mutating: bool
 
 
-def _scopes() -> list[tuple[str, type, str | None]]:
-    """(scope, class whose own BINDINGS apply, pane id) in the order the help screen shows them."""
-    from tui.app import OverlayApp
+def _scopes(app_class: type) -> list[tuple[str, type, str | None]]:
+    """(scope, class whose own BINDINGS apply, pane id) in the order the help screen shows them.
+
+    The app's class is passed in (not imported): the app imports this module for its palette."""
+    from tui.capture.pane import CapturePane
     from tui.modals.confirm import ConfirmModal
     from tui.panes.base import Pane
     from tui.panes.etcd import EtcdPane
@@ -46,13 +48,8 @@ def _scopes() -> list[tuple[str, type, str | None]]:
     from tui.screens.runbook import RunbookScreen
 
     scopes: list[tuple[str, type, str | None]] = [
-        ("Everywhere", OverlayApp, None), ("Any table pane", Pane, "*"), ("Nodes", NodesPane, "nodes"),
-        ("etcd", EtcdPane, "etcd"), ("Networks", NetworksPane, "networks")]
-    try:
-        from tui.capture.pane import CapturePane
-        scopes.append(("Capture", CapturePane, "capture"))
-    except ImportError:  # pragma: no cover - the capture pane is another piece of work
-        pass
+        ("Everywhere", app_class, None), ("Any table pane", Pane, "*"), ("Nodes", NodesPane, "nodes"),
+        ("etcd", EtcdPane, "etcd"), ("Networks", NetworksPane, "networks"), ("Capture", CapturePane, "capture")]
     scopes += [("Runbook", RunbookScreen, "runbook"), ("Key browser", KeyBrowserScreen, "keys"),
                ("Ping matrix", PingGridScreen, "ping"), ("Log", LogScreen, "log"),
                ("Confirm (before anything destructive)", ConfirmModal, "confirm")]
@@ -68,7 +65,7 @@ def _keys(app, binding: Binding) -> str:
 def key_table(app) -> list[KeyAction]:
     """Every binding of the console, with its current key (after the keymap), per scope."""
     rows = []
-    for scope, cls, target in _scopes():
+    for scope, cls, target in _scopes(type(app)):
         for b in cls.__dict__.get("BINDINGS", []):
             if isinstance(b, Binding) and b.description:
                 rows.append(KeyAction(scope, _keys(app, b), b.description, b.action, b.id, target,

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--seconds applies to live capture (--node), not to --read")
         return _guard_pipe(lambda: read_file(args, sys.stdout, sys.stderr))
     if args.node:
-        from core.cli.main import run_async
+        from core.cli.run import run_async
         return run_async(_live(args))
     raise UsageError("capture needs --read FILE or --node NAME")
 

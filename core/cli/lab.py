@@ -5,7 +5,7 @@ import argparse
 import asyncio
 import json
 
-from core.cli.main import run_async
+from core.cli.run import run_async
 
 
 def register(sub: argparse._SubParsersAction) -> None:

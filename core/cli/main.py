@@ -6,7 +6,6 @@ launcher opens the console (the TUI), which core never imports: the launcher pas
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import os
 import sys
@@ -40,18 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         mod.register(sub)
     return parser
-
-
-def run_async(coro) -> int:
-    """Run a subcommand coroutine; typed errors print one sentence and give their exit code."""
-    try:
-        return asyncio.run(coro) or 0
-    except OverlayError as e:
-        print(f"overlay-tui: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("overlay-tui: interrupted", file=sys.stderr)
-        return 130
 
 
 def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], int] | None = None) -> int:

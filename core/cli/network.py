@@ -10,7 +10,7 @@ import os
 import sys
 from dataclasses import asdict
 
-from core.cli.main import run_async
+from core.cli.run import run_async
 from core.errors import DockerError, UsageError
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.cli.main import run_async
+from core.cli.run import run_async
 from core.errors import OverlayError, UsageError
 
 DEFAULT_COMMANDS = ("docker network ls", "ip -d link show type vxlan")

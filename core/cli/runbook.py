@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from core.cli.main import run_async
+from core.cli.run import run_async
 from core.errors import UsageError
 from core.model import StepState
 from core.runbook.steps import STEPS

@@ -6,7 +6,7 @@ import os
 import shlex
 from pathlib import Path
 
-from core.cli.main import run_async
+from core.cli.run import run_async
 
 
 def register(sub: argparse._SubParsersAction) -> None:

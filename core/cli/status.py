@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from core.cli.main import run_async
+from core.cli.run import run_async
 from core.service import Service
 
 
