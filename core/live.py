@@ -18,6 +18,7 @@ from core.dockerd.networks import OverlayNetworks
 from core.dockerd.probes import Probes
 from core.dockerd.service import DockerService
 from core.dockerd.store import DockerStoreChange
+from core.doctor.runner import Doctor
 from core.errors import NoInventoryError
 from core.etcd.plan import EtcdMemberPlan
 from core.etcd.read import EtcdReader
@@ -27,6 +28,7 @@ from core.model import (
     ClusterEvent,
     CommandResult,
     ConvergeResult,
+    DoctorReport,
     EtcdCluster,
     FlowStat,
     Frame,
@@ -67,6 +69,7 @@ class LiveService:
                                      Probes(self.docker, inventory), self.guard)
         self.capture_part = CaptureService(inventory, self.pool, self.dockerd.networks)
         self.runbook = Runbook(self, self.guard)
+        self.doctor_part = Doctor(inventory, self.pool, self.docker, self.etcd_reader, self.addresses)
         self._closers: list[Callable[[], Awaitable[None]]] = [self.pool.close, self.etcd_reader.close,
                                                               self.docker.close]
 
@@ -180,6 +183,10 @@ class LiveService:
 
     async def save_pcap(self, frames: list[Frame], path: str) -> int:
         return await self.capture_part.save_pcap(frames, path)
+
+    # --- doctor -------------------------------------------------------------------------
+    async def doctor(self, nodes: list[str] | None = None, *, checks: list[str] | None = None) -> DoctorReport:
+        return await self.doctor_part.run(nodes, checks)
 
 
 def resolve_inventory(path: str | None) -> Inventory:

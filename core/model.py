@@ -283,3 +283,27 @@ class ClusterEvent:
     key: str
     value: str | None = None
     source: str = ""                  # for kind "key": "v3" or "v2" (Docker's classic store)
+
+
+@dataclass
+class DoctorCheck:
+    """One finding of the doctor (:mod:`core.doctor`): what was checked, on which nodes, what was seen, the cure."""
+
+    id: str                           # e.g. "ports.udp4789", "mtu.path", "etcd.quorum"
+    status: str                       # "ok", "warn" or "fail"
+    nodes: list[str]                  # the node(s) or node pair it concerns ([] = the whole cluster)
+    summary: str                      # one sentence
+    evidence: list[str] = field(default_factory=list)   # "node: `command` -> the line seen"
+    fix: str = ""                     # the command or config change that cures it ("" when ok)
+
+
+@dataclass
+class DoctorReport:
+    """Every check the doctor ran; ``ok`` when none failed (warnings do not fail it)."""
+
+    checks: list[DoctorCheck]
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.status == "fail" for c in self.checks)

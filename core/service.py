@@ -13,6 +13,7 @@ from core.model import (
     ClusterEvent,
     CommandResult,
     ConvergeResult,
+    DoctorReport,
     EtcdCluster,
     FlowStat,
     Frame,
@@ -72,6 +73,8 @@ class Service(Protocol):
     def frame_detail(self, frame: Frame) -> FrameDetail: ...
     def flows(self, frames: list[Frame]) -> list[FlowStat]: ...
     async def save_pcap(self, frames: list[Frame], path: str) -> int: ...
+    # doctor: every known way the overlay breaks, with its fix (``checks``: only those ids)
+    async def doctor(self, nodes: list[str] | None = None, *, checks: list[str] | None = None) -> DoctorReport: ...
 
 
 def _checked(live: LiveService, recorded: RecordedService) -> tuple[Service, Service]:

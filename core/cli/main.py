@@ -15,7 +15,8 @@ from typing import NoReturn
 from core.errors import OverlayError
 
 SUBCOMMAND_MODULES = ["core.cli.lab", "core.cli.status", "core.cli.runbook", "core.cli.network",
-                      "core.cli.capture", "core.cli.serve", "core.cli.record"]
+                      "core.cli.capture", "core.cli.serve", "core.cli.record",
+                      "core.cli.doctor"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -24,7 +24,7 @@ DEFAULT_COMMANDS = ("docker network ls", "ip -d link show type vxlan")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("record", help="record nodes, etcd, keys, networks, runbook (and frames) to a JSON state file")
+    p = sub.add_parser("record", help="record nodes, etcd, keys, networks, runbook, doctor (and frames) to a JSON state file")
     p.add_argument("--out", required=True, metavar="FILE", help="JSON file to write (e.g. tests/fixtures/lab_state.json)")
     p.add_argument("--apply", action="store_true", help="apply the runbook first and record its events")
     p.add_argument("--ping", action="store_true", help="measure and record the probes' ping matrix")
@@ -134,6 +134,9 @@ async def _record(args: argparse.Namespace) -> int:
             state["names"] = names
         state["logs"] = await _logs(svc, args.log_lines)
         state["commands"] = await _commands(svc, args.commands or list(DEFAULT_COMMANDS))
+        doctor = await _part(state, "doctor", svc.doctor())
+        if doctor is not None:
+            state["doctor"] = doctor
     finally:
         await svc.close()
     text = state_to_json(state)

@@ -11,7 +11,8 @@ The JSON format (``"format": 1``) is written by :func:`state_to_json`::
      "nodes": [NodeStatus], "etcd": EtcdCluster, "keys": {"v3": [KeyEntry], "v2": [KeyEntry]},
      "networks": [NetworkInfo], "ping_matrix": [PingResult], "runbook": {"plan": [StepState],
      "events": [RunbookEvent]}, "names": Names, "logs": {"NODE/SOURCE": [str]},
-     "commands": {"NODE/COMMAND": CommandResult}, "capture": {...}, "errors": {part: str}}
+     "commands": {"NODE/COMMAND": CommandResult}, "capture": {...}, "errors": {part: str},
+     "doctor": DoctorReport}
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from core.model import (
     CommandResult,
     ContainerInfo,
     ConvergeResult,
+    DoctorCheck,
+    DoctorReport,
     EtcdCluster,
     EtcdMember,
     FlowStat,
@@ -259,3 +262,20 @@ class RecordedService:
 
     async def save_pcap(self, frames: list[Frame], path: str) -> int:
         return await self.capture_part.save_pcap(frames, path)
+
+    # doctor
+    async def doctor(self, nodes: list[str] | None = None, *, checks: list[str] | None = None) -> DoctorReport:
+        """The recorded report (filtered to ``nodes`` and ``checks``), or one row saying none was recorded."""
+        names = [n.name for n in self.inventory.nodes]
+        for n in nodes or []:
+            if n not in names:
+                raise UsageError(f"unknown node {n!r}; the inventory has {', '.join(names)}")
+        self._fail("doctor")
+        rec = self.state.get("doctor")
+        if rec is None:
+            return DoctorReport([DoctorCheck("recorded", "warn", [], "no doctor report was recorded in this state",
+                                             [], "record it again with `overlay-tui record --out FILE`")])
+        rows = [DoctorCheck(**c) for c in rec.get("checks", [])]
+        rows = [c for c in rows if (not checks or c.id in checks)
+                and (not nodes or not c.nodes or set(c.nodes) & set(nodes))]
+        return DoctorReport(rows, rec.get("seconds", 0.0))
