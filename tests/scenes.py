@@ -45,6 +45,7 @@ SCENES: tuple[Scene, ...] = (
     Scene("runbook", ("b",)),
     Scene("runbook_applied", ("b", "a", "y", "down", "down")),
     Scene("help", ("question_mark",)),
+    Scene("doctor", ("exclamation_mark",)),
 )
 
 

@@ -23,7 +23,7 @@ from core.service import Service
 from tui.capture.pane import CapturePane
 from tui.commands import BindingCommands
 from tui.header_bar import HeaderBar
-from tui.messages import ClusterChanged, FirstPaint, Notice, PaneFilled
+from tui.messages import ClusterChanged, DoctorRan, FirstPaint, Notice, PaneFilled
 from tui.panes.base import describe_error
 from tui.panes.etcd import EtcdPane
 from tui.panes.networks import NetworksPane
@@ -52,6 +52,7 @@ class OverlayApp(App[int]):
         Binding("3", "focus_pane('networks')", "Focus networks", show=False, id="app.focus-networks"),
         Binding("4", "focus_pane('capture')", "Focus capture", show=False, id="app.focus-capture"),
         Binding("ctrl+p", "command_palette", "Palette", show=False, id="app.palette"),
+        Binding("exclamation_mark", "doctor", "Doctor (what breaks the overlay)", show=False, id="app.doctor"),
     ]
 
     def __init__(self, service: Service, *, deterministic: bool = False, watch: bool | None = None,
@@ -86,6 +87,7 @@ class OverlayApp(App[int]):
             self.watch_cluster()
         if not self.deterministic:
             self.set_interval(1.0, self._refresh_dirty)
+            self.first_doctor()
         if self.service.read_only:
             self.notify("read-only console: creating or deleting networks, applying the runbook and running "
                         "commands are unavailable", title="read-only", timeout=6)
@@ -138,6 +140,27 @@ class OverlayApp(App[int]):
         from tui.screens.runbook import RunbookScreen
 
         self.push_screen(RunbookScreen())
+
+    def action_doctor(self) -> None:
+        from tui.screens.doctor import DoctorScreen
+
+        self.push_screen(DoctorScreen())
+
+    @work(group="doctor-first", exit_on_error=False)
+    async def first_doctor(self) -> None:
+        """One doctor run when the console opens on live nodes: the header names what fails."""
+        try:
+            self.post_message(DoctorRan(await self.service.doctor()))
+        except Exception:  # noqa: BLE001 - the Doctor screen (!) shows the error when asked
+            pass
+
+    def on_doctor_ran(self, msg: DoctorRan) -> None:
+        failing = [c.id + (f" [{', '.join(c.nodes)}]" if c.nodes else "") for c in msg.report.checks
+                   if c.status == "fail"]
+        try:
+            self.screen_stack[0].query_one(HeaderBar).show_doctor(failing)
+        except Exception:  # noqa: BLE001 - no header on this screen stack (shutting down)
+            pass
 
     def writable(self, action: str) -> bool:
         """False (and says so) when the console is read-only."""

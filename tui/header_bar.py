@@ -1,8 +1,10 @@
-"""The console's top line: what it shows (inventory or recorded state), and the read-only badge."""
+"""The console's top line: what it shows (inventory or recorded state), the read-only badge, and a line
+naming the doctor's failing checks once a report has some."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
@@ -24,3 +26,10 @@ class HeaderBar(Horizontal):
             yield Static(" RECORDED ", classes="badge", id="recorded-badge")
         if svc.read_only:
             yield Static(" READ-ONLY ", classes="badge", id="read-only-badge")
+        yield Static("", id="doctor-line")
+
+    def show_doctor(self, failing: list[str]) -> None:
+        """Name the failing checks (``[]`` hides the line)."""
+        line = self.query_one("#doctor-line", Static)
+        line.update(Text(f" ✗ doctor: {', '.join(failing)} (!) ") if failing else "")
+        line.set_class(bool(failing), "-shown")

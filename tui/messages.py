@@ -8,7 +8,7 @@ from __future__ import annotations
 from textual.message import Message
 from textual.notifications import SeverityLevel
 
-from core.model import ClusterEvent, EtcdCluster, NetworkInfo, NodeStatus
+from core.model import ClusterEvent, DoctorReport, EtcdCluster, NetworkInfo, NodeStatus
 
 
 class NodesLoaded(Message):
@@ -79,3 +79,11 @@ class Notice(Message):
         self.text = text          #: the sentence shown
         self.severity = severity  #: "information", "warning" or "error"
         self.title = title        #: where it comes from
+
+
+class DoctorRan(Message):
+    """A doctor report arrived (the Doctor screen, the runbook's pre-check or the console's first run)."""
+
+    def __init__(self, report: DoctorReport) -> None:
+        super().__init__()
+        self.report = report  #: every check with status, nodes, evidence and fix

@@ -20,6 +20,7 @@ from typing import Any
 
 from core.doctor import parse
 from core.doctor.facts import NodeFacts, facts_script
+from core.doctor.ids import RUNBOOK_CHECKS
 from core.doctor.probes import PORTS, PortProbe, probe_pmtu, probe_ports
 from core.errors import OverlayError
 from core.etcd.read import Endpoint
@@ -649,7 +650,4 @@ CHECKS: list[tuple[tuple[str, ...], Check]] = [
     (("gossip.converged",), check_gossip),
 ]
 
-#: what would block the runbook (things it cannot fix itself): the runbook screen runs these first
-RUNBOOK_CHECKS = ["ssh", "versions.docker", "versions.etcd", "versions.python", "hostnames", "ports.udp4789",
-                  "ports.udp7946", "ports.tcp7946", "mtu.underlay", "mtu.path", "kernel.vxlan", "clock.skew",
-                  "etcd.disk", "docker.tcp"]
+__all__ = ["CHECKS", "RUNBOOK_CHECKS", "DoctorContext"]

@@ -1,5 +1,6 @@
 """The runbook: the tutorial's eight steps with their state; apply with progress per step and node;
-each step's detail and the exact commands it runs."""
+each step's detail and the exact commands it runs. Before applying, the doctor's checks of what the
+runbook cannot fix itself run, and the confirmation names what would block it."""
 from __future__ import annotations
 
 from rich.text import Text
@@ -11,7 +12,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, RichLog, Static
 
-from core.model import RunbookEvent, StepState
+from core.doctor.ids import RUNBOOK_CHECKS
+from core.model import DoctorReport, RunbookEvent, StepState
 from tui.console import console
 from tui.panes.base import describe_error
 
@@ -39,6 +41,15 @@ class RunbookFinished(Message):
     def __init__(self, error: str | None) -> None:
         super().__init__()
         self.error = error  #: why it stopped
+
+
+class PrecheckDone(Message):
+    """The doctor's pre-apply checks ended (``report``), or could not run (``error``)."""
+
+    def __init__(self, report: DoctorReport | None, error: str | None = None) -> None:
+        super().__init__()
+        self.report = report  #: the checks of :data:`core.doctor.ids.RUNBOOK_CHECKS`
+        self.error = error    #: why the doctor could not run
 
 
 def state_text(step: StepState) -> Text:
@@ -125,13 +136,44 @@ class RunbookScreen(ModalScreen[None]):
             self.load_plan()
 
     def action_apply(self) -> None:
-        from tui.modals.confirm import ConfirmModal
-
         if self.applying or not console(self).writable("applying the runbook"):
             return
+        self.precheck()
+
+    @work(group="runbook-precheck", exclusive=True, exit_on_error=False)
+    async def precheck(self) -> None:
+        self.query_one(RichLog).write(Text("doctor: checking what would block the runbook…", style="cyan"))
+        try:
+            report = await console(self).service.doctor(checks=RUNBOOK_CHECKS)
+        except Exception as e:  # noqa: BLE001 - shown in the log; the operator may still apply
+            self.post_message(PrecheckDone(None, describe_error(e)))
+            return
+        self.post_message(PrecheckDone(report))
+
+    def on_precheck_done(self, msg: PrecheckDone) -> None:
+        from rich.markup import escape
+
+        from tui.modals.confirm import ConfirmModal
+        from tui.screens.doctor import clean
+
+        log = self.query_one(RichLog)
+        blockers = [c for c in msg.report.checks if c.status == "fail"] if msg.report else []
+        if msg.error:
+            log.write(Text(f"doctor: could not check first: {msg.error}", style="yellow"))
+        for c in blockers:
+            where = f" [{', '.join(c.nodes)}]" if c.nodes else ""
+            log.write(Text(f"✗ would block: {c.id}{where}: {clean(c.summary)}", style="bold red"))
+            if c.fix:
+                log.write(Text(f"    fix: {clean(c.fix)}"))
+        if msg.report and not blockers:
+            log.write(Text(f"doctor: nothing would block it ({len(msg.report.checks)} checks)", style="green"))
         question = ("Apply the runbook to every node of the inventory?\nSteps that already verify are left alone; "
                     "the others start etcd, [b]restart dockerd[/b] with the cluster store, create the network and "
                     "start probes.")
+        if blockers:
+            question += ("\n\n[b red]The doctor sees what would block it:[/b red]\n" +
+                         "\n".join(escape(f"✗ {c.id}" + (f" [{', '.join(c.nodes)}]" if c.nodes else "") +
+                                           f": {clean(c.summary)}") for c in blockers))
         self.app.push_screen(ConfirmModal(question, confirm="Apply"), self._apply_if_confirmed)
 
     def _apply_if_confirmed(self, ok: bool | None) -> None:
