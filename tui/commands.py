@@ -42,10 +42,10 @@ def _scopes(app_class: type) -> list[tuple[str, type, str | None]]:
     from tui.panes.etcd import EtcdPane
     from tui.panes.networks import NetworksPane
     from tui.panes.nodes import NodesPane
+    from tui.screens.doctor import DoctorScreen
     from tui.screens.key_browser import KeyBrowserScreen
     from tui.screens.log import LogScreen
     from tui.screens.ping_grid import PingGridScreen
-    from tui.screens.doctor import DoctorScreen
     from tui.screens.runbook import RunbookScreen
 
     scopes: list[tuple[str, type, str | None]] = [

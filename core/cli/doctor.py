@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from core.cli.main import run_async
+from core.cli.run import run_async
 from core.model import DoctorReport
 
 MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
