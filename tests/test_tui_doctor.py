@@ -37,7 +37,7 @@ async def test_doctor_screen_lists_problems_first_open_with_evidence_and_fix():
         summary = str(screen.query_one("#doctor-summary", Static).render())
         assert "2 check(s) fail" in summary and "mtu.path" in summary
         # the header names what fails, also after closing the screen
-        assert header.has_class("-shown") and "mtu.underlay [docker-node3]" in str(header.render())
+        assert header.has_class("-shown") and "mtu.underlay, mtu.path fail" in str(header.render())
         # r runs it again
         def runs() -> int:       # the hook sees a message at each node it reaches: count distinct ones
             return len({id(m) for m in messages if isinstance(m, DoctorRan)})

@@ -155,8 +155,7 @@ class OverlayApp(App[int]):
             pass
 
     def on_doctor_ran(self, msg: DoctorRan) -> None:
-        failing = [c.id + (f" [{', '.join(c.nodes)}]" if c.nodes else "") for c in msg.report.checks
-                   if c.status == "fail"]
+        failing = [c.id for c in msg.report.checks if c.status == "fail"]
         try:
             self.screen_stack[0].query_one(HeaderBar).show_doctor(failing)
         except Exception:  # noqa: BLE001 - no header on this screen stack (shutting down)

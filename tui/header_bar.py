@@ -31,5 +31,5 @@ class HeaderBar(Horizontal):
     def show_doctor(self, failing: list[str]) -> None:
         """Name the failing checks (``[]`` hides the line)."""
         line = self.query_one("#doctor-line", Static)
-        line.update(Text(f" ✗ doctor: {', '.join(failing)} (!) ") if failing else "")
+        line.update(Text(f" ✗ doctor: {', '.join(failing)} fail(s) · ! ") if failing else "")
         line.set_class(bool(failing), "-shown")

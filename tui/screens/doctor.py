@@ -59,9 +59,8 @@ class DoctorScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="doctor-dialog"):
-            yield Static("[b]Doctor[/b]: every known way the overlay breaks, with its fix  ·  "
-                         "r: run again · e: open all problems · Enter: open/close one · Esc: back",
-                         classes="dialog-title")
+            yield Static("[b]Doctor[/b]: what breaks the overlay, and the fix · r run again · e open problems · "
+                         "Enter open/close · Esc back", classes="dialog-title")
             yield Static("", id="doctor-summary")
             tree: Tree[DoctorCheck] = Tree("checks", id="doctor-tree")
             tree.show_root = False
