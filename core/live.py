@@ -8,6 +8,8 @@ in reverse order.
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -19,7 +21,8 @@ from core.dockerd.probes import Probes
 from core.dockerd.service import DockerService
 from core.dockerd.store import DockerStoreChange
 from core.doctor.runner import Doctor
-from core.errors import NoInventoryError
+from core.errors import DockerError, NoInventoryError, OverlayError
+from core.etcd.health import no_quorum_reason
 from core.etcd.plan import EtcdMemberPlan
 from core.etcd.read import EtcdReader
 from core.etcd.service import EtcdApplied, EtcdService
@@ -132,7 +135,39 @@ class LiveService:
         return await self.dockerd.networks()
 
     async def network_listing(self) -> NetworkListing:
-        return await self.dockerd.listing()
+        """The networks, and why some are missing; when the store has lost its quorum, the reason says so
+        ("unknown: etcd has no quorum ...") instead of the networks silently vanishing."""
+        answers = await asyncio.gather(self.dockerd.listing(), self.etcd.cluster(), return_exceptions=True)
+        listing, cluster = answers
+        why = no_quorum_reason(cluster) if isinstance(cluster, EtcdCluster) else None
+        if isinstance(listing, BaseException):
+            if why and isinstance(listing, DockerError):
+                raise DockerError(f"networks unknown: {why}; {listing}") from None
+            raise listing
+        if why:
+            listing.problems = {k: f"unknown: {why}; {v}" for k, v in listing.problems.items()}
+            listing.problems["store"] = f"unknown: {why}: " + await self._store_networks_missing(listing)
+        return listing
+
+    async def _store_networks_missing(self, listing: NetworkListing) -> str:
+        """Which of the store's networks Docker does not list (a v2 read is served by a member without quorum)."""
+        try:
+            keys = await self.etcd.keys("v2", "/docker/network/v1.0/network")
+        except OverlayError:
+            return "the overlay networks kept in the store cannot be listed"
+        shown = {n.id for n in listing.networks}
+        names = []
+        for k in keys:
+            net_id = k.key.rsplit("/", 1)[-1]
+            if k.is_dir or net_id in shown:
+                continue
+            try:
+                names.append(str(json.loads(k.value or "{}").get("name") or net_id[:12]))
+            except ValueError:
+                names.append(net_id[:12])
+        if not names:
+            return "every network of the store is still listed, but none can be created, changed or deleted"
+        return f"{', '.join(sorted(names))} cannot be listed by Docker (kept in the store)"
 
     async def create_network(self, name: str, subnet: str | None = None, attachable: bool = True,
                              node: str | None = None) -> ConvergeResult:

@@ -81,6 +81,7 @@ class NodeStatus:
     store_mode: str | None = None     # "etcd (classic)", "swarm", "local", or None if unknown
     etcd_state: str | None = None     # "running", "stopped", "not installed", or None if unknown
     error: str | None = None
+    etcd_last_error: str | None = None  # a stopped etcd: the last fatal line of /var/log/etcd.log
 
 
 @dataclass
@@ -143,7 +144,8 @@ class NetworkInfo:
 
 @dataclass
 class NetworkListing:
-    """Every network seen, and why some are missing: ``problems`` maps a node (or "vni") to a sentence."""
+    """Every network seen, and why some are missing: ``problems`` maps a node (or "vni", or "store" when etcd
+    has no quorum) to a sentence."""
 
     networks: list[NetworkInfo]
     problems: dict[str, str] = field(default_factory=dict)

@@ -151,12 +151,22 @@ async def test_a_stopped_etcd_member_loses_quorum_and_is_named(svc):
     pid = int((await svc.pool.run(N2, "pgrep -xo etcd", check=True)).stdout)
     await svc.pool.kill(N2, pid)
     try:
+        # an etcd that dies at once leaves its fatal line in the log, as a full disk would
+        await svc.pool.run(N2, "etcd --name x --data-dir /proc/doctor-nope --listen-client-urls http://127.0.0.1:23799 "
+                               "--advertise-client-urls http://127.0.0.1:23799 --listen-peer-urls http://127.0.0.1:23800 "
+                               ">> /var/log/etcd.log 2>&1")
         report = await svc.doctor(checks=["etcd.quorum", "etcd.members", "etcd.v2"])
+        status = await svc.node_status(N2)
+        listing = await svc.network_listing()
     finally:
         await svc.etcd_apply()              # starts node2's member again from its data dir
     rows = by_id(report)
     assert rows["etcd.quorum"].status == "fail" and "no quorum" in rows["etcd.quorum"].summary
     assert N2 in rows["etcd.quorum"].nodes
+    # the stopped member says why; the network Docker cannot list any more is named, not dropped
+    assert status.etcd_state == "stopped" and "cannot access data directory" in (status.etcd_last_error or "")
+    assert "demo" not in [n.name for n in listing.networks]
+    assert "etcd has no quorum" in listing.problems["store"] and "demo" in listing.problems["store"]
     assert (await svc.doctor(checks=["etcd.quorum"])).ok
 
 

@@ -30,9 +30,10 @@ class EtcdLoaded(Message):
 class NetworksLoaded(Message):
     """The networks, merged over nodes, arrived."""
 
-    def __init__(self, networks: list[NetworkInfo]) -> None:
+    def __init__(self, networks: list[NetworkInfo], problems: dict[str, str] | None = None) -> None:
         super().__init__()
         self.networks = networks  #: every network the cluster's nodes see
+        self.problems = problems or {}  #: node (or "vni") -> why its networks are missing
 
 
 class PaneFailed(Message):

@@ -35,22 +35,25 @@ async def _status(args: argparse.Namespace) -> int:
             if n.reachable:
                 print(f"{'':16} hostname={n.hostname} kernel={n.kernel} docker={n.docker_version} "
                       f"store={n.store_mode} etcd={n.etcd_state}")
+                if n.etcd_last_error:
+                    print(f"{'':16} etcd stopped; last fatal line of /var/log/etcd.log: {_clean(n.etcd_last_error)}")
         _print_control_plane(extra)
     return 0 if all(n.reachable for n in nodes) else 1
 
 
 async def _control_plane(svc: Service) -> dict:
     """etcd and networks, concurrently; each part fails on its own without hiding the rest."""
-    cluster, networks = await asyncio.gather(svc.etcd_cluster(), svc.networks(), return_exceptions=True)
+    cluster, listing = await asyncio.gather(svc.etcd_cluster(), svc.network_listing(), return_exceptions=True)
     out: dict = {}
     if isinstance(cluster, BaseException):
         out["etcd"] = {"members": [], "healthy": False, "error": str(cluster)}
     else:
         out["etcd"] = asdict(cluster)
-    if isinstance(networks, BaseException):
-        out["networks"], out["networks_error"] = [], str(networks)
+    if isinstance(listing, BaseException):
+        out["networks"], out["networks_error"] = [], str(listing)
     else:
-        out["networks"] = [asdict(n) for n in networks]
+        out["networks"] = [asdict(n) for n in listing.networks]
+        out["network_problems"] = dict(listing.problems)    # node (or "vni") -> why its networks are missing
     return out
 
 
@@ -65,4 +68,11 @@ def _print_control_plane(extra: dict) -> None:
     for n in extra["networks"]:
         print(f"  {n['name']:<16} {n['id'][:12]} {n['driver']:<8} {n['scope']:<7} vni={n['vni']} "
               f"subnet={n['subnet']} nodes={','.join(n['nodes'])}")
+    for where, why in extra.get("network_problems", {}).items():
+        print(f"  {where}: {_clean(why)}")
     sys.stdout.flush()
+
+
+def _clean(text: str) -> str:
+    """Text from the nodes without control characters (terminal escapes)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)

@@ -62,8 +62,9 @@ def assemble_cluster(probes, endpoints) -> EtcdCluster:
         summary.append("cluster is degraded")
     else:
         summary.append("cluster is unavailable")
-    if leader_id is None and healthy_n:
-        errors.append("no leader elected")
+    if leader_id is None and (healthy_n or any(p.extra.get("election") for p in probes)):
+        errors.append("no leader elected: a leader election is in progress (members answer but know no leader), "
+                      "or too few members are up for a quorum")
     healthy = healthy_n == len(members) and leader_id is not None and not strangers
     return EtcdCluster(members=members, healthy=healthy, summary=summary + errors,
                        error="; ".join(errors) or None)
@@ -82,3 +83,17 @@ def _unavailable(probes, endpoints) -> EtcdCluster:
     summary.append("cluster is unavailable")
     return EtcdCluster(members=members, healthy=False, summary=summary,
                        error="no etcd member answered (" + "; ".join(errors) + ")" if errors else "no endpoints")
+
+
+def no_quorum_reason(cluster: EtcdCluster) -> str | None:
+    """"etcd has no quorum (...)" when too few members answer for a quorum, else None.
+
+    Used to explain what else stalls with the store (Docker's classic network calls wait on it)."""
+    listed = [m for m in cluster.members if m.id]
+    if not listed:
+        return "etcd has no quorum: no member answers" if cluster.members or cluster.error else None
+    healthy = sum(m.healthy for m in listed)
+    quorum = len(listed) // 2 + 1
+    if healthy < quorum:
+        return f"etcd has no quorum ({healthy} of {len(listed)} members answer, {quorum} needed)"
+    return None

@@ -60,6 +60,9 @@ def rpc_error_text(exc: BaseException) -> str:
     """A short operator-readable text for a gRPC or etcd3 error."""
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            details = exc.details() or ""
+            if "etcdserver:" in details and "leader" in details:   # "no leader", "leader changed"
+                return f"a leader election is in progress ({details.splitlines()[0]}); it settles in a few seconds"
             return "unavailable: nothing answers there (etcd stopped or not listening)"
         if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return "no answer in time (a member without quorum cannot serve reads)"
@@ -93,6 +96,8 @@ def _probe_blocking(client: etcd3.Etcd3Client, probe: Probe, timeout: float) -> 
         probe.error = f"no answer from {probe.endpoint.url} (via {probe.endpoint.via}): {rpc_error_text(e)}"
         return probe
     probe.member_id, probe.leader_id = status.header.member_id, status.leader
+    if not status.leader:
+        probe.extra["election"] = True      # it answers but knows no leader: an election (or no quorum)
     probe.version, probe.db_size = status.version, status.dbSize
     probe.raft_term, probe.raft_index = status.raftTerm, status.raftIndex
     try:
@@ -106,7 +111,9 @@ def _probe_blocking(client: etcd3.Etcd3Client, probe: Probe, timeout: float) -> 
         client.kvstub.Range(etcdrpc.RangeRequest(key=b"health"), timeout)
         probe.healthy = True
     except Exception as e:  # noqa: BLE001 - e.g. no quorum: the get times out
-        probe.healthy, probe.error = False, f"unhealthy: {rpc_error_text(e) or 'no answer'}"
+        probe.healthy, probe.error = False, (
+            "knows no leader: a leader election is in progress (or too few members are up for a quorum)"
+            if probe.extra.get("election") else f"unhealthy: {rpc_error_text(e) or 'no answer'}")
     probe.latency_ms = round((time.monotonic() - t1) * 1000, 1)
     probe.extra["status_ms"] = round((t1 - t0) * 1000, 1)
     return probe

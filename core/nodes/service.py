@@ -17,7 +17,11 @@ from core.ssh import SSHPool
 FACTS_SCRIPT = (
     "echo hostname=$(hostname); echo kernel=$(uname -r); "
     "if pgrep -x etcd >/dev/null 2>&1; then echo etcd=running; "
-    "elif command -v etcd >/dev/null 2>&1; then echo etcd=stopped; else echo etcd=not installed; fi"
+    "elif command -v etcd >/dev/null 2>&1; then echo etcd=stopped; "
+    # why it stopped: the last fatal (capnslog ` C | `, zap "fatal"/"panic") line of its log
+    "echo etcd_fatal=$(tail -n 5000 /var/log/etcd.log 2>/dev/null | "
+    "grep -a -E '\"level\":\"(fatal|panic)\"| C \\| |level=fatal|panic: ' | tail -n 1); "
+    "else echo etcd=not installed; fi"
 )
 
 LOG_SOURCES = {
@@ -53,7 +57,8 @@ class NodeService:
         facts = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
         status = NodeStatus(name=spec.name, address=spec.address, reachable=True, latency_ms=latency,
                             hostname=facts.get("hostname") or None, kernel=facts.get("kernel") or None,
-                            etcd_state=facts.get("etcd") or None)
+                            etcd_state=facts.get("etcd") or None,
+                            etcd_last_error=facts.get("etcd_fatal", "").strip()[:300] or None)
         try:
             info = await self.docker.call(spec.name, lambda c: c.info())
         except OverlayError as e:

@@ -10,7 +10,7 @@ from textual.binding import Binding
 
 from core.model import NetworkInfo
 from tui.console import console
-from tui.messages import NetworksLoaded, Notice
+from tui.messages import NetworksLoaded, Notice, PaneFailed
 from tui.panes.base import Pane, describe_error
 
 DASH = Text("—", style="dim")
@@ -24,8 +24,12 @@ def visibility(net: NetworkInfo, nodes: list[str]) -> Text:
     return t
 
 
-def network_cells(net: NetworkInfo, nodes: list[str]) -> tuple[object, ...]:
-    """One table row for a network."""
+def network_cells(net: NetworkInfo, nodes: list[str], unknown: str | None = None) -> tuple[object, ...]:
+    """One table row for a network (``unknown``: it was listed before and cannot be listed now, and why)."""
+    if unknown is not None:
+        return (Text(net.name, style="bold"), Text(str(net.vni), justify="right") if net.vni is not None else DASH,
+                Text("?" * len(nodes), style="red"), Text(net.subnet) if net.subnet else DASH,
+                Text("unknown", style="bold red"), Text(net.driver), Text(unknown, style="red"))
     names = ", ".join(c.name for c in net.containers)
     return (Text(net.name, style="bold"), Text(str(net.vni), justify="right") if net.vni is not None else DASH,
             visibility(net, nodes), Text(net.subnet) if net.subnet else DASH,
@@ -58,14 +62,28 @@ class NetworksPane(Pane):
         super().__init__(id=id)
         self.networks: list[NetworkInfo] = []  #: last networks loaded (all scopes)
         self.show_local = False                 #: also list node-local networks
+        self.unknown: dict[str, str] = {}       #: network id -> why it cannot be listed now (shown, not dropped)
+        self.problems: dict[str, str] = {}      #: node (or "vni") -> why its networks are missing
 
     async def load(self) -> NetworksLoaded:
-        return NetworksLoaded(await console(self).service.networks())
+        listing = await console(self).service.network_listing()
+        return NetworksLoaded(listing.networks, listing.problems)
 
     def on_networks_loaded(self, msg: NetworksLoaded) -> None:
         msg.stop()
-        self.networks = msg.networks
+        seen = {n.id for n in msg.networks}
+        why = next(iter(msg.problems.values()), "") if msg.problems else ""
+        vanished = [n for n in self.networks if is_multi_host(n) and n.id not in seen] if why else []
+        self.unknown = {n.id: why.split(";")[0] for n in vanished}
+        self.networks, self.problems = msg.networks + vanished, msg.problems
         self._show()
+
+    def on_pane_failed(self, msg: PaneFailed) -> None:
+        """Nothing could be listed: the multi-host networks seen last stay, marked unknown with the reason
+        (Textual then runs :meth:`Pane.on_pane_failed`, which shows the error)."""
+        self.unknown = {n.id: msg.error.split(";")[0] for n in self.networks if is_multi_host(n)}
+        if self.unknown:
+            self._show()
 
     def _show(self) -> None:
         nodes = [n.name for n in console(self).service.inventory.nodes]
@@ -73,7 +91,9 @@ class NetworksPane(Pane):
         shown = [n for n in nets if self.show_local or is_multi_host(n)]
         overlay = sum(is_multi_host(n) for n in nets)
         hidden = "" if self.show_local else f" · {len(nets) - overlay} local hidden (a)"
-        self.show_rows([(n.id, network_cells(n, nodes)) for n in shown], f"{overlay} multi-host{hidden}")
+        problems = "".join(f" · ⚠ {where}: {why[:90]}" for where, why in self.problems.items())
+        self.show_rows([(n.id, network_cells(n, nodes, self.unknown.get(n.id))) for n in shown],
+                       f"{overlay} multi-host{hidden}{problems}")
 
     def selected_network(self) -> NetworkInfo | None:
         key = self.selected_key

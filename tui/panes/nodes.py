@@ -29,6 +29,8 @@ def node_cells(n: NodeStatus) -> tuple[object, ...]:
     etcd = _cell(n.etcd_state, good="running")
     if n.etcd_state in ("stopped", "not installed"):
         etcd = Text(n.etcd_state, style="yellow")
+    if n.etcd_last_error:     # a stopped etcd: why, from the last fatal line of its log
+        etcd = Text.assemble((f"{n.etcd_state}: ", "yellow"), (n.etcd_last_error[-60:], "red"))
     return (Text(n.name, style="bold"), state, latency, etcd, _cell(n.store_mode, good="etcd (classic)"),
             _cell(n.docker_version), _cell(n.hostname), _cell(n.kernel))
 
@@ -76,7 +78,8 @@ class NodesPane(Pane):
         rows = [("reachable", node_cells(n)[1]), ("SSH round trip", f"{n.latency_ms} ms" if n.latency_ms else None),
                 ("SSH target", spec.ssh_target if spec else n.address), ("underlay address", spec and spec.advertise),
                 ("hostname", n.hostname), ("kernel", n.kernel), ("Docker", n.docker_version),
-                ("cluster store", n.store_mode), ("etcd", n.etcd_state), ("error", Text(n.error, style="red") if n.error else None)]
+                ("cluster store", n.store_mode), ("etcd", n.etcd_state), ("error", Text(n.error, style="red") if n.error else None),
+                ("etcd's last fatal log line", Text(n.etcd_last_error, style="red") if n.etcd_last_error else None)]
         self.app.push_screen(DetailScreen(f"[b]{n.name}[/b]  node", rows))
 
     def _node(self) -> str | None:
