@@ -87,7 +87,6 @@ class OverlayApp(App[int]):
             self.watch_cluster()
         if not self.deterministic:
             self.set_interval(1.0, self._refresh_dirty)
-            self.first_doctor()
         if self.service.read_only:
             self.notify("read-only console: creating or deleting networks, applying the runbook and running "
                         "commands are unavailable", title="read-only", timeout=6)
@@ -148,7 +147,7 @@ class OverlayApp(App[int]):
 
     @work(group="doctor-first", exit_on_error=False)
     async def first_doctor(self) -> None:
-        """One doctor run when the console opens on live nodes: the header names what fails."""
+        """One doctor run once the console has painted (live nodes): the header names what fails."""
         try:
             self.post_message(DoctorRan(await self.service.doctor()))
         except Exception:  # noqa: BLE001 - the Doctor screen (!) shows the error when asked
@@ -185,6 +184,8 @@ class OverlayApp(App[int]):
         if self.first_paint_seconds is None and self._filled >= DATA_PANES:
             self.first_paint_seconds = time.monotonic() - self.created_at
             self.post_message(FirstPaint(self.first_paint_seconds))
+            if not self.deterministic:
+                self.first_doctor()     # after the first paint: it must not slow the panes down
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The catch-all: a worker that failed anyway becomes a notification, never a crash."""
