@@ -263,3 +263,39 @@ def test_recorded_service_serves_the_recorded_doctor():
     state.pop("doctor")
     none = asyncio.run(RecordedService(state).doctor())
     assert none.checks[0].status == "warn" and "no doctor report was recorded" in none.checks[0].summary
+
+
+def _etcd_facts(node: str, ip: str, *flags: str) -> NodeFacts:
+    return NodeFacts(node, ip, {"etcd": ["etcd", *flags]})
+
+
+def test_the_store_open_to_the_underlay_is_read_from_the_running_flags():
+    from core.doctor.checks import check_etcd_plaintext
+
+    plain = {"n1": _etcd_facts("n1", "10.0.0.1", "--listen-client-urls", "http://10.0.0.1:2379,http://127.0.0.1:2379"),
+             "n2": NodeFacts("n2", "10.0.0.2", {"etcd": []})}          # no member on n2: not judged
+    [row] = asyncio.run(check_etcd_plaintext(_ctx(plain)))
+    assert (row.status, row.nodes) == ("warn", ["n1"]) and "TLS" in row.fix
+    tls_anon = {"n1": _etcd_facts("n1", "10.0.0.1", "--listen-client-urls=https://10.0.0.1:2379",
+                                  "--listen-peer-urls=https://10.0.0.1:2380")}
+    [row] = asyncio.run(check_etcd_plaintext(_ctx(tls_anon)))
+    assert row.status == "warn" and "no client certificate" in row.summary
+    tls = {"n1": _etcd_facts("n1", "10.0.0.1", "--listen-client-urls=https://10.0.0.1:2379",
+                             "--listen-peer-urls=https://10.0.0.1:2380", "--client-cert-auth")}
+    [row] = asyncio.run(check_etcd_plaintext(_ctx(tls)))
+    assert row.status == "ok"
+
+
+def test_a_gossip_peer_that_failed_is_named():
+    from core.doctor.checks import check_gossip
+
+    failed = ('time="2026-11-30T03:19:14.000000001Z" level=info msg="serf: EventMemberFailed: n2 10.0.0.2\\n"')
+    facts = {"n1": NodeFacts("n1", "10.0.0.1", {"serf": [failed]}),
+             "n2": NodeFacts("n2", "10.0.0.2", {"serf": []})}
+    ctx = _ctx(facts)
+
+    async def ips() -> dict[str, str]:
+        return {"n1": "10.0.0.1", "n2": "10.0.0.2"}
+    ctx.ips = ips          # type: ignore[method-assign]
+    [row] = asyncio.run(check_gossip(ctx))
+    assert (row.status, row.nodes) == ("fail", ["n1", "n2"]) and "n1 sees n2 failed" in row.summary

@@ -526,7 +526,7 @@ async def check_docker_tcp(ctx: DoctorContext) -> list[DoctorCheck]:
 
 async def check_etcd_plaintext(ctx: DoctorContext) -> list[DoctorCheck]:
     facts, bad = await ctx.reachable()
-    evidence, open_nodes = _skipped(bad), []
+    evidence, open_nodes, anonymous = _skipped(bad), [], []
     for n, f in facts.items():
         if not f.runs_etcd:
             continue
@@ -539,11 +539,17 @@ async def check_etcd_plaintext(ctx: DoctorContext) -> list[DoctorCheck]:
                         + (" --client-cert-auth" if auth else ""))
         if urls or peers:
             open_nodes.append(n)
+        elif "https://" in flags.get("listen-client-urls", "") and not auth:
+            anonymous.append(n)
     if open_nodes:
         return [row("etcd.plaintext", "warn", open_nodes, f"the store is open to the underlay on {', '.join(open_nodes)}: "
                     "etcd serves plain HTTP beyond loopback, so anyone there can read and rewrite the overlay's state",
                     evidence, "serve clients and peers over TLS (--cert-file/--key-file, --client-cert-auth, "
                     "--peer-*), or keep the underlay closed to anyone but the nodes")]
+    if anonymous:
+        return [row("etcd.plaintext", "warn", anonymous, f"etcd on {', '.join(anonymous)} serves TLS but asks no client "
+                    "certificate: anyone on the underlay can still read and rewrite the store", evidence,
+                    "add --client-cert-auth=true and --trusted-ca-file (and give Docker and overlay-tui client certs)")]
     return [row("etcd.plaintext", "ok", [], "no etcd serves plain HTTP beyond loopback", evidence)]
 
 

@@ -165,7 +165,8 @@ PMTU_SIZES = (1472, 1422, 1400, 1372, 1322, 1272, 1172, 972)   # + 28 = 1500, 14
 
 
 def pmtu_script(src: str, dsts: list[str]) -> str:
-    """Per destination: a plain ping, then DF-set pings of decreasing size; prints ``DST ok|SIZE|none|down``."""
+    """Per destination (all at once, then ``wait``): a plain ping, then DF-set pings of decreasing size;
+    prints ``DST SIZE`` (the largest that passed), ``DST none`` or ``DST down`` (not even a plain ping)."""
     from shlex import quote
 
     sizes = " ".join(str(s) for s in PMTU_SIZES)
@@ -173,10 +174,10 @@ def pmtu_script(src: str, dsts: list[str]) -> str:
     for dst in dsts:
         d, s = quote(dst), quote(src)
         lines.append(
-            f"if ping -n -c 1 -W 1 -I {s} {d} >/dev/null 2>&1; then r=none; for sz in {sizes}; do "
+            f"( if ping -n -c 1 -W 1 -I {s} {d} >/dev/null 2>&1; then r=none; for sz in {sizes}; do "
             f"if ping -n -M do -c 1 -W 1 -I {s} -s $sz {d} >/dev/null 2>&1; then r=$sz; break; fi; done; "
-            f"echo {d} $r; else echo {d} down; fi")
-    return "; ".join(lines) if lines else "true"
+            f"echo {d} $r; else echo {d} down; fi ) &")
+    return " ".join(lines) + " wait" if lines else "true"
 
 
 def parse_pmtu(text: str) -> dict[str, int | None | str]:
