@@ -299,3 +299,35 @@ def test_a_gossip_peer_that_failed_is_named():
     ctx.ips = ips          # type: ignore[method-assign]
     [row] = asyncio.run(check_gossip(ctx))
     assert (row.status, row.nodes) == ("fail", ["n1", "n2"]) and "n1 sees n2 failed" in row.summary
+
+
+class _FakePool:
+    """Answers the port test's three commands as nodes would: n2 counted what n1 sent, except 4789, which
+    n1 could not send (its source port was taken)."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, str] = {}
+
+    async def run(self, node, command, *, input=None, timeout=None, check=False):
+        from core.model import CommandResult
+
+        if command.startswith("nft -f -"):
+            self.tables[node] = input or ""
+            return CommandResult(node, command, 0, "installed\n", "", 0.0)
+        if command.startswith("python3 -c"):
+            return CommandResult(node, command, 0, "error udp 10.0.0.2 4789 [Errno 98] Address in use\nsent 3\n",
+                                 "", 0.0)
+        listed = "\n".join(ln.replace("counter drop", "counter packets 2 bytes 84 drop")
+                           for ln in self.tables.get(node, "").splitlines() if "4789" not in ln)
+        return CommandResult(node, command, 0, listed, "", 0.0)
+
+
+def test_a_probe_the_sender_could_not_send_is_not_reported_as_dropped():
+    from core.doctor.probes import probe_ports
+
+    pool = _FakePool()
+    probe = asyncio.run(probe_ports(pool, {"n1": "10.0.0.1", "n2": "10.0.0.2"}, [("n1", "n2")]))
+    assert ("n1", "n2", "udp", 4789) not in probe.counts
+    assert probe.counts[("n1", "n2", "udp", 7946)] == 2 and probe.counts[("n1", "n2", "tcp", 7946)] == 2
+    assert any("could not send udp/4789" in e for e in probe.errors.values())
+    assert 'ip saddr 10.0.0.1 udp sport' in pool.tables["n2"] and "priority 500" in pool.tables["n2"]

@@ -243,13 +243,13 @@ async def check_ports(ctx: DoctorContext) -> list[DoctorCheck]:
                            f"security group on the path, e.g. on the receiver `iptables -I INPUT -p {proto} --dport {port} "
                            "-s PEER_IP -j ACCEPT` (NSX and some clouds block 4789: pick another VXLAN port there)"))
         elif probe.errors and not passed:
-            out.append(row(cid, "warn", sorted(probe.errors), f"{proto.upper()} {port} could not be tested", evidence,
+            out.append(row(cid, "warn", sorted({k.split('->')[0] for k in probe.errors}), f"{proto.upper()} {port} could not be tested", evidence,
                            "the test needs nft and python3 on the nodes, run as root"))
         elif not pairs:
             out.append(row(cid, "ok", [], f"{proto.upper()} {port}: fewer than two reachable nodes, nothing to test"))
         else:
             status = "warn" if probe.errors else "ok"
-            out.append(row(cid, status, sorted(probe.errors), f"{proto.upper()} {port} ({what}) arrives on every "
+            out.append(row(cid, status, sorted({k.split('->')[0] for k in probe.errors}), f"{proto.upper()} {port} ({what}) arrives on every "
                            f"tested pair ({len(passed)})", evidence, "see the evidence: some nodes could not be tested"))
     return out
 

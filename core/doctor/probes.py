@@ -71,6 +71,7 @@ class PortProbe:
     counts: dict[tuple[str, str, str, int], int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     evidence: dict[str, list[str]] = field(default_factory=dict)   # receiver -> what its table showed
+    unsent: set[tuple[str, str, str, int]] = field(default_factory=set)  # (sender, receiver ip, proto, port)
 
 
 def nft_table(table: str, rules: list[tuple[str, str, str, int, int]]) -> str:
@@ -123,8 +124,11 @@ async def probe_ports(pool, ips: dict[str, str], pairs: list[tuple[str, str]], t
         if not res.ok:
             raise OverlayError(f"the sender (python3) failed: {(res.stderr or res.stdout).strip()[-200:]}")
         for line in res.stdout.splitlines():
-            if line.startswith("error "):
-                result.evidence.setdefault(src, []).append(f"{src}: {line}")
+            parts = line.split()
+            if parts[:1] == ["error"] and len(parts) >= 4 and parts[3].isdigit():
+                # the sender could not send this one (e.g. its source port was taken): not a drop
+                result.unsent.add((src, parts[2], parts[1], int(parts[3])))
+                result.errors[f"{src}->{parts[2]}"] = f"{src}: could not send {parts[1]}/{parts[3]} to {parts[2]}: {line}"
 
     sent = await asyncio.gather(*(send(s) for s in senders), return_exceptions=True)
     for src, res in zip(senders, sent):
@@ -144,7 +148,7 @@ async def probe_ports(pool, ips: dict[str, str], pairs: list[tuple[str, str]], t
         result.evidence[dst] = [f"{dst}: nft list table inet {table} -> {ln.strip()}" for ln in text.splitlines()
                                 if "counter" in ln]
         for (s, d, proto, port) in ports:
-            if d == dst and s not in result.errors:
+            if d == dst and s not in result.errors and (s, ips[d], proto, port) not in result.unsent:
                 result.counts[(s, d, proto, port)] = counters.get(label(s, proto, port), 0)
     return result
 
