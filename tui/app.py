@@ -184,8 +184,10 @@ class OverlayApp(App[int]):
         if self.first_paint_seconds is None and self._filled >= DATA_PANES:
             self.first_paint_seconds = time.monotonic() - self.created_at
             self.post_message(FirstPaint(self.first_paint_seconds))
-            if not self.deterministic:
-                self.first_doctor()     # after the first paint: it must not slow the panes down
+            # After the first paint (it must not slow the panes down); never on its own in a read-only
+            # console: the port test briefly adds a counting nft table on the nodes.
+            if not self.deterministic and not self.service.read_only:
+                self.first_doctor()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The catch-all: a worker that failed anyway becomes a notification, never a crash."""
