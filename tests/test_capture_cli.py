@@ -127,18 +127,19 @@ def test_truncated_file_still_prints_and_warns(capsys, pcap):
         assert rc == 0 and "warning:" in err and "last record cut short" in err
 
 
-@pytest.mark.parametrize("make,expect", [
-    (lambda p: None, "no such file"),
-    (lambda p: p.write_bytes(b"\x0a\x0d\x0d\x0a" + bytes(60)), "is a pcapng file"),
-    (lambda p: p.write_bytes(b"hello world, not a capture"), "is not a pcap file"),
+@pytest.mark.parametrize("make,expect,rc", [
+    (lambda p: None, "no such file", 1),
+    (lambda p: p.write_bytes(b"\x0a\x0d\x0d\x0a" + bytes(60)), "is not a pcapng file", 2),
+    (lambda p: p.write_bytes(b"hello world, not a capture"), "is not a pcap or pcapng file", 2),
+    (lambda p: p.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"garbage, not deflate"), "cannot read", 1),
 ])
-def test_bad_files_give_one_line_and_a_non_zero_exit_without_traceback(tmp_path, make, expect):
+def test_bad_files_give_one_line_and_a_non_zero_exit_without_traceback(tmp_path, make, expect, rc):
     path = tmp_path / "in.pcap"
     make(path)
     for extra in ([], ["--flows"], ["--json"]):
         proc = subprocess.run([sys.executable, "-m", "tui.launcher", "capture", "--read", str(path), *extra],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 1 and proc.stdout == ""
+        assert proc.returncode == rc and proc.stdout == ""
         assert proc.stderr.count("\n") == 1 and expect in proc.stderr and str(path) in proc.stderr
         assert "Traceback" not in proc.stderr
 

@@ -182,7 +182,7 @@ def test_walker_run_prediction_finds_exactly_the_records(runs, endian, cut):
     buf = bytearray(recs[:len(recs) - cut])
     walker = _Walker(endian, "t")
     walker.backoff = 1                          # predict at every chance
-    starts, used = walker(buf, len(buf))
+    starts, used = walker.walk(buf, len(buf))
     assert (starts.tolist(), used) == _naive_walk(bytes(buf), endian)
 
 

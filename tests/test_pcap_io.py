@@ -103,10 +103,10 @@ def test_file_of_only_a_header_has_no_records(tmp_path):
 
 
 @pytest.mark.parametrize("content,expect", [
-    (b"", "is not a pcap file (empty"),
-    (b"\xd4\xc3\xb2", "is not a pcap file (only 3 bytes"),
-    (b"\x0a\x0d\x0d\x0a" + b"\x00" * 40, "is a pcapng file"),
-    (b"GIF89a" + b"\x00" * 40, "is not a pcap file (magic 0x47494638)"),
+    (b"", "is not a pcap or pcapng file (empty"),
+    (b"\xd4\xc3\xb2", "is not a pcap or pcapng file (only 3 bytes"),
+    (b"\x0a\x0d\x0d\x0a" + b"\x00" * 40, "is not a pcapng file (section header byte-order magic 0x00000000)"),
+    (b"GIF89a" + b"\x00" * 40, "is not a pcap or pcapng file (magic 0x47494638)"),
     (_classic([], linktype=113), "link type 113 (Linux cooked (SLL, from `-i any`))"),
     (_classic([], linktype=101), "link type 101 (raw IP)"),
 ])

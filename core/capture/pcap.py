@@ -1,12 +1,16 @@
-"""Classic pcap in and out: files, and the byte stream ``tcpdump -w -`` writes (over SSH, say).
+"""pcap in and out: files, and the byte stream ``tcpdump -w -`` writes (over SSH, say).
 
-- :class:`PcapStreamParser` turns a pcap byte stream arriving in arbitrary chunks into records
-  ``(ts, caplen, wirelen, data)``; the file reader uses the same parser.
-- :func:`iter_pcap` / :func:`read_pcap_frames` read a file; :class:`PcapWriter` / :func:`write_pcap`
-  write one that tcpdump and Wireshark open (little endian, microseconds, link type Ethernet).
+- :class:`PcapStreamParser` turns a classic pcap byte stream arriving in arbitrary chunks into
+  records ``(ts, caplen, wirelen, data)`` (the live path).
+- :func:`iter_pcap` / :func:`read_pcap_frames` read a file: classic pcap or pcapng, plain or gzip
+  (see :mod:`core.capture.records`, which reads files in big chunks);
+  :class:`PcapWriter` / :func:`write_pcap` write a classic pcap that tcpdump and Wireshark open
+  (little endian, microseconds, link type Ethernet), :class:`PcapngWriter` a pcapng (one section,
+  one Ethernet interface, microseconds); :func:`open_writer` picks by the file's extension.
 
-Both byte orders and both resolutions (usec, nsec) are read; pcapng and link types other than
-Ethernet are refused with a :class:`core.errors.CaptureError` naming the source and what it is.
+Both byte orders and both resolutions (usec, nsec) are read; link types other than Ethernet are
+refused with a :class:`core.errors.CaptureError` naming the source and what it is; a file that is
+no capture at all is a :class:`NotACaptureFile` (bad input: exit 2).
 A record cut short at the end is reported in ``truncated`` (a sentence), never raised.
 """
 from __future__ import annotations
@@ -33,6 +37,12 @@ LINKTYPE_NAMES = {0: "BSD loopback", 101: "raw IP", 105: "802.11", 113: "Linux c
 Record = tuple[float, int, int, bytes]   # (ts, caplen, wirelen, data)
 
 
+class NotACaptureFile(CaptureError):
+    """The input is neither a classic pcap nor a pcapng (plain or gzip): bad input, exit 2."""
+
+    exit_code = 2
+
+
 class PcapHeader:
     """What a classic pcap global header says."""
 
@@ -45,11 +55,11 @@ class PcapHeader:
 def parse_global_header(head: bytes, source: str) -> PcapHeader:
     """Validate a 24-byte pcap global header; CaptureError (naming ``source``) if it is not one we read."""
     if head[:4] == PCAPNG_MAGIC:
-        raise CaptureError(f"{source}: is a pcapng file; overlay-tui reads classic pcap "
-                           f"(convert it with `tcpdump -r IN -w OUT.pcap`)")
+        raise NotACaptureFile(f"{source}: is a pcapng stream; a live capture stream must be classic pcap "
+                              f"(`tcpdump -w -`)")
     if len(head) < GLOBAL_HEADER_LEN:
         what = "empty" if not head else f"only {len(head)} bytes"
-        raise CaptureError(f"{source}: is not a pcap file ({what}, a pcap header needs 24 bytes)")
+        raise NotACaptureFile(f"{source}: is not a pcap file ({what}, a pcap header needs 24 bytes)")
     for endian in ("<", ">"):
         magic = Struct(endian + "I").unpack_from(head)[0]
         if magic in (MAGIC_USEC, MAGIC_NSEC):
@@ -60,14 +70,14 @@ def parse_global_header(head: bytes, source: str) -> PcapHeader:
                 raise CaptureError(f"{source}: link type {linktype} ({name}); only Ethernet captures (link type 1) "
                                    f"are decoded: capture on the underlay interface itself, not `-i any`")
             return PcapHeader(endian, magic == MAGIC_NSEC, snaplen, linktype, f"{major}.{minor}")
-    raise CaptureError(f"{source}: is not a pcap file (magic 0x{head[:4].hex()})")
+    raise NotACaptureFile(f"{source}: is not a pcap file (magic 0x{head[:4].hex()})")
 
 
 def _check_magic(head4: bytes, source: str) -> None:
     if head4 == PCAPNG_MAGIC:
         parse_global_header(head4, source)
     if not any(Struct(e + "I").unpack(head4)[0] in (MAGIC_USEC, MAGIC_NSEC) for e in "<>"):
-        raise CaptureError(f"{source}: is not a pcap file (magic 0x{head4.hex()})")
+        raise NotACaptureFile(f"{source}: is not a pcap file (magic 0x{head4.hex()})")
 
 
 class PcapStreamParser:
@@ -146,31 +156,21 @@ def open_pcap(path: str | os.PathLike) -> BufferedReader:
 
 
 class PcapFileReader:
-    """Iterates a pcap file's records; after iteration ``truncated`` tells of a cut-short last record."""
+    """Iterates a capture file's records (classic pcap or pcapng, plain or gzip); after iteration
+    ``truncated`` tells of a cut-short last record. Opening happens on iteration."""
 
     def __init__(self, path: str | os.PathLike, chunk: int = READ_CHUNK) -> None:
         self.path, self.chunk = str(path), chunk
-        self.parser = PcapStreamParser(self.path)
-
-    @property
-    def truncated(self) -> str | None:
-        return self.parser.truncated
-
-    @property
-    def header(self) -> PcapHeader | None:
-        return self.parser.header
+        self.header: PcapHeader | None = None
+        self.kind: str | None = None
+        self.truncated: str | None = None
 
     def __iter__(self) -> Iterator[Record]:
-        with open_pcap(self.path) as fh:
-            try:
-                while True:
-                    data = fh.read(self.chunk)
-                    if not data:
-                        break
-                    yield from self.parser.feed(data)
-            except OSError as e:
-                raise CaptureError(f"{self.path}: cannot read: {e.strerror or e}") from None
-        self.parser.close()
+        from core.capture.records import CaptureFile, iter_file_records  # numpy: only when a file is read
+        with CaptureFile(self.path, self.chunk) as cf:
+            self.header, self.kind = cf.header, cf.kind
+            yield from iter_file_records(cf)
+            self.truncated = cf.truncated
 
 
 def iter_pcap(path: str | os.PathLike) -> Iterator[Record]:
@@ -239,9 +239,51 @@ class PcapWriter:
         self.close()
 
 
+class PcapngWriter(PcapWriter):
+    """Writes a pcapng: one section (little endian), one Ethernet interface (microseconds), and an
+    enhanced packet block per frame. Same interface as :class:`PcapWriter`."""
+
+    _SHB = Struct("<IIIHHqI")
+    _IDB = Struct("<IIHHIHHBxxxHHI")
+    _EPB = Struct("<IIIIIII")
+
+    def __init__(self, target: str | os.PathLike | BinaryIO, snaplen: int = DEFAULT_SNAPLEN) -> None:
+        self.path = str(target) if isinstance(target, (str, os.PathLike)) else getattr(target, "name", "pcapng")
+        try:
+            self._fh = open(target, "wb") if isinstance(target, (str, os.PathLike)) else target
+            self._own = isinstance(target, (str, os.PathLike))
+            self._fh.write(self._SHB.pack(0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28))
+            # IDB: link type, snaplen, option if_tsresol = 6 (microseconds), opt_endofopt
+            self._fh.write(self._IDB.pack(1, 32, LINKTYPE_ETHERNET, 0, snaplen, 9, 1, 6, 0, 0, 32))
+        except OSError as e:
+            raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
+        self.snaplen, self.count = snaplen, 0
+
+    def write(self, ts: float, data: bytes, wire_len: int | None = None) -> None:
+        sec = int(ts)
+        usec = round((ts - sec) * 1e6)
+        ticks = sec * 1000000 + usec
+        wl = max(wire_len or 0, len(data))
+        data = data[:self.snaplen]
+        pad = -len(data) % 4
+        blen = 32 + len(data) + pad
+        try:
+            self._fh.write(self._EPB.pack(6, blen, 0, ticks >> 32, ticks & 0xFFFFFFFF, len(data), wl))
+            self._fh.write(data + bytes(pad) + blen.to_bytes(4, "little"))
+        except OSError as e:
+            raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
+        self.count += 1
+
+
+def open_writer(path: str | os.PathLike, snaplen: int = DEFAULT_SNAPLEN) -> PcapWriter:
+    """A pcapng writer for a path ending in ``.pcapng``, else a classic pcap writer."""
+    cls = PcapngWriter if str(path).lower().endswith(".pcapng") else PcapWriter
+    return cls(path, snaplen)
+
+
 def write_pcap(path: str | os.PathLike, frames: Iterable[Frame]) -> int:
     """Write frames to a new pcap file; returns how many were written."""
-    with PcapWriter(path) as w:
+    with open_writer(path) as w:
         for f in frames:
             w.write_frame(f)
         return w.count

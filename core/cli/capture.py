@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 
 from core.capture.decode import DEFAULT_VXLAN_PORT
-from core.capture.format import flow_json, flow_table_lines, frame_json, frame_line
+from core.capture.format import flow_table_lines, frame_json, frame_line
 from core.errors import UsageError
 from core.model import Frame, Names
 
@@ -65,27 +65,38 @@ async def _live(args: argparse.Namespace) -> int:
 
 
 def read_file(args: argparse.Namespace, out, err, names: Names | None = None) -> int:
-    """``capture --read``: frames (or flows) of a pcap file to ``out``; counts and notices to ``err``."""
+    """``capture --read``: frames (or flows) of a capture file to ``out``; counts and notices to ``err``."""
     from core.capture.decode import VxlanDecoder
-    from core.capture.flows import FlowTable
+    from core.capture.flowagg import FlowCounter  # numpy: imported only when a file is read
     port = args.vxlan_port or DEFAULT_VXLAN_PORT
     decoder = VxlanDecoder(port)
+    table = FlowCounter()
     if args.flows and not args.write and args.count is None:
-        from core.capture.batch import flows_from_pcap  # numpy: imported only when needed
+        from core.capture.batch import flows_from_pcap
         table, truncated = flows_from_pcap(args.read, port, decoder=decoder)
+    elif args.json and not args.flows and not args.write:
+        from core.capture.lines import file_json_lines
+        from core.capture.records import CaptureFile
+        with CaptureFile(args.read) as cf:
+            for lines in file_json_lines(cf.batches(), port, decoder, table, names, args.count):
+                out.writelines(lines)
+        truncated = cf.truncated
     else:
-        table, frames = FlowTable(), _FileFrames(args.read, decoder, args.count)
+        frames = _FileFrames(args.read, decoder, args.count)
+        pending: list[Frame] = []
         for f in _written(frames, args.write):
-            table.add(f)
+            pending.append(f)
+            if len(pending) >= 4096:
+                table.add_frames(pending)
+                pending.clear()
             if not args.flows:
                 out.write((json.dumps(frame_json(f, names)) if args.json else frame_line(f, names)) + "\n")
+        table.add_frames(pending)
         truncated = frames.truncated
-    if args.flows:
-        stats = table.flows(names)
-        if args.json:
-            out.writelines(json.dumps(flow_json(s)) + "\n" for s in stats)
-        else:
-            out.writelines(line + "\n" for line in flow_table_lines(stats))
+    if args.flows and args.json:
+        out.writelines(table.columns().json_lines(names))
+    elif args.flows:
+        out.writelines(line + "\n" for line in flow_table_lines(table.flows(names)))
     c = table.counts()
     err.write(f"{args.read}: {c['frames']} frames, {c['flows']} flows, {c['malformed']} malformed, "
               f"{c['not_vxlan']} not VXLAN (port {port})\n")
@@ -119,8 +130,8 @@ def _written(frames, path: str | None) -> Iterator[Frame]:
     if not path:
         yield from frames
         return
-    from core.capture.pcap import PcapWriter
-    with PcapWriter(path) as w:
+    from core.capture.pcap import open_writer
+    with open_writer(path) as w:
         for f in frames:
             w.write_frame(f)
             yield f
