@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 # Binaries the lab and the runbook need, and the Debian packages that bring them.
 DEB_BINS := /usr/sbin/dockerd:docker.io /usr/bin/etcd:etcd-server /usr/bin/etcdctl:etcd-client \
             /usr/sbin/sshd:openssh-server /usr/bin/ssh:openssh-client /usr/bin/ssh-keygen:openssh-client \
-            /usr/bin/tcpdump:tcpdump /bin/busybox:busybox-static /sbin/ip:iproute2 /bin/ping:iputils-ping
+            /usr/bin/tcpdump:tcpdump /bin/busybox:busybox-static /sbin/ip:iproute2 /bin/ping:iputils-ping \
+            /usr/bin/tshark:tshark /usr/bin/editcap:wireshark-common
 
 .PHONY: run test lint setup deps venv lab-up lab-down screenshots bench clean
 
