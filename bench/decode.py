@@ -192,7 +192,7 @@ def main() -> int:
             print(f"generated {path.name}: {nbytes / FRAMES:.0f} bytes a frame on average, "
                   f"{path.stat().st_size / 1e6:.0f} MB, in {time.perf_counter() - t0:.1f} s")
         out = tmp / "out.txt"
-        for target, path in files.items():
+        for path in files.values():
             want, counts = reference(path)
             wall, proc = best_wall(argv0 + ["capture", "--read", str(path), "--flows", "--json"], out)
             got = out.read_text().splitlines()
@@ -202,7 +202,8 @@ def main() -> int:
             print(f"  {path.name}: {counts['flows']:,} flows, {counts['malformed']:,} malformed, "
                   f"{counts['not_vxlan']:,} not VXLAN; output equals the per-frame reference: {exact}")
         wall, proc = best_wall(argv0 + ["capture", "--read", str(files[24]), "--json"], out)
-        lines = sum(1 for _ in open(out, "rb"))
+        with open(out, "rb") as fh:
+            lines = sum(1 for _ in fh)
         rows.append(("capture --read F --json  (per-frame, 24 flows)", wall, FRAMES, MARK_FRAMES, lines == FRAMES))
         helps = [best_wall(argv0 + ["--help"], out, runs=1)[0] for _ in range(max(RUNS, 5))]
         startup = min(helps)

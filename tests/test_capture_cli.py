@@ -161,3 +161,11 @@ def test_read_needs_no_inventory_and_a_closed_pipe_is_quiet(pcap, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert proc.stdout.startswith("22:13:20.000000 - 198.18.0.1 > 198.18.0.2 vni 256")
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_read_names_without_an_inventory_is_bad_input(tmp_path, pcap):
+    env = {**__import__("os").environ, "OVERLAY_TUI_INVENTORY": str(tmp_path / "missing.toml")}
+    proc = subprocess.run([sys.executable, "-m", "tui.launcher", "capture", "--read", str(pcap), "--names"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and proc.stdout == "" and "missing.toml" in proc.stderr
+    assert proc.stderr.count("\n") == 1

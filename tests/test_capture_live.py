@@ -319,3 +319,33 @@ async def test_three_nodes_merge_in_time_order_and_step8_sees_every_pair(lab3):
         assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": "", "docker-node3": ""}
     finally:
         await svc.close()
+
+
+async def test_cli_read_names_a_file_from_the_live_cluster(svc, overlay2, tmp_path):
+    """`capture --read FILE --names` names VNIs, containers and nodes as a live capture does."""
+    net, probes = await _demo(svc)
+    root = Path(__file__).resolve().parents[1]
+    cli = [sys.executable, "-m", "tui.launcher", "--inventory", overlay2.inventory_path, "capture"]
+    out = tmp_path / "live.pcap"
+    proc = await asyncio.create_subprocess_exec(
+        *cli, "--node", "docker-node1", "--count", "6", "--write", str(out), "--seconds", "30", cwd=root,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = await asyncio.wait_for(proc.stderr.readline(), 20)
+    assert first.decode().startswith("# capturing on docker-node1"), first
+    await svc.ping_matrix()
+    _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, stderr.decode()
+    nodes = {n.name for n in overlay2.inventory.nodes}
+    labels = {f"{c.name}@{c.node}" if c.node else c.name for c in probes.values()}
+    for extra in ([], ["--flows"]):
+        named = await asyncio.to_thread(subprocess.run, [*cli, "--read", str(out), "--names", "--json", *extra],
+                                        cwd=root, capture_output=True, text=True, timeout=60)
+        assert named.returncode == 0, named.stderr
+        rows = [json.loads(line) for line in named.stdout.splitlines()]
+        assert rows and all(r["vni"] == net.vni and r["network"] == "demo" for r in rows)
+        assert all(r["src_name"] in labels and r["dst_name"] in labels for r in rows if r["inner_src"] in probes)
+        if not extra:
+            assert all(r["outer_src_name"] in nodes and r["outer_dst_name"] in nodes for r in rows)
+    raw = await asyncio.to_thread(subprocess.run, [*cli, "--read", str(out), "--json"], cwd=root,
+                                  capture_output=True, text=True, timeout=60)
+    assert all(json.loads(line)["network"] is None for line in raw.stdout.splitlines())

@@ -238,7 +238,7 @@ def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter,
             with os.fdopen(r, "rb") as f:
                 r = -1
                 data = f.read()
-            res = pickle.loads(data) if data else ("error", "no result")
+            res: tuple = pickle.loads(data) if data else ("error", "no result")
             if res[0] == "ok":
                 _, state, (frames, malformed, not_vxlan, ports), records, left = res
                 counter.merge_state(state)

@@ -24,16 +24,26 @@ import gzip
 import mmap
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from itertools import repeat
 from struct import Struct
 from typing import BinaryIO
 
 import numpy as np
 
-from core.capture.pcap import (GLOBAL_HEADER_LEN, LINKTYPE_ETHERNET, LINKTYPE_NAMES, MAGIC_NSEC, MAGIC_USEC,
-                               MAX_RECORD, PCAPNG_MAGIC,
-                               RECORD_HEADER_LEN, NotACaptureFile, open_pcap, parse_global_header)
+from core.capture.pcap import (
+    GLOBAL_HEADER_LEN,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_NAMES,
+    MAGIC_NSEC,
+    MAGIC_USEC,
+    MAX_RECORD,
+    PCAPNG_MAGIC,
+    RECORD_HEADER_LEN,
+    NotACaptureFile,
+    open_pcap,
+    parse_global_header,
+)
 from core.errors import CaptureError
 
 CHUNK = 4 << 20
@@ -155,11 +165,12 @@ class CaptureFile:
             return None
         walk, pos = self._walker()
         if isinstance(walk, _NgWalker):
-            pos = walk.prologue(mm, len(mm))
-            if pos is None:
+            first = walk.prologue(mm, len(mm))
+            if first is None:
                 _close(mm)
                 return None
-        cuts = []
+            pos = first
+        cuts: list[int] = []
         for i in range(1, parts):
             c = walk.find_boundary(mm, pos, len(mm) * i // parts, len(mm) - PAD)
             if c is None or (cuts and c <= cuts[-1]):
@@ -180,7 +191,8 @@ class CaptureFile:
         except (OSError, ValueError, AttributeError):
             return None
 
-    def _mapped(self, walk: _Walker | _NgWalker, mm: mmap.mmap, pos: int, safe: int) -> Iterator[RecordBatch]:
+    def _mapped(self, walk: _Walker | _NgWalker, mm: mmap.mmap, pos: int,
+                safe: int) -> Generator[RecordBatch, None, int]:
         """Records of the mapped file wholly before ``safe``; returns where it stopped."""
         arr = np.frombuffer(mm, dtype=np.uint8)
         window = self.chunk

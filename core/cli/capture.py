@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from core.capture.decode import DEFAULT_VXLAN_PORT
 from core.capture.format import flow_table_lines, frame_json, frame_line
-from core.errors import UsageError
+from core.errors import OverlayError, UsageError
 from core.model import Frame, Names
 
 
@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--write", "-w", metavar="FILE", help="also write the frames to this pcap file")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--flows", action="store_true", help="print per-flow counters instead of frames")
+    p.add_argument("--names", action="store_true",
+                   help="--read: name VNIs, containers and nodes from the live cluster (needs an inventory)")
     p.add_argument("--vxlan-port", metavar="PORT", type=int, default=None,
                    help=f"UDP port of VXLAN (default: the inventory's, else {DEFAULT_VXLAN_PORT}; Linux's own is 8472)")
     p.set_defaults(func=run)
@@ -47,7 +49,15 @@ def run(args: argparse.Namespace) -> int:
     if args.read:
         if args.seconds is not None:
             raise UsageError("--seconds applies to live capture (--node), not to --read")
-        return _guard_pipe(lambda: read_file(args, sys.stdout, sys.stderr))
+        names = None
+        if getattr(args, "names", False):
+            from core.cli.main import run_async
+            got: list[Names] = []
+            rc = run_async(_cluster_names(args, got))
+            if rc:
+                return rc
+            names = got[0]
+        return _guard_pipe(lambda: read_file(args, sys.stdout, sys.stderr, names))
     if args.node:
         from core.cli.run import run_async
         return run_async(_live(args))
@@ -62,6 +72,29 @@ async def _live(args: argparse.Namespace) -> int:
     from core.cli.capture_live import run_live
     return await run_live(args)
 # ---------------------------------------------------------------------------------------------------
+
+
+NAMES_TIMEOUT = 30.0
+
+
+async def _cluster_names(args: argparse.Namespace, out: list[Names]) -> int:
+    """The live cluster's names (as a live capture applies them), appended to ``out``. The file is
+    read even when they cannot be had: a warning says so and raw values are shown."""
+    import asyncio  # only for --names
+
+    from core.live import LiveService, resolve_inventory
+    service = LiveService(resolve_inventory(getattr(args, "inventory", None)), read_only=True)
+    try:
+        out.append(await asyncio.wait_for(service.names(), NAMES_TIMEOUT))
+    except TimeoutError:
+        sys.stderr.write(f"warning: names unavailable (raw values shown): no answer within {NAMES_TIMEOUT:g} s\n")
+        out.append(Names())
+    except (OverlayError, OSError) as e:
+        sys.stderr.write(f"warning: names unavailable (raw values shown): {e}\n")
+        out.append(Names())
+    finally:
+        await service.close()
+    return 0
 
 
 def read_file(args: argparse.Namespace, out, err, names: Names | None = None) -> int:
@@ -118,10 +151,9 @@ class _FileFrames:
         return self.reader.truncated
 
     def __iter__(self) -> Iterator[Frame]:
-        decode, n = self.decoder.decode, 0
-        for ts, _cap, wirelen, data in self.reader:
+        decode = self.decoder.decode
+        for n, (ts, _cap, wirelen, data) in enumerate(self.reader, 1):
             yield decode(data, ts, wirelen)
-            n += 1
             if self.count is not None and n >= self.count:
                 return
 
