@@ -46,7 +46,7 @@ from core.capture.pcap import (
 )
 from core.errors import CaptureError
 
-CHUNK = 4 << 20
+CHUNK = 16 << 20
 PAD = 512                      # zero bytes after a chunk, so gathers past a short record stay in bounds
 GZIP_MAGIC = b"\x1f\x8b"
 SHB, IDB, SPB, EPB = 0x0A0D0D0A, 1, 3, 6

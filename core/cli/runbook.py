@@ -8,7 +8,6 @@ import sys
 from core.cli.run import run_async
 from core.errors import UsageError
 from core.model import StepState
-from core.runbook.steps import STEPS
 
 MARK = {True: "ok  ", False: "FAIL", None: "n/a "}
 
@@ -89,6 +88,7 @@ async def _apply(args: argparse.Namespace) -> int:
 
 
 def _progress(step: StepState, message: str, index: int, live: bool, node: str | None = None) -> None:
+    from core.runbook.steps import STEPS  # not at import: `overlay-tui --help` must not load asyncssh
     if step.running:
         if live:
             where = f"  {node}" if node else f" {step.title}"
