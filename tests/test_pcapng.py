@@ -261,3 +261,19 @@ def test_decoded_fields_agree_with_tsharks_vxlan_dissector(tmp_path):
             assert (isrc[-1], idst[-1]) == (f.inner_src, f.inner_dst)    # the inner one: the last one
         checked += 1
     assert checked > 400
+
+
+def test_json_lines_with_names_equal_the_per_frame_path(tmp_path):
+    from core.model import Names
+    path = tmp_path / "m.pcap"
+    write_mixed_pcap(path, repeat=4)
+    names = Names(networks={256: "demo", 4097: 'x"\x1b[31m'}, nodes={"198.18.0.1": "node1"},
+                  containers={"10.0.0.3": "c1@node2", "02:42:0a:00:00:02": "m@node1", "fd00::5": "v6@n"})
+    frames = list(read_pcap_frames(path))
+    lines: list[str] = []
+    with CaptureFile(path) as cf:
+        for chunk_lines in file_json_lines(cf.batches(), 4789, VxlanDecoder(), FlowCounter(), names):
+            lines += chunk_lines
+    assert lines == [json.dumps(frame_json(f, names)) + "\n" for f in frames]
+    got = flows_from_pcap(path)[0]
+    assert got.columns().json_lines(names) == [json.dumps(flow_json(s)) + "\n" for s in got.flows(names)]

@@ -159,20 +159,17 @@ def _segments(bt: _Batch, rows, rep, k, p, v, src, dst, v6cols, outer, v4o, dpor
         assert v6cols is not None
         isrc[a6] = _ipv6_text(v6cols[0][a6], v6cols[1][a6])
         idst[a6] = _ipv6_text(v6cols[2][a6], v6cols[3][a6])
-    seg1, seg2 = [], []
-    for r in rep.tolist():
-        a, b = osrc[r], odst[r]
-        seg1.append(f'"outer_src": "{a}", "outer_dst": "{b}", "outer_src_name": {q(nodes.get(a))}, '
-                    f'"outer_dst_name": {q(nodes.get(b))}, ')
-        vn, s, d = int(v[r]), isrc[r], idst[r]
-        sm = int(smac[r]).to_bytes(6, "big").hex(":")
-        dm = int(dmac[r]).to_bytes(6, "big").hex(":")
-        kr = int(k[r])
-        pr = "ARP" if kr == KIND_ARP else (_PROTO6 if kr == KIND_IPV6 else _PROTO4)[int(p[r])]
-        seg2.append(f'"outer_dport": {int(dport[r])}, "vni": {vn}, "network": {q(nets.get(vn))}, "inner_src": "{s}", '
-                    f'"inner_dst": "{d}", "src_name": {q(conts.get(s) or conts.get(sm))}, '
-                    f'"dst_name": {q(conts.get(d) or conts.get(dm))}, "inner_src_mac": "{sm}", '
-                    f'"inner_dst_mac": "{dm}", "proto": "{pr}", ')
+    kr = k[rep]
+    prs = np.where(kr == KIND_ARP, "ARP", np.where(kr == KIND_IPV6, _P6[p[rep]], _P4[p[rep]])).tolist()
+    sms, dms = _mac_text(smac[rep]).tolist(), _mac_text(dmac[rep]).tolist()
+    seg1 = [f'"outer_src": "{a}", "outer_dst": "{b}", "outer_src_name": {q(nodes.get(a))}, '
+            f'"outer_dst_name": {q(nodes.get(b))}, ' for a, b in zip(osrc[rep].tolist(), odst[rep].tolist())]
+    seg2 = [f'"outer_dport": {dp}, "vni": {vn}, "network": {q(nets.get(vn))}, "inner_src": "{s}", '
+            f'"inner_dst": "{d}", "src_name": {q(conts.get(s) or conts.get(sm))}, '
+            f'"dst_name": {q(conts.get(d) or conts.get(dm))}, "inner_src_mac": "{sm}", '
+            f'"inner_dst_mac": "{dm}", "proto": "{pr}", '
+            for dp, vn, s, d, sm, dm, pr in zip(dport[rep].tolist(), v[rep].tolist(), isrc[rep].tolist(),
+                                                 idst[rep].tolist(), sms, dms, prs)]
     return np.array(seg1 + [""], dtype=object)[:-1], np.array(seg2 + [""], dtype=object)[:-1]
 
 
