@@ -250,7 +250,7 @@ class PcapngWriter(PcapWriter):
     def __init__(self, target: str | os.PathLike | BinaryIO, snaplen: int = DEFAULT_SNAPLEN) -> None:
         self.path = str(target) if isinstance(target, (str, os.PathLike)) else getattr(target, "name", "pcapng")
         try:
-            self._fh = open(target, "wb") if isinstance(target, (str, os.PathLike)) else target  # noqa: SIM115
+            self._fh = open(target, "wb") if isinstance(target, (str, os.PathLike)) else target
             self._own = isinstance(target, (str, os.PathLike))
             self._fh.write(self._SHB.pack(0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28))
             # IDB: link type, snaplen, option if_tsresol = 6 (microseconds), opt_endofopt

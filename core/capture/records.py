@@ -222,7 +222,7 @@ class CaptureFile:
         while True:
             if not eof:
                 try:
-                    got = self._fh.readinto(memoryview(buf)[fill:len(buf) - PAD])  # type: ignore[attr-defined]
+                    got = self._fh.readinto(memoryview(buf)[fill:len(buf) - PAD])
                 except (OSError, EOFError, zlib.error) as e:
                     raise CaptureError(f"{self.path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
                 eof = not got

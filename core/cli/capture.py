@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--seconds applies to live capture (--node), not to --read")
         names = None
         if getattr(args, "names", False):
-            from core.cli.main import run_async
+            from core.cli.run import run_async
             got: list[Names] = []
             rc = run_async(_cluster_names(args, got))
             if rc:
