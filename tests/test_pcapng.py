@@ -192,7 +192,12 @@ def test_a_big_file_split_between_two_processes_counts_exactly(tmp_path, monkeyp
     path = tmp_path / "big.pcap"
     _random_pcap(path, 3000, 9)
     ref = flows_from_pcap(path, workers=1)[0]
+    from core.capture import batch
+    splits: list[int] = []
+    real_split = batch._count_split
+    monkeypatch.setattr(batch, "_count_split", lambda *a, **k: (splits.append(1), real_split(*a, **k))[1])
     split = flows_from_pcap(path, workers=2, split_min=1, chunk=8192)[0]
+    assert splits == [1]
     assert split.flows() == ref.flows() and split.counts() == ref.counts()
     # a wrong guess of the boundary: the first half's walk does not end there, its result is dropped
     from core.capture import records
@@ -277,3 +282,22 @@ def test_json_lines_with_names_equal_the_per_frame_path(tmp_path):
     assert lines == [json.dumps(frame_json(f, names)) + "\n" for f in frames]
     got = flows_from_pcap(path)[0]
     assert got.columns().json_lines(names) == [json.dumps(flow_json(s)) + "\n" for s in got.flows(names)]
+
+
+def test_json_lines_of_a_file_split_between_two_processes_keep_the_file_order(tmp_path, monkeypatch):
+    from core.capture import lines as lines_mod
+    path = tmp_path / "big.pcap"
+    _random_pcap(path, 3000, 11)
+    frames = list(read_pcap_frames(path))
+    splits: list[int] = []
+    real = lines_mod._count_split
+    monkeypatch.setattr(lines_mod, "_count_split", lambda *a, **k: (splits.append(1), real(*a, **k))[1])
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}.json"
+        counter = FlowCounter()
+        with open(out, "w") as fh:
+            assert lines_mod.write_file_json(str(path), 4789, VxlanDecoder(), counter, fh, workers=workers,
+                                             split_min=1, chunk=8192) is None
+        assert len(splits) == workers - 1
+        assert out.read_text().splitlines() == [json.dumps(frame_json(f)) for f in frames]
+        assert counter.counts()["frames"] == len(frames)

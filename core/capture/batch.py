@@ -13,9 +13,12 @@ hash table over packed keys: no Python work per flow either).
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import signal
+import tempfile
+from collections.abc import Callable
 
 import numpy as np
 
@@ -209,7 +212,17 @@ def flows_from_pcap(path: str | os.PathLike, port: int = DEFAULT_VXLAN_PORT, tab
     return counter, cf.truncated
 
 
-def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter, decoder: VxlanDecoder) -> None:
+def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter, decoder: VxlanDecoder,
+                 each: Callable | None = None, out=None) -> None:
+    """Count ``sp``'s two ranges, the second in a forked child. ``each(rb, counter, decoder, sink)``
+    (default: :func:`count_batch`) handles a batch; whatever the child writes to its sink (a temp file)
+    is copied to ``out`` after the parent's own output, so output keeps the file's order."""
+    def work(rb: RecordBatch, c: FlowCounter, d: VxlanDecoder, sink) -> None:
+        if each is None:
+            count_batch(rb, port, c, d)
+        else:
+            each(rb, c, d, sink)
+    tmp = tempfile.TemporaryFile() if out is not None else None
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:                                      # the child: the second range, then its counts
@@ -217,8 +230,11 @@ def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter,
         try:
             os.close(r)
             mine, dec = FlowCounter(counter.window, counter.slots), VxlanDecoder(port)
+            sink = None if tmp is None else io.TextIOWrapper(tmp, encoding="utf-8", write_through=False)
             for rb in sp.part(1):
-                count_batch(rb, port, mine, dec)
+                work(rb, mine, dec, sink)
+            if sink is not None:
+                sink.flush()
             payload = pickle.dumps(("ok", mine.state(), (dec.frames, dec.malformed, dec.not_vxlan, dec.udp_ports),
                                     cf.records, cf.left), protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException as e:  # noqa: BLE001 - reported to the parent, which redoes the range
@@ -233,7 +249,7 @@ def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter,
     done = False
     try:
         for rb in sp.part(0):
-            count_batch(rb, port, counter, decoder)
+            work(rb, counter, decoder, out)
         if cf.position == sp.bounds[1] and not sp.walker_changed:
             with os.fdopen(r, "rb") as f:
                 r = -1
@@ -250,6 +266,8 @@ def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter,
                 cf.records += records
                 cf.left = left
                 done = True
+                if tmp is not None:
+                    _copy_out(tmp, out)
     finally:
         if r >= 0:
             os.close(r)
@@ -259,6 +277,28 @@ def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter,
             except ProcessLookupError:
                 pass
         os.waitpid(pid, 0)
+        if tmp is not None:
+            tmp.close()
     if not done:                                      # a wrong guess (or the child failed): go on alone
         for rb in sp.rest(cf.position):
-            count_batch(rb, port, counter, decoder)
+            work(rb, counter, decoder, out)
+
+
+def _copy_out(tmp, out) -> None:
+    """The child's output (a file) after what ``out`` already has: in the kernel when ``out`` is a file."""
+    out.flush()
+    size = tmp.seek(0, os.SEEK_END)
+    tmp.seek(0)
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        fd = None
+    if fd is None:
+        out.write(tmp.read().decode("utf-8"))
+        return
+    sent = 0
+    while sent < size:
+        n = os.sendfile(fd, tmp.fileno(), sent, size - sent)
+        if not n:
+            break
+        sent += n

@@ -9,15 +9,16 @@ dumped as before. Lines come out in file order. The flows are counted on the way
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import numpy as np
 
-from core.capture.batch import KIND_ARP, _Batch, _decode, _v6_columns
+from core.capture.batch import KIND_ARP, SPLIT_MIN, _Batch, _count_split, _decode, _v6_columns
 from core.capture.decode import ICMP6_TYPES, ICMP_TYPES, TCP_FLAGS, VxlanDecoder
 from core.capture.flowagg import _PROTO4, _PROTO6, KIND_IPV6, FlowCounter, _ipv4_text, _ipv6_text, pack_ip_keys
 from core.capture.format import frame_json
-from core.capture.records import RecordBatch
+from core.capture.records import CHUNK, CaptureFile, RecordBatch
 from core.model import Names
 
 _U64 = np.uint64
@@ -219,3 +220,27 @@ def file_json_lines(batches: Iterator[RecordBatch], port: int, decoder: VxlanDec
         done += len(rb)
         if count is not None and done >= count:
             return
+
+
+def write_file_json(path: str, port: int, decoder: VxlanDecoder, counter: FlowCounter, out,
+                    names: Names | None = None, count: int | None = None, workers: int | None = None,
+                    split_min: int = SPLIT_MIN, chunk: int = CHUNK) -> str | None:
+    """Write a file's frames as JSON lines to ``out``; returns the truncated-end sentence or None.
+
+    Without ``count``, a big plain file is cut in two and the second half written by a forked
+    process to a temp file, copied to ``out`` after the first half (see :func:`core.capture.batch.flows_from_pcap`).
+    """
+    if workers is None:
+        workers = 2 if (os.cpu_count() or 1) >= 2 else 1
+    with CaptureFile(path, chunk) as cf:
+        sp = cf.split(2, split_min) if count is None and workers >= 2 and hasattr(os, "fork") else None
+        if sp is None:
+            for lines in file_json_lines(cf.batches(), port, decoder, counter, names, count):
+                out.writelines(lines)
+        else:
+            try:
+                _count_split(cf, sp, port, counter, decoder, out=out,
+                             each=lambda rb, c, d, sink: sink.writelines(json_lines(rb, port, d, c, names)))
+            finally:
+                sp.close()
+    return cf.truncated

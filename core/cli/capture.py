@@ -108,12 +108,8 @@ def read_file(args: argparse.Namespace, out, err, names: Names | None = None) ->
         from core.capture.batch import flows_from_pcap
         table, truncated = flows_from_pcap(args.read, port, decoder=decoder)
     elif args.json and not args.flows and not args.write:
-        from core.capture.lines import file_json_lines
-        from core.capture.records import CaptureFile
-        with CaptureFile(args.read) as cf:
-            for lines in file_json_lines(cf.batches(), port, decoder, table, names, args.count):
-                out.writelines(lines)
-        truncated = cf.truncated
+        from core.capture.lines import write_file_json
+        truncated = write_file_json(args.read, port, decoder, table, out, names, args.count)
     else:
         frames = _FileFrames(args.read, decoder, args.count)
         pending: list[Frame] = []
