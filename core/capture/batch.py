@@ -240,8 +240,8 @@ def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter,
         except BaseException as e:  # noqa: BLE001 - reported to the parent, which redoes the range
             payload = pickle.dumps(("error", repr(e)))
         try:
-            with os.fdopen(w, "wb") as f:
-                f.write(payload)
+            with os.fdopen(w, "wb") as fw:
+                fw.write(payload)
         except BaseException:  # noqa: BLE001
             code = 1
         os._exit(code)
