@@ -262,7 +262,7 @@ class FlowCounter:
     def _reserve(self, need: int) -> None:
         cap = len(self._packets)
         if need > cap:
-            new = max(need, 2 * cap)
+            new = max(need, 4 * cap)
             self._keys = [_grow(k, new, 0) for k in self._keys]
             self._packets = _grow(self._packets, new, 0)
             self._bytes = _grow(self._bytes, new, 0)
@@ -270,7 +270,7 @@ class FlowCounter:
             self._rby = _grow(self._rby, new * self.slots, 0)
             self._rtag = _grow(self._rtag, new * self.slots, _NO_TAG)
         if 2 * need > len(self._slot):                 # keep the table at most half full: rehash
-            size = 1 << (4 * need - 1).bit_length()
+            size = 1 << (8 * need - 1).bit_length()
             self._slot = np.full(size, -1, dtype=np.int64)
             self._claim = np.zeros(size, dtype=np.int64)
             self._wide = self._wide or bool(self._n and any(k[:self._n].any() for k in self._keys[2:]))
