@@ -30,7 +30,7 @@ def _say(text: str) -> None:
 
 async def run_live(args: argparse.Namespace, formatter=None) -> int:
     """Capture on ``args.node`` until ``--count`` frames, ``--seconds`` or Ctrl-C; exit status."""
-    from core.capture.pcap import PcapWriter
+    from core.capture.pcap import open_writer
     from core.live import LiveService, resolve_inventory
 
     inv = resolve_inventory(args.inventory)
@@ -45,7 +45,7 @@ async def run_live(args: argparse.Namespace, formatter=None) -> int:
     try:
         service.capture_nodes(args.node)                  # unknown node: UsageError, exit 2
         if args.write:
-            writer = PcapWriter(args.write, snaplen=256)
+            writer = open_writer(args.write, snaplen=256)
         await _stream(service, args, fmt, writer, state, table)
     except asyncio.CancelledError:                        # Ctrl-C: a normal way to end a capture
         pass
