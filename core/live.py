@@ -27,6 +27,8 @@ from core.etcd.plan import EtcdMemberPlan
 from core.etcd.read import EtcdReader
 from core.etcd.service import EtcdApplied, EtcdService
 from core.inventory import load_inventory
+from core.links.active import ActivePinger
+from core.links.service import LinksService
 from core.model import (
     ClusterEvent,
     CommandResult,
@@ -39,6 +41,7 @@ from core.model import (
     FrameDetail,
     Inventory,
     KeyEntry,
+    LinksSnapshot,
     LogLines,
     Names,
     NetworkInfo,
@@ -73,6 +76,8 @@ class LiveService:
         self.capture_part = CaptureService(inventory, self.pool, self.dockerd.networks)
         self.runbook = Runbook(self, self.guard)
         self.doctor_part = Doctor(inventory, self.pool, self.docker, self.etcd_reader, self.addresses)
+        self.links_part = LinksService(self.capture_part.capture, self.capture_nodes,
+                                       ActivePinger(self.dockerd.probes))
         self._closers: list[Callable[[], Awaitable[None]]] = [self.pool.close, self.etcd_reader.close,
                                                               self.docker.close]
 
@@ -222,6 +227,11 @@ class LiveService:
     # --- doctor -------------------------------------------------------------------------
     async def doctor(self, nodes: list[str] | None = None, *, checks: list[str] | None = None) -> DoctorReport:
         return await self.doctor_part.run(nodes, checks)
+
+    # --- links --------------------------------------------------------------------------
+    def links(self, nodes: list[str], seconds: float | None = None, *, interval: float = 1.0,
+              active: bool = False) -> AsyncIterator[LinksSnapshot]:
+        return self.links_part.links(nodes, seconds, interval=interval, active=active)
 
 
 def resolve_inventory(path: str | None) -> Inventory:

@@ -309,3 +309,47 @@ class DoctorReport:
     @property
     def ok(self) -> bool:
         return not any(c.status == "fail" for c in self.checks)
+class LinkStat:
+    """One directed node pair (and one VNI, or every VNI when ``vni`` is None) as the links matcher saw it:
+    frames seen leaving ``src`` and arriving at ``dst``. Delays are one-way with the clock offset removed."""
+
+    src: str
+    dst: str
+    vni: int | None = None
+    sent: int = 0                     # seen leaving src (towards dst)
+    received: int = 0                 # of those, seen arriving at dst
+    lost: int = 0                     # seen leaving, not arriving within the window
+    reordered: int = 0                # arrived after a frame sent later
+    duplicated: int = 0               # extra copies seen arriving
+    rx_only: int = 0                  # seen arriving with no sighting at src (src's capture missed it)
+    delay_p50_ms: float | None = None
+    delay_p99_ms: float | None = None
+    delay_max_ms: float | None = None
+    offset_ms: float | None = None    # dst clock minus src clock (removed from the delays); None: not estimated
+    uncertainty_ms: float | None = None  # the delays are right to +- this (None: offset not estimated)
+    loss_history: list[float | None] = field(default_factory=list)      # last minute, per second (None: idle)
+    delay_history_ms: list[float | None] = field(default_factory=list)  # least delay per second
+
+    @property
+    def loss(self) -> float:
+        """Lost over resolved (received + lost); 0 when nothing was resolved yet."""
+        done = self.received + self.lost
+        return self.lost / done if done else 0.0
+
+
+@dataclass
+class LinksSnapshot:
+    """Every ordered pair of the watched nodes (``pairs``, all VNIs together) and per VNI (``per_vni``)."""
+
+    nodes: list[str]
+    pairs: list[LinkStat]
+    per_vni: list[LinkStat] = field(default_factory=list)
+    span: float = 0.0                 # seconds of capture covered
+    frames: int = 0                   # sightings looked at
+    pending: int = 0                  # sightings waiting for their other end
+    evicted: int = 0                  # pending sightings dropped to keep memory bounded (not counted lost)
+    in_flight: int = 0                # at the end: sent within the last window, not judged
+    unwatched: int = 0                # frames to or from a node not captured (cannot be matched)
+    clock_notes: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    final: bool = False

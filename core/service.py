@@ -21,6 +21,7 @@ from core.model import (
     FrameDetail,
     Inventory,
     KeyEntry,
+    LinksSnapshot,
     LogLines,
     Names,
     NetworkInfo,
@@ -75,6 +76,9 @@ class Service(Protocol):
     async def save_pcap(self, frames: list[Frame], path: str) -> int: ...
     # doctor: every known way the overlay breaks, with its fix (``checks``: only those ids)
     async def doctor(self, nodes: list[str] | None = None, *, checks: list[str] | None = None) -> DoctorReport: ...
+    # links
+    def links(self, nodes: list[str], seconds: float | None = None, *, interval: float = 1.0,
+              active: bool = False) -> AsyncIterator[LinksSnapshot]: ...
 
 
 def _checked(live: LiveService, recorded: RecordedService) -> tuple[Service, Service]:

@@ -27,6 +27,8 @@ from typing import Any
 
 from core.access import WriteGuard
 from core.errors import DockerError, OverlayError, UsageError
+from core.links.replay import TwoEndedReplay
+from core.links.service import LinksService
 from core.model import (
     ClusterEvent,
     ClusterSpec,
@@ -43,6 +45,7 @@ from core.model import (
     FrameDetail,
     Inventory,
     KeyEntry,
+    LinksSnapshot,
     LogLines,
     Names,
     NetworkInfo,
@@ -115,6 +118,11 @@ class RecordedService:
         self._networks = [network_from_dict(n) for n in state.get("networks", [])]
         self._watchers: list[asyncio.Queue[ClusterEvent]] = []
         self.capture_part = RecordedCapture(self.state, self.state_path, self.inventory, self.networks)
+        links_pcap = (state.get("capture") or {}).get("links_pcap") or "links_lab.pcap"
+        base = self.state_path.parent if self.state_path else Path.cwd()
+        self.links_replay = TwoEndedReplay(base / links_pcap, self.inventory,
+                                           names_from_dict(state.get("names") or {}))
+        self.links_part = LinksService(self.links_replay.sightings, self.links_replay.node_names, settle=0.0)
 
     @property
     def read_only(self) -> bool:
@@ -279,3 +287,9 @@ class RecordedService:
         rows = [c for c in rows if (not checks or c.id in checks)
                 and (not nodes or not c.nodes or set(c.nodes) & set(nodes))]
         return DoctorReport(rows, rec.get("seconds", 0.0))
+
+    # links
+    def links(self, nodes: list[str], seconds: float | None = None, *, interval: float = 1.0,
+              active: bool = False) -> AsyncIterator[LinksSnapshot]:
+        """The recorded two-ended capture (see RecordedCapture.sightings) through the live matcher."""
+        return self.links_part.links(nodes, seconds, interval=interval, active=active)
