@@ -18,7 +18,7 @@ class PairStats:
     """sent / received / lost / reordered / duplicated and raw one-way delays of one (src, dst, vni)."""
 
     __slots__ = ("src", "dst", "vni", "sent", "received", "lost", "reordered", "duplicated", "rx_only",
-                 "next_seq", "max_seq_rx", "n_delays", "reservoir", "min_delay", "max_delay", "slots", "rng")
+                 "next_seq", "max_seq_rx", "n_delays", "reservoir", "min_delay", "max_delay", "slots", "rng", "cur_sec", "cur")
 
     def __init__(self, src: str, dst: str, vni: int | None, rng: random.Random) -> None:
         self.src, self.dst, self.vni = src, dst, vni
@@ -31,6 +31,7 @@ class PairStats:
         self.max_delay = float("-inf")
         self.slots: dict[int, list] = {}     # second -> [sent, received, lost, min delay]
         self.rng = rng
+        self.cur_sec, self.cur = -1, [0, 0, 0, 0.0]      # the slot last used (most sightings hit it again)
 
     def delay(self, d: float, second: int) -> None:
         """One matched frame's raw delay (seconds), sent during ``second``."""
@@ -65,6 +66,8 @@ class PairStats:
             s[2] += 1
 
     def _slot(self, second: int) -> list | None:
+        if second == self.cur_sec:
+            return self.cur
         slots = self.slots
         s = slots.get(second)
         if s is None:
@@ -73,6 +76,7 @@ class PairStats:
             s = slots[second] = [0, 0, 0, float("inf")]
             if len(slots) > BUCKETS:
                 del slots[min(slots)]
+        self.cur_sec, self.cur = second, s
         return s
 
     def quantiles(self, offset: float, qs: tuple[float, ...] = (0.5, 0.99)) -> list[float | None]:
