@@ -1,7 +1,8 @@
 """Benchmark: frames per second through the links matcher (core.links.matcher.LinkMatcher).
 
-Builds SIGHTINGS (default 600,000; 30k frames/s of stream time) synthetic sightings (tests/links_frames.py: real Ethernet/IPv4/UDP/
-VXLAN/Ethernet/IPv4/ICMP bytes, 3 nodes, 6 directed flows, 2% loss on one pair, 1% duplicates, 1%
+Builds SIGHTINGS (default 600,000; 30k frames/s of stream time) synthetic sightings
+(tests/links_frames.py: real Ethernet/IPv4/UDP/VXLAN/Ethernet/IPv4/ICMP bytes, 3 nodes, 6 directed
+flows, 2% loss on one pair, 1% duplicates, 1%
 reordered, a 3 ms clock skew on one node), then feeds them to a fresh matcher in batches of 2,000 (the
 capture's batch size) and times it by this process's CPU time (one core). Prints each of RUNS (3) runs
 and the median, plus the matcher's peak pending table and its result for the lossy pair.
@@ -11,10 +12,10 @@ and the median, plus the matcher's peak pending table and its result for the los
 from __future__ import annotations
 
 import gc
-import tracemalloc
 import statistics
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from links_frames import Plan, sightings  # noqa: E402
+from links_frames import Plan, sightings
 
-from core.links.identity import frame_key  # noqa: E402
-from core.links.matcher import LinkMatcher  # noqa: E402
-from core.links.stats import RESERVOIR  # noqa: E402
+from core.links.identity import frame_key
+from core.links.matcher import LinkMatcher
+from core.links.stats import RESERVOIR
 
 
 def run(plan: Plan, nodes=("n1", "n2"), batch: int = 500, **kw) -> tuple[LinkMatcher, list]:
@@ -139,3 +139,12 @@ def test_per_vni_rows_and_all_vni_pair_rows():
     a = pair(snap, "n1", "n2")
     assert a.vni is None and a.sent == 800 and a.lost == sum(r.lost for r in snap.per_vni if r.src == "n1")
     assert len(a.loss_history) == 60 and a.loss_history[-1] is not None
+
+
+def test_a_quiet_link_gets_its_losses_judged_by_wall_clock():
+    m = LinkMatcher(["n1", "n2"], window=2.0)
+    m.add(sightings(Plan(count=50, flows=[("n1", "n2", 256)], loss={("n1", "n2"): 1.0})))
+    m.idle(1.0)
+    assert pair(m.snapshot(), "n1", "n2").lost == 0
+    m.idle(2.5)
+    assert pair(m.snapshot(), "n1", "n2").lost == 50

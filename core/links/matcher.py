@@ -135,6 +135,12 @@ class LinkMatcher:
             elif not e[_NRX]:
                 e[_ST].count_lost(int(e[_TX]))
 
+    def idle(self, seconds: float) -> None:
+        """No frame came for ``seconds`` of wall-clock time: let stream time run on, so what waited
+        for an arrival that never came is judged lost without needing more traffic."""
+        if seconds > 0 and self.now != float("-inf"):
+            self._expire(self.now + seconds - self.window)
+
     def finish(self, settle: float = 0.0) -> None:
         """The stream ended: judge every sighting older than ``settle`` seconds before the newest frame
         (0 for a complete recording; a live capture's last frames may still be on their way)."""

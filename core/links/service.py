@@ -43,6 +43,7 @@ class LinksService:
         if active and self.ping is None:
             notices.append("active probing is not available here (no probe containers): passive only")
         ended, started = asyncio.Event(), asyncio.Event()
+        last = [time.monotonic()]              # when frames last came (wall clock)
 
         async def consume() -> None:
             try:
@@ -55,6 +56,7 @@ class LinksService:
                                            "they count as neither sent nor received")
                         if batch.frames:
                             matcher.add(batch.frames)
+                            last[0] = time.monotonic()
             finally:
                 ended.set()
 
@@ -72,6 +74,7 @@ class LinksService:
                         pass
                 if ended.is_set() or (deadline is not None and time.monotonic() >= deadline):
                     break
+                matcher.idle(time.monotonic() - last[0] - 0.5)   # a quiet link still gets its losses judged
                 yield matcher.snapshot(notices=_take(notices))
             if feeder.done() and not feeder.cancelled() and feeder.exception() is not None:
                 raise feeder.exception()  # type: ignore[misc]
