@@ -33,6 +33,7 @@ def nft(lab: str, *script: str) -> subprocess.CompletedProcess:
 def dropping(lab: str, saddr: str, percent: int):
     """Drop ``percent``% of the VXLAN frames from ``saddr`` in the lab switch; removed on exit."""
     nft(lab, "add", "table", "bridge", TABLE)
+    nft(lab, "flush", "table", "bridge", TABLE)     # a table left by a killed run must not add its rules
     try:
         nft(lab, "add", "chain", "bridge", TABLE, "fw", "{ type filter hook forward priority 0; }")
         rule = ["add", "rule", "bridge", TABLE, "fw", "ip", "saddr", saddr, "udp", "dport", "4789"]
