@@ -46,6 +46,7 @@ SCENES: tuple[Scene, ...] = (
     Scene("runbook_applied", ("b", "a", "y", "down", "down")),
     Scene("help", ("question_mark",)),
     Scene("doctor", ("exclamation_mark",)),
+    Scene("links_grid", ("4", "l")),
 )
 
 

@@ -44,6 +44,7 @@ def _scopes(app_class: type) -> list[tuple[str, type, str | None]]:
     from tui.panes.nodes import NodesPane
     from tui.screens.doctor import DoctorScreen
     from tui.screens.key_browser import KeyBrowserScreen
+    from tui.screens.links import LinksScreen
     from tui.screens.log import LogScreen
     from tui.screens.ping_grid import PingGridScreen
     from tui.screens.runbook import RunbookScreen
@@ -53,7 +54,8 @@ def _scopes(app_class: type) -> list[tuple[str, type, str | None]]:
         ("etcd", EtcdPane, "etcd"), ("Networks", NetworksPane, "networks"), ("Capture", CapturePane, "capture")]
     scopes += [("Runbook", RunbookScreen, "runbook"), ("Key browser", KeyBrowserScreen, "keys"),
                ("Ping matrix", PingGridScreen, "ping"), ("Log", LogScreen, "log"),
-               ("Confirm (before anything destructive)", ConfirmModal, "confirm"), ("Doctor", DoctorScreen, "doctor")]
+               ("Confirm (before anything destructive)", ConfirmModal, "confirm"), ("Doctor", DoctorScreen, "doctor"),
+               ("Links", LinksScreen, "links")]
     return scopes
 
 

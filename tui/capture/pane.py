@@ -60,6 +60,7 @@ class CapturePane(Widget):
         Binding("F", "toggle_flows", "Flows", id="capture.flows"),
         Binding("w", "save", "Save pcap", id="capture.save"),
         Binding("c", "clear", "Clear", show=False, id="capture.clear"),
+        Binding("l", "links", "Links", id="capture.links"),
         # the frame list binds these too (same ids, so a keymap moves both); here they reach `?` and the palette
         Binding("enter", "open", "Frame detail", show=False, id="capture.detail"),
         Binding("end", "follow", "Follow newest", show=False, id="capture.follow"),
@@ -369,6 +370,22 @@ class CapturePane(Widget):
             self.frame_list.focus()
             return
         self.apply_filter("")
+
+    # --- links ------------------------------------------------------------------------------
+    def action_links(self) -> None:
+        """Open the Links grid on the capture's nodes (every node when none chosen yet); Enter on a
+        cell comes back here with that pair's frames filtered."""
+        from tui.screens.links import LinksScreen
+
+        self.app.push_screen(LinksScreen(self.nodes or None), self._links_closed)
+
+    def _links_closed(self, flt: str | None) -> None:
+        if flt:
+            self.apply_filter(flt)
+            if self.state not in ("capturing", "paused") and not len(self.ring):
+                self.app.notify(f"filter {flt} applied: start a capture (s) to see that pair's frames",
+                                title="links")
+            self.frame_list.focus()
 
     # --- detail, flows, save ----------------------------------------------------------------
     def action_open(self) -> None:
