@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from core.cli.main import run_async
+from core.cli.run import run_async
 from core.errors import UsageError
 from core.links.format import snapshot_json, snapshot_lines, summary_line
 from core.model import LinksSnapshot

@@ -8,8 +8,6 @@ packet. Enter on a cell closes the grid and filters the capture list to that pai
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -20,10 +18,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from core.model import LinksSnapshot, LinkStat
+from tui.console import console
 from tui.panes.base import describe_error
-
-if TYPE_CHECKING:
-    from core.service import Service
 
 BARS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 20                 # the minute in 3-second columns
@@ -117,8 +113,7 @@ class LinksScreen(ModalScreen[str | None]):
     @work(exclusive=True, exit_on_error=False, group="links")
     async def measure(self) -> None:
         try:
-            service = cast("Service", self.app.service)  # type: ignore[attr-defined]
-            async for snap in service.links(self.nodes, None, interval=1.0):
+            async for snap in console(self).service.links(self.nodes, None, interval=1.0):
                 self.post_message(LinksUpdated(snap))
         except Exception as e:  # noqa: BLE001 - shown in the screen
             self.post_message(LinksUpdated(None, describe_error(e)))
