@@ -50,12 +50,14 @@ from core.model import (
     PingResult,
     RunbookEvent,
     StepState,
+    TraceResult,
 )
 from core.nodes.address import UnderlayAddresses
 from core.nodes.service import NodeService
 from core.paths import lab_dir
 from core.runbook.runbook import Runbook
 from core.ssh import SSHPool
+from core.trace.service import TraceService
 
 
 class LiveService:
@@ -78,6 +80,8 @@ class LiveService:
         self.doctor_part = Doctor(inventory, self.pool, self.docker, self.etcd_reader, self.addresses)
         self.links_part = LinksService(self.capture_part.capture, self.capture_nodes,
                                        ActivePinger(self.dockerd.probes))
+        self.trace_part = TraceService(inventory, self.pool, self.docker, self.dockerd.networks,
+                                       self.capture_part.capture)
         self._closers: list[Callable[[], Awaitable[None]]] = [self.pool.close, self.etcd_reader.close,
                                                               self.docker.close]
 
@@ -232,6 +236,9 @@ class LiveService:
     def links(self, nodes: list[str], seconds: float | None = None, *, interval: float = 1.0,
               active: bool = False) -> AsyncIterator[LinksSnapshot]:
         return self.links_part.links(nodes, seconds, interval=interval, active=active)
+
+    async def trace(self, src: str, dst: str, count: int = 3) -> TraceResult:
+        return await self.trace_part.trace(src, dst, count)
 
 
 def resolve_inventory(path: str | None) -> Inventory:

@@ -353,3 +353,30 @@ class LinksSnapshot:
     clock_notes: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     final: bool = False
+
+
+@dataclass
+class TraceHop:
+    """One point of a traced ping's path, for one echo (``seq``): where and when it was seen (None: not seen)."""
+
+    seq: int
+    step: int                         # 1..8 along the path: request out, over, in; reply out, over, back
+    point: str                        # e.g. "request leaves probe-docker-node1", "VXLAN request arrives at docker-node2"
+    node: str
+    ts: float | None = None
+
+
+@dataclass
+class TraceResult:
+    """A traced ping from a container: every hop of every echo, and where each one was last seen."""
+
+    src: str                          # source container
+    dst: str                          # target as given
+    src_node: str
+    dst_node: str | None              # None: the target is not a known container
+    src_ip: str
+    dst_ip: str
+    hops: list[TraceHop] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)   # one sentence per echo
+    unobservable: list[str] = field(default_factory=list)  # hops that could not be watched, and why
+    ping_output: str = ""

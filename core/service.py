@@ -30,6 +30,7 @@ from core.model import (
     PingResult,
     RunbookEvent,
     StepState,
+    TraceResult,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class Service(Protocol):
     # links
     def links(self, nodes: list[str], seconds: float | None = None, *, interval: float = 1.0,
               active: bool = False) -> AsyncIterator[LinksSnapshot]: ...
+    async def trace(self, src: str, dst: str, count: int = 3) -> TraceResult: ...
 
 
 def _checked(live: LiveService, recorded: RecordedService) -> tuple[Service, Service]:

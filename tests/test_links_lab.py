@@ -141,3 +141,32 @@ def test_cli_links_json_on_the_lab_without_planted_loss(overlay3):
     assert len(data["pairs"]) == 6 and all(keys <= set(p) for p in data["pairs"]), data
     assert all(p["vni"] is not None and p["vni"] >= 256 and p["sent"] >= 20 for p in data["pairs"])
     assert sum(p["lost"] for p in data["pairs"]) <= 2
+
+
+async def test_trace_names_the_last_hop_seen_across_a_dropped_path(overlay3):
+    node1 = overlay3.nodes[0]
+    svc = LiveService(overlay3.inventory)
+    try:
+        ok = await svc.trace("probe-docker-node1", "probe-docker-node2", count=2)
+        assert ok.verdicts == [f"echo {i}: back in probe-docker-node1 after" + v.split("after")[1]
+                               for i, v in enumerate(ok.verdicts)], ok
+        assert all(h.ts is not None for h in ok.hops) and len(ok.hops) == 16 and not ok.unobservable
+        with dropping(overlay3.name, node1.advertise or node1.address, 100):
+            dead = await svc.trace("probe-docker-node1", "probe-docker-node2", count=2)
+        assert dead.verdicts == [f"echo {i}: last seen at step 2 (VXLAN request leaves docker-node1); lost before: "
+                                 "VXLAN request arrives at docker-node2" for i in range(2)], dead
+        assert [h.ts is not None for h in dead.hops if h.seq == 0] == [True, True] + [False] * 6
+        left = {n.name: (await svc.pool.run(n, "pgrep -a -x tcpdump || true")).stdout.strip()
+                for n in overlay3.nodes}
+        assert left == {n.name: "" for n in overlay3.nodes}
+    finally:
+        await svc.close()
+
+
+def test_cli_trace_prints_every_hop(overlay3):
+    out = subprocess.run([*OVERLAY_TUI, "--inventory", overlay3.inventory_path, "trace", "probe-docker-node2",
+                          "probe-docker-node3", "--count", "1"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("trace probe-docker-node2") and lines[-1].startswith("echo 0: back in probe-docker-node2")
+    assert sum(1 for line in lines if " ms" in line and line.strip()[0].isdigit()) == 8

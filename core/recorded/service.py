@@ -55,6 +55,7 @@ from core.model import (
     PingResult,
     RunbookEvent,
     StepState,
+    TraceResult,
 )
 from core.recorded.capture import RecordedCapture
 
@@ -293,3 +294,7 @@ class RecordedService:
               active: bool = False) -> AsyncIterator[LinksSnapshot]:
         """The recorded two-ended capture (see RecordedCapture.sightings) through the live matcher."""
         return self.links_part.links(nodes, seconds, interval=interval, active=active)
+
+    async def trace(self, src: str, dst: str, count: int = 3) -> TraceResult:
+        """A trace sends pings: recorded state has nothing to send them from."""
+        raise OverlayError("a trace sends pings from a container: it needs live nodes, not recorded state")
