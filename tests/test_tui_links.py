@@ -56,3 +56,31 @@ def test_cells_and_sparklines():
     assert lines[0] == "loss 10.00%  90/100" and lines[1] == "0.200/1.500 ms ±0.010"
     assert lines[2].endswith("▄") and len(lines[2]) == 20
     assert sparkline([0.0, 1.0, None, 2.0], width=4) == "▁▄ █"
+
+
+async def test_t_on_a_cell_traces_between_the_pairs_probes_and_recorded_state_says_it_cannot():
+    from tui.screens.trace import TraceScreen
+
+    app = recorded_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "4", "l", "right", "right", "t")
+        screen = app.screen
+        assert isinstance(screen, TraceScreen) and (screen.src, screen.dst) == ("probe-docker-node1", "probe-docker-node2")
+        body = str(screen.query_one("#trace-body", Static).render())
+        assert "needs live nodes" in body
+        await press(pilot, "escape")
+        assert isinstance(app.screen, LinksScreen)
+
+
+def test_trace_lines_name_the_last_hop():
+    from core.model import TraceHop, TraceResult
+    from core.trace.format import trace_lines
+
+    res = TraceResult("a", "b", "n1", "n2", "10.0.0.2", "10.0.0.3",
+                      hops=[TraceHop(0, 1, "request leaves a", "n1", 10.0), TraceHop(0, 2, "VXLAN request leaves n1", "n1", 10.00002),
+                            TraceHop(0, 3, "VXLAN request arrives at n2", "n2", None)],
+                      verdicts=["echo 0: last seen at step 2 (VXLAN request leaves n1); lost before: VXLAN request arrives at n2"])
+    lines = trace_lines(res)
+    assert lines[2].endswith("+   0.000 ms") and lines[3].endswith("+   0.020 ms") and lines[4].endswith("not seen")
+    assert lines[-1].startswith("echo 0: last seen at step 2")

@@ -48,6 +48,7 @@ def _scopes(app_class: type) -> list[tuple[str, type, str | None]]:
     from tui.screens.log import LogScreen
     from tui.screens.ping_grid import PingGridScreen
     from tui.screens.runbook import RunbookScreen
+    from tui.screens.trace import TraceScreen
 
     scopes: list[tuple[str, type, str | None]] = [
         ("Everywhere", app_class, None), ("Any table pane", Pane, "*"), ("Nodes", NodesPane, "nodes"),
@@ -55,7 +56,7 @@ def _scopes(app_class: type) -> list[tuple[str, type, str | None]]:
     scopes += [("Runbook", RunbookScreen, "runbook"), ("Key browser", KeyBrowserScreen, "keys"),
                ("Ping matrix", PingGridScreen, "ping"), ("Log", LogScreen, "log"),
                ("Confirm (before anything destructive)", ConfirmModal, "confirm"), ("Doctor", DoctorScreen, "doctor"),
-               ("Links", LinksScreen, "links")]
+               ("Links", LinksScreen, "links"), ("Trace", TraceScreen, "trace")]
     return scopes
 
 

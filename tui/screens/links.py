@@ -91,7 +91,8 @@ class LinksScreen(ModalScreen[str | None]):
     """Measures links on every node while open; dismisses with a capture filter (Enter) or None."""
 
     BINDINGS = [Binding("escape,q", "close", "Close", id="links.close"),
-                Binding("enter", "show_frames", "Show the pair's frames", id="links.frames")]
+                Binding("enter", "show_frames", "Show the pair's frames", id="links.frames"),
+                Binding("t", "trace", "Trace between the pair's probes", id="links.trace")]
 
     def __init__(self, nodes: list[str] | None = None) -> None:
         super().__init__()
@@ -144,7 +145,7 @@ class LinksScreen(ModalScreen[str | None]):
         extra = [n for n in snap.notices][-1:]
         status.update(Text(f"{state} · {snap.frames:,} sightings over {snap.span:.1f} s · {snap.pending:,} pending"
                            + (f" · {snap.evicted:,} evicted" if snap.evicted else "")
-                           + (f" · {extra[0]}" if extra else "") + " · Enter: that pair's frames"))
+                           + (f" · {extra[0]}" if extra else "") + " · Enter: that pair's frames · t: trace"))
 
     def selected_pair(self) -> tuple[str, str] | None:
         snap = self.snapshot
@@ -162,6 +163,17 @@ class LinksScreen(ModalScreen[str | None]):
             self.app.notify("choose a cell of two different nodes", severity="warning")
             return
         self.dismiss(f"src={pair[0]} dst={pair[1]}")
+
+    def action_trace(self) -> None:
+        """Trace from the source node's probe container to the destination node's (the runbook's
+        ``probe-<node>``; core.dockerd.probes names them so, but imports the Docker SDK: not here)."""
+        from tui.screens.trace import TraceScreen
+
+        pair = self.selected_pair()
+        if pair is None:
+            self.app.notify("choose a cell of two different nodes", severity="warning")
+            return
+        self.app.push_screen(TraceScreen(f"probe-{pair[0]}", f"probe-{pair[1]}"))
 
     def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
         event.stop()
