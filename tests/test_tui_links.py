@@ -84,3 +84,16 @@ def test_trace_lines_name_the_last_hop():
     lines = trace_lines(res)
     assert lines[2].endswith("+   0.000 ms") and lines[3].endswith("+   0.020 ms") and lines[4].endswith("not seen")
     assert lines[-1].startswith("echo 0: last seen at step 2")
+
+
+async def test_u_on_the_ping_matrix_shows_the_same_pairs_on_the_underlay():
+    app = recorded_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "3", "p")
+        before = table_rows(app, "#ping-table")
+        assert not any("wire" in c for r in before for c in r)
+        await press(pilot, "u")
+        rows = table_rows(app, "#ping-table")
+        assert rows[0][2].splitlines()[-1] == "wire  22%  0.005 ms 1-way"
+        assert rows[1][1].splitlines()[-1] == "wire   0%  0.005 ms 1-way"
