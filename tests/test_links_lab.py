@@ -170,3 +170,14 @@ def test_cli_trace_prints_every_hop(overlay3):
     lines = out.stdout.splitlines()
     assert lines[0].startswith("trace probe-docker-node2") and lines[-1].startswith("echo 0: back in probe-docker-node2")
     assert sum(1 for line in lines if " ms" in line and line.strip()[0].isdigit()) == 8
+
+
+async def test_active_probes_pairs_that_carry_no_traffic(overlay3):
+    svc = LiveService(overlay3.inventory)
+    try:
+        snaps = [s async for s in svc.links([], 8, interval=1.0, active=True)]
+    finally:
+        await svc.close()
+    final = snaps[-1]
+    assert final.final and len(final.pairs) == 6
+    assert all(p.sent >= 3 and p.received >= 3 and p.lost == 0 for p in final.pairs), final.pairs

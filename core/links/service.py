@@ -61,10 +61,12 @@ class LinksService:
                 ended.set()
 
         feeder = asyncio.create_task(consume())
-        prober = asyncio.create_task(self._probe(matcher, notices)) if active and self.ping else None
-        await _first(started, ended)           # the clock starts once every node captures
-        deadline = None if seconds is None else time.monotonic() + seconds
+        prober: asyncio.Task | None = None
         try:
+            await _first(started, ended)           # the clock (and any probing) starts once every node captures
+            if active and self.ping:
+                prober = asyncio.create_task(self._probe(matcher, notices))
+            deadline = None if seconds is None else time.monotonic() + seconds
             while True:
                 wait = interval if deadline is None else min(interval, deadline - time.monotonic())
                 if wait > 0:
