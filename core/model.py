@@ -309,6 +309,9 @@ class DoctorReport:
     @property
     def ok(self) -> bool:
         return not any(c.status == "fail" for c in self.checks)
+
+
+@dataclass
 class LinkStat:
     """One directed node pair (and one VNI, or every VNI when ``vni`` is None) as the links matcher saw it:
     frames seen leaving ``src`` and arriving at ``dst``. Delays are one-way with the clock offset removed."""

@@ -292,7 +292,7 @@ class RecordedService:
     # links
     def links(self, nodes: list[str], seconds: float | None = None, *, interval: float = 1.0,
               active: bool = False) -> AsyncIterator[LinksSnapshot]:
-        """The recorded two-ended capture (see RecordedCapture.sightings) through the live matcher."""
+        """The recorded two-ended capture (core.links.replay) through the live matcher."""
         return self.links_part.links(nodes, seconds, interval=interval, active=active)
 
     async def trace(self, src: str, dst: str, count: int = 3) -> TraceResult:
