@@ -108,7 +108,11 @@ def _parse_cluster(raw: Any, path: str) -> ClusterSpec:
     values: dict[str, Any] = {}
     for key, val in raw.items():
         want = type(allowed[key])
-        if want is int:
+        if want is bool:
+            if not isinstance(val, bool):
+                raise InventoryError(path, f"must be true or false, got {val!r}", node="[cluster]", field=key)
+            values[key] = val
+        elif want is int:
             values[key] = _port(val, path, "[cluster]", key) if key.endswith("port") else _int(val, path, "[cluster]", key)
         elif not isinstance(val, str) or not val:
             raise InventoryError(path, f"must be a non-empty string, got {val!r}", node="[cluster]", field=key)

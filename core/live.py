@@ -55,6 +55,7 @@ from core.model import (
 from core.nodes.address import UnderlayAddresses
 from core.nodes.service import NodeService
 from core.paths import lab_dir
+from core.pki.cluster import ClusterPKI
 from core.runbook.runbook import Runbook
 from core.ssh import SSHPool
 from core.trace.service import TraceService
@@ -69,9 +70,10 @@ class LiveService:
         self.pool = SSHPool(inventory.nodes)
         self.addresses = UnderlayAddresses(self.pool)
         self.docker = DockerNodes(self.pool)
-        self.etcd_reader = EtcdReader(self.pool)
+        self.pki = ClusterPKI.for_inventory(inventory)        # the cluster's CA and certificates (etcd TLS)
+        self.etcd_reader = EtcdReader(self.pool, credentials=self.pki.operator)
         self.node_part = NodeService(inventory, self.pool, self.docker, self.guard)
-        self.etcd = EtcdService(inventory, self.pool, self.addresses, self.etcd_reader, self.guard)
+        self.etcd = EtcdService(inventory, self.pool, self.addresses, self.etcd_reader, self.guard, self.pki)
         self.dockerd = DockerService(inventory, self.pool, self.docker, self.addresses,
                                      OverlayNetworks(self.docker, self.pool, inventory),
                                      Probes(self.docker, inventory), self.guard)

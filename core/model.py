@@ -40,6 +40,7 @@ class ClusterSpec:
     network: str = "demo"             # the runbook's overlay network
     network_subnet: str | None = None # its subnet; None lets Docker choose (the lab pins one in 198.19.0.0/16)
     probe_image: str = "overlay-tui/busybox:1"
+    etcd_tls: bool = True             # etcd with TLS and client certificates; False: the tutorial's plaintext
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class EtcdCluster:
     healthy: bool
     summary: list[str]                # lines like `etcdctl cluster-health`
     error: str | None = None
+    tls: bool | None = None           # True: members answered over TLS; False: in plaintext; None: unknown
+    warning: str | None = None        # a sentence when the store is open to the underlay (plaintext)
 
 
 @dataclass

@@ -23,8 +23,8 @@ def inventory(**cluster) -> Inventory:
     return Inventory(path="inv.toml", nodes=nodes, cluster=ClusterSpec(**cluster))
 
 
-def test_plan_is_the_tutorials_command_line():
-    plans = plan_cluster(inventory(), IPS)
+def test_plan_without_tls_is_the_tutorials_command_line():
+    plans = plan_cluster(inventory(etcd_tls=False), IPS)
     assert [p.node for p in plans] == ["docker-node1", "docker-node2"]
     assert plans[0].command == (
         "etcd --name docker-node1"
@@ -35,6 +35,20 @@ def test_plan_is_the_tutorials_command_line():
         " --initial-cluster-state new --data-dir /var/lib/etcd/docker-node1.etcd --enable-v2=true")
     assert plans[1].client_url == "http://198.18.0.2:2379"
     assert plans[1].marker_path == "/var/lib/etcd/docker-node2.etcd/overlay-tui.json"
+    assert not plans[0].tls
+
+
+def test_plan_with_tls_by_default_has_https_urls_certificates_and_client_cert_auth():
+    plans = plan_cluster(inventory(), IPS)
+    flags = parse_flags(plans[0].argv)
+    assert plans[0].tls and plans[0].client_url == "https://198.18.0.1:2379"
+    assert flags["--listen-client-urls"] == "https://198.18.0.1:2379,https://127.0.0.1:2379"
+    assert flags["--listen-peer-urls"] == flags["--initial-advertise-peer-urls"] == "https://198.18.0.1:2380"
+    assert flags["--initial-cluster"] == "docker-node1=https://198.18.0.1:2380,docker-node2=https://198.18.0.2:2380"
+    assert (flags["--cert-file"], flags["--key-file"]) == ("/etc/etcd/pki/server.crt", "/etc/etcd/pki/server.key")
+    assert (flags["--peer-cert-file"], flags["--peer-key-file"]) == ("/etc/etcd/pki/peer.crt", "/etc/etcd/pki/peer.key")
+    assert flags["--trusted-ca-file"] == flags["--peer-trusted-ca-file"] == "/etc/etcd/pki/ca.crt"
+    assert flags["--client-cert-auth"] == flags["--peer-client-cert-auth"] == flags["--enable-v2"] == "true"
 
 
 def test_plan_uses_the_inventory_cluster_settings_and_quotes():
@@ -44,15 +58,15 @@ def test_plan_uses_the_inventory_cluster_settings_and_quotes():
     assert argv == list(plans[1].argv)
     flags = parse_flags(argv)
     assert flags["--initial-cluster-token"] == "my token"
-    assert flags["--listen-client-urls"] == "http://198.18.0.2:12379,http://127.0.0.1:12379"
-    assert flags["--listen-peer-urls"] == "http://198.18.0.2:12380"
+    assert flags["--listen-client-urls"] == "https://198.18.0.2:12379,https://127.0.0.1:12379"
+    assert flags["--listen-peer-urls"] == "https://198.18.0.2:12380"
     assert flags["--data-dir"] == "/srv/etcd/docker-node2.etcd"
     assert flags["--enable-v2"] == "true"
 
 
 def test_plan_brackets_ipv6_and_needs_every_ip():
     plans = plan_cluster(inventory(), {"docker-node1": "fd00::1", "docker-node2": "fd00::2"})
-    assert plans[0].client_url == "http://[fd00::1]:2379"
+    assert plans[0].client_url == "https://[fd00::1]:2379"
     with pytest.raises(EtcdError, match="docker-node2"):
         plan_cluster(inventory(), {"docker-node1": "198.18.0.1"})
     with pytest.raises(EtcdError, match="absolute"):

@@ -22,6 +22,7 @@ from core.dockerd.clients import DockerNodes
 from core.dockerd.vni import ClassicVniReader, swarm_vni
 from core.errors import DockerError, OverlayError, UsageError
 from core.model import ContainerInfo, ConvergeResult, NetworkInfo, NetworkListing
+from core.pki.cluster import context_for
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")   # Docker's restrictedNamePattern (as tui/network_validation)
 PREDEFINED = {"bridge", "host", "none", "ingress", "docker_gwbridge"}
@@ -104,7 +105,7 @@ class OverlayNetworks:
 
     def __init__(self, docker: DockerNodes, pool, inventory) -> None:
         self.docker, self.pool, self.inventory = docker, pool, inventory
-        self.vni_reader = ClassicVniReader(pool)
+        self.vni_reader = ClassicVniReader(pool, context_for(inventory))     # https when etcd runs TLS
         self._stores: dict[str, str] = {}      # node -> its etcd:// ClusterStore, once seen
 
     def forget_stores(self) -> None:

@@ -8,6 +8,11 @@ daemon.json.overlay-tui.bak), restart Docker the way the host runs it (systemd w
 else stop the dockerd of /var/run/docker.pid and start it again detached with the same
 arguments), and wait until the daemon answers with the store set. A node already configured and
 running that way is left alone. No TCP listener is added: cluster-advertise only names the address.
+
+With etcd over TLS (``[cluster] etcd_tls``, the default) daemon.json also gets ``cluster-store-opts``
+``kv.cacertfile`` / ``kv.certfile`` / ``kv.keyfile``: the CA and the node's client certificate that
+the etcd step installed in /etc/etcd/pki (dockerd then logs "Initializing KV with TLS"). With
+``etcd_tls = false`` those three keys are removed again.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 
 from core.dockerd.clients import DockerNodes
 from core.errors import DockerError, OverlayError, raise_gathered
+from core.etcd.tls import CA, CLIENT_CRT, CLIENT_KEY
 from core.nodes.address import UnderlayAddresses
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -27,6 +33,8 @@ PIDFILE = "/var/run/docker.pid"
 DOCKERD_LOG = "/var/log/dockerd.log"
 ADVERTISE_PORT = 2375            # only advertised (names the node); dockerd does not listen on it
 STORE_KEYS = ("cluster-store", "cluster-advertise")
+STORE_OPTS = "cluster-store-opts"
+TLS_OPTS = {"kv.cacertfile": CA, "kv.certfile": CLIENT_CRT, "kv.keyfile": CLIENT_KEY}
 
 # One round trip: how Docker runs on the node, its daemon.json and the running dockerd's arguments.
 FACTS_SCRIPT = (
@@ -64,6 +72,7 @@ class DockerStoreChange:
     want_store: str = ""
     want_advertise: str = ""
     seconds: float | None = None
+    want_opts: dict | None = None    # cluster-store-opts wanted in daemon.json (None: no such key)
     facts: NodeDockerFacts | None = field(default=None, repr=False, compare=False)
 
 
@@ -111,6 +120,16 @@ async def node_facts(docker: DockerNodes, pool, node: str) -> NodeDockerFacts:
     return _parse_facts(node, res.stdout, version, info)
 
 
+def store_opts(have: object, tls: bool) -> dict | None:
+    """The cluster-store-opts daemon.json should hold: the TLS files when ``tls``, other keys kept."""
+    opts = dict(have) if isinstance(have, dict) else {}
+    for k in TLS_OPTS:
+        opts.pop(k, None)
+    if tls:
+        opts.update(TLS_OPTS)
+    return opts or None
+
+
 def restart_args(args: list[str]) -> list[str]:
     """The running dockerd's arguments without store flags (daemon.json carries those now)."""
     out, skip = [], False
@@ -148,9 +167,11 @@ async def plan_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, inv
                           "classic cluster store exclude each other. Leave the swarm first (`docker swarm leave`, "
                           "with --force on a manager) or keep using swarm mode's overlay; nothing was changed")
     cfg = facts.daemon_json or {}
-    file_ok = cfg.get("cluster-store") == store and cfg.get("cluster-advertise") == adv
+    opts = store_opts(cfg.get(STORE_OPTS), inventory.cluster.etcd_tls)
+    file_ok = (cfg.get("cluster-store") == store and cfg.get("cluster-advertise") == adv
+               and cfg.get(STORE_OPTS) == opts)
     running_ok = facts.cluster_store == store and facts.cluster_advertise == adv
-    change = DockerStoreChange(node, "none", "", want_store=store, want_advertise=adv, facts=facts)
+    change = DockerStoreChange(node, "none", "", want_store=store, want_advertise=adv, facts=facts, want_opts=opts)
     if file_ok and running_ok:
         change.command = f"nothing to do: dockerd already uses {store}, advertising {adv}"
         change.reason = "already configured"
@@ -166,7 +187,10 @@ async def plan_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, inv
         change.command = restart
     else:
         change.action, change.reason = "configure", f"dockerd runs with store {facts.cluster_store or 'none'}"
-        merged = json.dumps({"cluster-store": store, "cluster-advertise": adv})
+        keys: dict = {"cluster-store": store, "cluster-advertise": adv}
+        if opts is not None:
+            keys[STORE_OPTS] = opts
+        merged = json.dumps(keys)
         change.command = f"merge {merged} into {DAEMON_JSON} (original kept as {BACKUP}); {restart}"
     return change
 
@@ -182,10 +206,14 @@ async def plan(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventor
     return list(await asyncio.gather(*(one(n.name) for n in inventory.nodes)))
 
 
-async def write_daemon_json(pool, node: str, facts: NodeDockerFacts, store: str, adv: str) -> None:
-    """Merge the two store keys into daemon.json, keeping every other key; back up the original once."""
+async def write_daemon_json(pool, node: str, facts: NodeDockerFacts, store: str, adv: str,
+                            opts: dict | None = None) -> None:
+    """Merge the store keys into daemon.json, keeping every other key; back up the original once."""
     merged = dict(facts.daemon_json or {})
     merged.update({"cluster-store": store, "cluster-advertise": adv})
+    merged.pop(STORE_OPTS, None)
+    if opts is not None:
+        merged[STORE_OPTS] = opts
     f, bak, tmp = DAEMON_JSON, BACKUP, DAEMON_JSON + ".overlay-tui.tmp"
     script = (f"set -e; umask 022; mkdir -p /etc/docker; "
               f"if [ -e {f} ] && [ ! -e {bak} ]; then cp -p {f} {bak}; fi; "
@@ -256,7 +284,7 @@ async def apply_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, in
     assert facts is not None
     t0 = time.monotonic()
     if change.action == "configure":
-        await write_daemon_json(pool, node, facts, change.want_store, change.want_advertise)
+        await write_daemon_json(pool, node, facts, change.want_store, change.want_advertise, change.want_opts)
     pid = await restart_docker(pool, node, facts)
     await wait_for_store(docker, pool, node, change.want_store, facts.systemd, pid)
     change.seconds = round(time.monotonic() - t0, 2)

@@ -9,16 +9,25 @@
 
 Classic mode allocates the VNI (from 256 up) only when a first container joins the network; until
 then etcd holds ``"Vni":0`` and we report None ("not allocated yet").
+
+With etcd over TLS the GET is https with the operator's client certificate (``tls`` gives the
+context; the server certificate names 127.0.0.1, where the forward lands). A member that answers in
+plaintext (a cluster of an earlier apply, not migrated yet) is read over http.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from urllib.parse import urlparse
 
-from core.errors import DockerError
+from core.errors import DockerError, OverlayError
+from core.pki.cluster import wrong_protocol
+
+TlsContext = Callable[[], "ssl.SSLContext | None"]     # None: plaintext; raises when TLS has no certificates
 
 OVERLAY_DIR = "/v2/keys/docker/network/v1.0/overlay/network"
 SWARM_VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
@@ -62,8 +71,8 @@ def store_endpoint(cluster_store: str) -> tuple[str, int] | None:
 class ClassicVniReader:
     """Reads VNIs from etcd's v2 store through one SSH TCP forward per node (opened once)."""
 
-    def __init__(self, pool) -> None:
-        self.pool = pool
+    def __init__(self, pool, tls: TlsContext | None = None) -> None:
+        self.pool, self.tls = pool, tls
         self._ports: dict[tuple[str, str, int], int] = {}
 
     async def _local_port(self, node: str, host: str, port: int) -> int:
@@ -77,18 +86,32 @@ class ClassicVniReader:
         ep = store_endpoint(cluster_store)
         if ep is None:
             return {}
+        where = f"{node}: cannot read Docker's overlay state from etcd at {ep[0]}:{ep[1]} (v2 API)"
         local = await self._local_port(node, *ep)
-        url = f"http://127.0.0.1:{local}{OVERLAY_DIR}?recursive=true"
+        try:
+            context = self.tls() if self.tls else None
+        except OverlayError as e:
+            raise DockerError(f"{where}: {e}") from None
+        path = f"127.0.0.1:{local}{OVERLAY_DIR}?recursive=true"
 
-        def get() -> bytes | None:
+        def fetch(url: str, ctx: ssl.SSLContext | None) -> bytes | None:
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                with urllib.request.urlopen(url, timeout=timeout, context=ctx) as resp:
                     return resp.read()
             except urllib.error.HTTPError as e:
                 if e.code == 404:          # no overlay network was ever created
                     return None
                 raise
-        where = f"{node}: cannot read Docker's overlay state from etcd at {ep[0]}:{ep[1]} (v2 API)"
+
+        def get() -> bytes | None:
+            if context is None:
+                return fetch(f"http://{path}", None)
+            try:
+                return fetch(f"https://{path}", context)
+            except (OSError, urllib.error.URLError) as e:
+                if not wrong_protocol(e):
+                    raise
+                return fetch(f"http://{path}", None)      # a plaintext member (not migrated to TLS yet)
         try:
             body = await asyncio.to_thread(get)
         except (OSError, urllib.error.URLError) as e:

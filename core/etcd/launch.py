@@ -19,6 +19,7 @@ from core.etcd.plan import MARKER_NAME, EtcdMemberPlan
 from core.model import EtcdCluster
 
 ClusterReader = Callable[[], Awaitable[EtcdCluster]]
+Install = Callable[[EtcdMemberPlan], Awaitable[None]]      # e.g. copy the node's TLS certificates
 
 
 async def decide_all(pool, plans: list[EtcdMemberPlan], force: bool) -> list[EtcdAction]:
@@ -104,12 +105,17 @@ async def wait_healthy(pool, plans: list[EtcdMemberPlan], actions: list[EtcdActi
 
 
 async def apply_cluster(pool, plans: list[EtcdMemberPlan], read: ClusterReader, *, force: bool = False,
-                        timeout: float = 40.0) -> tuple[list[EtcdAction], EtcdCluster]:
-    """Adopt or start every member (refusing to clobber), then wait for a healthy cluster."""
+                        timeout: float = 40.0, install: Install | None = None) -> tuple[list[EtcdAction], EtcdCluster]:
+    """Adopt or start every member (refusing to clobber), then wait for a healthy cluster.
+
+    ``install`` runs on every node once nothing refused, before any member starts (certificates).
+    """
     actions = await decide_all(pool, plans, force)
     refused = [a.reason for a in actions if a.kind == "refuse"]
     if refused:
         raise EtcdError("etcd not started, nothing was changed:\n" + "\n".join(refused))
+    if install is not None:
+        await asyncio.gather(*(install(p) for p in plans))
     await asyncio.gather(*(_carry_out(pool, p, a) for p, a in zip(plans, actions)))
     cluster = await wait_healthy(pool, plans, actions, read, timeout)
     return actions, cluster

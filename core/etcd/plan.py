@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 
 from core.errors import EtcdError
+from core.etcd.tls import tls_flags
 from core.model import Inventory
 
 ETCD_LOG = "/var/log/etcd.log"
@@ -45,6 +46,10 @@ class EtcdMemberPlan:
         return _flag_value(self.argv, "--advertise-client-urls") or ""
 
     @property
+    def tls(self) -> bool:
+        return self.client_url.startswith("https://")
+
+    @property
     def marker_path(self) -> str:
         return f"{self.data_dir}/{MARKER_NAME}"
 
@@ -54,9 +59,9 @@ class EtcdMemberPlan:
                 "initial_cluster": self.initial_cluster}
 
 
-def _url(ip: str, port: int) -> str:
+def _url(ip: str, port: int, scheme: str = "http") -> str:
     host = f"[{ip}]" if ":" in ip else ip
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 def member_data_dir(base: str, node: str) -> str:
@@ -68,29 +73,34 @@ def member_data_dir(base: str, node: str) -> str:
 
 
 def plan_cluster(inventory: Inventory, ips: dict[str, str]) -> list[EtcdMemberPlan]:
-    """One plan per inventory node; ``ips`` maps node name -> underlay IP (see core.nodes.address)."""
+    """One plan per inventory node; ``ips`` maps node name -> underlay IP (see core.nodes.address).
+
+    With ``[cluster] etcd_tls`` (the default) every URL is https and :func:`core.etcd.tls.tls_flags`
+    are added; with ``etcd_tls = false`` the command is the tutorial's, plaintext.
+    """
     c = inventory.cluster
+    scheme = "https" if c.etcd_tls else "http"
     missing = [n.name for n in inventory.nodes if not ips.get(n.name)]
     if missing:
         raise EtcdError(f"no underlay IP known for {', '.join(missing)}: set `advertise` in the inventory")
-    initial = ",".join(f"{n.name}={_url(ips[n.name], c.etcd_peer_port)}" for n in inventory.nodes)
+    initial = ",".join(f"{n.name}={_url(ips[n.name], c.etcd_peer_port, scheme)}" for n in inventory.nodes)
     plans = []
     for n in inventory.nodes:
         ip = ips[n.name]
-        peer, client = _url(ip, c.etcd_peer_port), _url(ip, c.etcd_client_port)
+        peer, client = _url(ip, c.etcd_peer_port, scheme), _url(ip, c.etcd_client_port, scheme)
         data_dir = member_data_dir(c.etcd_data_dir, n.name)
         argv = (
             "etcd", "--name", n.name,
             "--initial-advertise-peer-urls", peer,
             "--listen-peer-urls", peer,
-            "--listen-client-urls", f"{client},{_url('127.0.0.1', c.etcd_client_port)}",
+            "--listen-client-urls", f"{client},{_url('127.0.0.1', c.etcd_client_port, scheme)}",
             "--advertise-client-urls", client,
             "--initial-cluster-token", c.etcd_token,
             "--initial-cluster", initial,
             "--initial-cluster-state", "new",
             "--data-dir", data_dir,
             "--enable-v2=true",
-        )
+        ) + (tls_flags() if c.etcd_tls else ())
         plans.append(EtcdMemberPlan(node=n.name, ip=ip, token=c.etcd_token, initial_cluster=initial,
                                     data_dir=data_dir, argv=argv))
     return plans

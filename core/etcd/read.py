@@ -6,15 +6,20 @@ SSH local port forward from the node that owns it (:meth:`core.ssh.SSHPool.forwa
 code works where the operator cannot route to the nodes' client URLs; ``via_ssh=False`` connects
 directly (the lab's operator seat can). ``status()`` answers only for the member connected to, so
 there is one client per endpoint.
+
+An endpoint with ``tls`` is reached over TLS with the operator's client certificate (see
+:mod:`core.pki.cluster`); the server certificate names 127.0.0.1, so it verifies through the forward.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import etcd3
@@ -23,6 +28,9 @@ from etcd3 import etcdrpc
 
 from core.errors import EtcdError, OverlayError
 from core.model import EtcdCluster, EtcdMember, KeyEntry
+from core.pki.cluster import OperatorCerts, ssl_context
+
+Credentials = Callable[[], OperatorCerts | None]
 
 
 @dataclass(frozen=True)
@@ -32,10 +40,12 @@ class Endpoint:
     via: str          # node name
     host: str
     port: int
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        return f"http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
 
 
 @dataclass
@@ -122,8 +132,10 @@ def _probe_blocking(client: etcd3.Etcd3Client, probe: Probe, timeout: float) -> 
 class EtcdReader:
     """Clients and forwards per endpoint, cached; closed by :meth:`close`."""
 
-    def __init__(self, pool, *, via_ssh: bool = True, timeout: float = 2.0) -> None:
+    def __init__(self, pool, *, via_ssh: bool = True, timeout: float = 2.0,
+                 credentials: Credentials | None = None) -> None:
         self.pool, self.via_ssh, self.timeout = pool, via_ssh, timeout
+        self.credentials = credentials or (lambda: None)   # the operator's CA and client pair, if made
         self._forwards: dict[Endpoint, tuple[object, int]] = {}   # endpoint -> (ssh conn, local port)
         self._clients: dict[Endpoint, tuple[int, etcd3.Etcd3Client]] = {}
         self._retired: list[etcd3.Etcd3Client] = []
@@ -146,15 +158,31 @@ class EtcdReader:
             return cached[1]
         if cached is not None:
             self._retired.append(cached[1])
-        client = etcd3.client(host, port, timeout=self.timeout, grpc_options=[
+        client = etcd3.client(host, port, timeout=self.timeout, **self._tls_args(ep), grpc_options=[
             ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)])
         self._clients[ep] = (port, client)
         return client
 
+    def _certs(self, ep: Endpoint) -> OperatorCerts:
+        op = self.credentials()
+        if op is None:
+            raise EtcdError(f"{ep.via}: {ep.url} needs a client certificate and this machine has none for the "
+                            "cluster yet: `overlay-tui runbook apply` makes the cluster's CA and certificates")
+        return op
+
+    def _tls_args(self, ep: Endpoint) -> dict[str, str]:
+        if not ep.tls:
+            return {}
+        op = self._certs(ep)
+        return {"ca_cert": str(op.ca), "cert_key": str(op.key), "cert_cert": str(op.cert)}
+
+    def _ssl(self, ep: Endpoint) -> ssl.SSLContext | None:
+        return ssl_context(self._certs(ep)) if ep.tls else None
+
     async def dedicated_client(self, ep: Endpoint, timeout: float | None = None) -> etcd3.Etcd3Client:
         """A client of its own (not cached; the caller closes it), e.g. for a long watch."""
         host, port = await self.local_address(ep)
-        return etcd3.client(host, port, timeout=timeout)
+        return etcd3.client(host, port, timeout=timeout, **self._tls_args(ep))
 
     def drop(self, ep: Endpoint) -> None:
         """Forget ``ep``'s client (after an error), so the next call reconnects at once.
@@ -231,13 +259,15 @@ class EtcdReader:
         for ep in endpoints:
             try:
                 host, port = await self.local_address(ep)
+                context = self._ssl(ep)
             except OverlayError as e:
                 errors.append(str(e))
                 continue
             path = "/" + prefix.strip("/") if prefix.strip("/") else ""
-            url = f"http://{host}:{port}/v2/keys{urllib.parse.quote(path)}?recursive=true&sorted=true"
+            scheme = "https" if ep.tls else "http"
+            url = f"{scheme}://{host}:{port}/v2/keys{urllib.parse.quote(path)}?recursive=true&sorted=true"
             try:
-                return await asyncio.to_thread(_get_v2_tree, url, self.timeout)
+                return await asyncio.to_thread(_get_v2_tree, url, self.timeout, context)
             except _Unreachable as e:
                 errors.append(f"{ep.via} ({ep.url}): {e}")
         raise EtcdError("no etcd member answered the v2 API: " + "; ".join(errors or ["no endpoints"]))
@@ -254,9 +284,9 @@ class _Unreachable(Exception):
     pass
 
 
-def _get_v2_tree(url: str, timeout: float) -> list[KeyEntry]:
+def _get_v2_tree(url: str, timeout: float, context: ssl.SSLContext | None = None) -> list[KeyEntry]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             body = json.load(resp)
     except urllib.error.HTTPError as e:
         text = e.read().decode(errors="replace")
@@ -292,4 +322,4 @@ def _member_endpoint(member: EtcdMember, via: str) -> Endpoint | None:
     parsed = urllib.parse.urlsplit(member.client_urls[0])
     if not parsed.hostname or not parsed.port:
         return None
-    return Endpoint(via=via, host=parsed.hostname, port=parsed.port)
+    return Endpoint(via=via, host=parsed.hostname, port=parsed.port, tls=parsed.scheme == "https")

@@ -2,6 +2,12 @@
 
 ``EtcdService.apply(force=True)`` stops an etcd running with other flags and wipes a data dir that
 belongs to another cluster: front doors must confirm with the operator before passing it.
+
+With ``[cluster] etcd_tls`` (the default) apply first makes or renews the cluster's PKI on this
+machine (:mod:`core.pki.cluster`) and installs each node's certificates and /etc/etcd/etcdctl.env
+before its member starts. :meth:`EtcdService.cluster` says in ``warning`` when the store is open
+to the underlay: plaintext by choice (``etcd_tls = false``), or a plaintext cluster of an earlier
+apply while TLS is wanted (read over http then, so the console still shows it).
 """
 from __future__ import annotations
 
@@ -15,9 +21,11 @@ from core.etcd.decide import EtcdAction
 from core.etcd.launch import apply_cluster
 from core.etcd.plan import EtcdMemberPlan, plan_cluster
 from core.etcd.read import Endpoint, EtcdReader
+from core.etcd.tls import OPEN_STORE_WARNING, PLAINTEXT_WHILE_TLS_WANTED, push
 from core.etcd.watch import KeyWatchThread, diff_keys, diff_members
 from core.model import ClusterEvent, EtcdCluster, Inventory, KeyEntry
 from core.nodes.address import UnderlayAddresses
+from core.pki.cluster import ClusterPKI
 from core.ssh import SSHPool
 
 POLL_SECONDS = 2.0
@@ -35,14 +43,16 @@ class EtcdService:
     """Etcd methods of the live service, over one reader (python-etcd3 through SSH forwards)."""
 
     def __init__(self, inventory: Inventory, pool: SSHPool, addresses: UnderlayAddresses, reader: EtcdReader,
-                 guard: WriteGuard) -> None:
+                 guard: WriteGuard, pki: ClusterPKI) -> None:
         self.inventory, self.pool, self.addresses, self.reader, self.guard = inventory, pool, addresses, reader, guard
+        self.pki = pki
 
-    async def endpoints(self) -> list[Endpoint]:
-        """Each node's client URL, reached through that node's SSH connection."""
+    async def endpoints(self, tls: bool | None = None) -> list[Endpoint]:
+        """Each node's client URL, reached through that node's SSH connection (TLS as the inventory says)."""
         ips = await self.addresses.all(self.inventory.nodes)
         port = self.inventory.cluster.etcd_client_port
-        return [Endpoint(via=n.name, host=ips[n.name], port=port) for n in self.inventory.nodes]
+        tls = self.inventory.cluster.etcd_tls if tls is None else tls
+        return [Endpoint(via=n.name, host=ips[n.name], port=port, tls=tls) for n in self.inventory.nodes]
 
     async def plan(self) -> list[EtcdMemberPlan]:
         """Each node's member as the tutorial starts it (``.node``, ``.command`` for printing)."""
@@ -55,7 +65,18 @@ class EtcdService:
             endpoints = await self.endpoints()
         except OverlayError as e:
             return EtcdCluster(members=[], healthy=False, summary=[str(e)], error=str(e))
-        return await self.reader.cluster(endpoints)
+        cluster = await self.reader.cluster(endpoints)
+        if not self.inventory.cluster.etcd_tls:
+            cluster.tls, cluster.warning = False, OPEN_STORE_WARNING
+            return cluster
+        if _answered(cluster):
+            cluster.tls = True
+            return cluster
+        plain = await self.reader.cluster(await self.endpoints(tls=False))
+        if not _answered(plain):
+            return cluster
+        plain.tls, plain.warning = False, PLAINTEXT_WHILE_TLS_WANTED
+        return plain
 
     async def apply(self, force: bool = False, timeout: float = 40.0) -> EtcdApplied:
         """Adopt or start every planned member, then wait until the cluster is healthy.
@@ -65,7 +86,14 @@ class EtcdService:
         """
         self.guard.require("starting etcd")
         plans = await self.plan()
-        actions, cluster = await apply_cluster(self.pool, plans, self.cluster, force=force, timeout=timeout)
+        install = None
+        if self.inventory.cluster.etcd_tls:
+            ensured = await asyncio.to_thread(self.pki.ensure, {p.node: p.ip for p in plans})
+
+            async def install(plan: EtcdMemberPlan) -> None:
+                await push(self.pool, plan.node, ensured.nodes[plan.node], plan.client_url)
+        actions, cluster = await apply_cluster(self.pool, plans, self.cluster, force=force, timeout=timeout,
+                                               install=install)
         return EtcdApplied(actions, cluster)
 
     async def keys(self, source: str = "v3", prefix: str = "") -> list[KeyEntry]:
@@ -139,3 +167,8 @@ class EtcdService:
             except Exception as e:  # noqa: BLE001 - a poll failure is reported, the stream goes on
                 out.put_nowait(ClusterEvent("watch", "error", "poll", f"{e.__class__.__name__}: {e}"))
             await asyncio.sleep(POLL_SECONDS)
+
+
+def _answered(cluster: EtcdCluster) -> bool:
+    """Did any member answer (a member list came back)?"""
+    return any(m.id for m in cluster.members)

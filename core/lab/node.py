@@ -5,7 +5,7 @@ A node is one process tree started as::
     nsenter --net=/run/netns/ot-LAB-nI unshare --uts --mount --pid --fork --kill-child --mount-proc sh init.sh
 
 ``init.sh`` (pid 1 of the node's own pid namespace) gives the node a private /run and node-local
-/etc/ssh, /etc/docker, /var/lib/docker, /var/lib/etcd, /var/log, /etc/hosts, /tmp and /var/tmp, an
+/etc/ssh, /etc/docker, /etc/etcd, /var/lib/docker, /var/lib/etcd, /var/log, /etc/hosts, /tmp and /var/tmp, an
 empty /root/.bashrc and the hostname ``docker-nodeI``; then it starts dockerd exactly as the Docker
 service would (default paths: /var/run/docker.pid, /var/run/docker.sock, /var/log/dockerd.log) and
 OpenSSH's sshd with its default config path. So whatever connects over SSH sees an ordinary host:
@@ -35,7 +35,8 @@ DAEMON_JSON = {
 }
 # Host paths the node gets its own copy of (source dir name under the node dir -> mount point).
 NODE_LOCAL_DIRS = {"etc-ssh": "/etc/ssh", "etc-docker": "/etc/docker", "var-lib-docker": "/var/lib/docker",
-                   "var-lib-etcd": "/var/lib/etcd", "var-log": "/var/log"}
+                   "var-lib-etcd": "/var/lib/etcd", "var-log": "/var/log",
+                   "etc-etcd": "/etc/etcd"}     # etcd's certificates and etcdctl.env, per node as on a real host
 # Mounted last, once nothing more is read from the lab's state dir (which may live below /tmp).
 NODE_LOCAL_TMP = {"var-tmp": "/var/tmp", "tmp": "/tmp"}     # /tmp last of all
 # Paths hidden inside the node before its mounts are done (so the lab's own files must not live below them).
