@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     apply = rsub.add_parser("apply", help="do every step that does not verify yet, then verify all")
     apply.add_argument("--json", action="store_true", help="print the result as one JSON object")
     apply.add_argument("--force", action="store_true",
-                       help="wipe an etcd data dir left by another cluster (asks first; --yes to skip the question)")
+                       help="wipe an etcd data dir left by another cluster, replace an etcd running with other flags, "
+                       "migrate a plaintext etcd to TLS (asks first; --yes to skip the question)")
     apply.add_argument("--yes", action="store_true", help="answer yes to the --force question")
     apply.set_defaults(func=lambda a: run_async(_apply(a)))
 
@@ -51,10 +52,21 @@ async def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _confirm_force() -> None:
+FORCE_TEXT = ("--force replaces what the etcd step finds in its way: an etcd running with other flags is stopped, a "
+              "data dir of another cluster is wiped, and a plaintext cluster of an earlier apply is migrated to TLS "
+              "(every member stops; the first restarts alone with --force-new-cluster, keeping the data and Docker's "
+              "keys; the others rejoin it from empty data dirs; then every dockerd restarts onto the TLS store).")
+
+
+def _confirm_force(plan: list[StepState]) -> None:
     if not sys.stdin.isatty():
-        raise UsageError("--force wipes etcd data dirs left by another cluster; add --yes to confirm without a terminal")
-    answer = input("--force wipes etcd data dirs that belong to another cluster on the nodes. Continue? [y/N] ")
+        raise UsageError("--force wipes etcd data dirs left by another cluster and migrates a plaintext etcd to TLS; "
+                         "add --yes to confirm without a terminal")
+    etcd = next((s for s in plan if s.id == "etcd"), None)
+    print(FORCE_TEXT + "\nThe etcd step will run:")
+    for line in etcd.commands if etcd else []:
+        print(f"     {line}")
+    answer = input("Continue? [y/N] ")
     if answer.strip().lower() not in ("y", "yes"):
         raise UsageError("not confirmed; nothing was wiped")
 
@@ -62,13 +74,15 @@ def _confirm_force() -> None:
 async def _apply(args: argparse.Namespace) -> int:
     from core.live import LiveService
 
-    if args.force and not args.yes:
-        _confirm_force()
+    if args.force and not args.yes and not sys.stdin.isatty():
+        _confirm_force([])
     svc = LiveService.open(args.inventory)
     live = sys.stdout.isatty() and not args.json
     reached: set[str] = set()
     try:
         plan = await svc.runbook_plan()          # filled in place by the apply
+        if args.force and not args.yes:
+            _confirm_force(plan)                 # shows the etcd step's commands (and warning) first
         index = {s.id: i for i, s in enumerate(plan, 1)}
         async for ev in svc.runbook_apply(plan, force_etcd=args.force):
             reached.add(ev.step.id)

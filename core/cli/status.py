@@ -62,6 +62,10 @@ def _print_control_plane(extra: dict) -> None:
         return
     etcd = extra["etcd"]
     print("\netcd:" + (f" {etcd['error']}" if etcd.get("error") else ""))
+    if etcd.get("warning"):
+        print(f"  WARNING: {etcd['warning']}")
+    elif etcd.get("tls"):
+        print("  TLS: members answer over https and require a client certificate")
     for line in etcd.get("summary", []):
         print(f"  {line}")
     print("\nnetworks:" + (f" {extra['networks_error']}" if extra.get("networks_error") else ""))

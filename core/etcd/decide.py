@@ -12,7 +12,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from core.etcd.plan import EtcdMemberPlan, flag_differences, marker_matches
+from core.etcd.plan import EtcdMemberPlan, flag_differences, marker_matches, marker_transport_only, transport_only
 
 SEP = "\x1f"   # /proc/<pid>/cmdline NULs become this, so argv survives one line of text
 
@@ -73,7 +73,8 @@ def parse_inspection(text: str) -> Inspection:
 
 @dataclass
 class EtcdAction:
-    """The decision for one node. ``kind``: "adopt", "start" or "refuse"."""
+    """The decision for one node. ``kind``: "adopt", "start", "refuse" or "migrate" (this cluster's member,
+    running or stopped, with the other transport: plaintext while TLS is wanted, or back)."""
 
     node: str
     kind: str
@@ -110,6 +111,12 @@ def decide(plan: EtcdMemberPlan, found: Inspection, force: bool = False) -> Etcd
             return EtcdAction(node, "adopt", f"{node}: etcd pid {pid} already runs with the planned flags",
                               pid=pid, write_marker=found.marker is None)
         unit = found.units.get(pid)
+        if transport_only(argv, plan):
+            if not force:
+                return EtcdAction(node, "refuse", migrate_reason(node, plan, pid))
+            return EtcdAction(node, "migrate", f"{node}: migrating the member (pid {pid}) to {_mode(plan.tls)} "
+                              "on its data dir", stop_pids=[] if unit else [pid], stop_units=[unit] if unit else [],
+                              write_marker=True)
         if not force:
             how = (f"it is the systemd service {unit}: `systemctl disable --now {unit}` on the node"
                    if unit else "stop it yourself")
@@ -123,6 +130,11 @@ def decide(plan: EtcdMemberPlan, found: Inspection, force: bool = False) -> Etcd
             stop.append(pid)
     if found.has_member:
         ok, what = marker_matches(found.marker, plan)
+        if not ok and marker_transport_only(found.marker, plan) and not stop:
+            if not force:
+                return EtcdAction(node, "refuse", migrate_reason(node, plan, None))
+            return EtcdAction(node, "migrate", f"{node}: migrating the stopped member to {_mode(plan.tls)} on its "
+                              "data dir", stop_units=units, write_marker=True)
         if not ok:
             if not force:
                 return EtcdAction(node, "refuse",
@@ -135,3 +147,16 @@ def decide(plan: EtcdMemberPlan, found: Inspection, force: bool = False) -> Etcd
                           stop_units=units)
     return EtcdAction(node, "start", f"{node}: starting a new member", stop_pids=stop, stop_units=units,
                       write_marker=True)
+
+
+def _mode(tls: bool) -> str:
+    return "TLS (https, client certificates)" if tls else "plaintext (http, no authentication)"
+
+
+def migrate_reason(node: str, plan: EtcdMemberPlan, pid: int | None) -> str:
+    """Why a member of this cluster with the other transport is not replaced without --force, and what --force does."""
+    what = f"etcd (pid {pid}) runs" if pid else "the stopped member in its data dir was made"
+    return (f"{node}: {what} in {_mode(not plan.tls)} and the inventory wants {_mode(plan.tls)}; "
+            "`overlay-tui runbook apply --force` migrates the cluster on the same data dirs, keeping Docker's keys: "
+            "every member stops, the first restarts alone (--force-new-cluster) with the new URLs, the others "
+            "rejoin it one by one from a fresh data dir, then dockerd is pointed at the cluster again")

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from core.errors import EtcdError, OverlayError
 from core.etcd.decide import EtcdAction, decide, inspect_script, parse_inspection
+from core.etcd.migrate import migrate
 from core.etcd.plan import MARKER_NAME, EtcdMemberPlan
 from core.model import EtcdCluster
 
@@ -116,6 +117,9 @@ async def apply_cluster(pool, plans: list[EtcdMemberPlan], read: ClusterReader, 
         raise EtcdError("etcd not started, nothing was changed:\n" + "\n".join(refused))
     if install is not None:
         await asyncio.gather(*(install(p) for p in plans))
+    if any(a.kind == "migrate" for a in actions):          # plaintext <-> TLS: see core.etcd.migrate
+        await migrate(pool, plans, actions, read, lambda p: log_tail(pool, p), timeout)
+        return actions, await wait_healthy(pool, plans, actions, read, timeout)
     await asyncio.gather(*(_carry_out(pool, p, a) for p, a in zip(plans, actions)))
     cluster = await wait_healthy(pool, plans, actions, read, timeout)
     return actions, cluster

@@ -141,6 +141,33 @@ def flag_differences(running: list[str] | tuple[str, ...], plan: EtcdMemberPlan)
     return out
 
 
+TLS_FLAG_NAMES = {f for f in tls_flags() if f.startswith("--")}
+
+
+def _without_transport(flags: dict[str, str]) -> dict[str, str]:
+    """Flags with the TLS ones dropped and https URLs written as http (to compare across a TLS switch)."""
+    return {k: v.replace("https://", "http://") for k, v in flags.items() if k not in TLS_FLAG_NAMES}
+
+
+def transport_only(running: list[str] | tuple[str, ...], plan: EtcdMemberPlan) -> bool:
+    """True when a running etcd is this plan's member but for TLS (plaintext while TLS is wanted, or back)."""
+    have, want = parse_flags(running), parse_flags(plan.argv)
+    return have != want and _without_transport(have) == _without_transport(want)
+
+
+def marker_transport_only(marker_text: str | None, plan: EtcdMemberPlan) -> bool:
+    """True when a data dir's marker names this plan's member but with the other URL scheme."""
+    try:
+        found = json.loads(marker_text or "")
+    except ValueError:
+        return False
+    want = plan.marker()
+    return (isinstance(found, dict) and found != want and found.get("name") == want["name"]
+            and found.get("token") == want["token"]
+            and str(found.get("initial_cluster", "")).replace("https://", "http://")
+            == want["initial_cluster"].replace("https://", "http://"))
+
+
 def marker_matches(marker_text: str | None, plan: EtcdMemberPlan) -> tuple[bool, str]:
     """Does a data dir's marker say it belongs to this plan's cluster? (ok, what was found)."""
     if not marker_text:

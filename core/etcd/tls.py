@@ -103,3 +103,9 @@ async def push(pool, node: str, certs: NodeCerts, client_url: str) -> list[str]:
         raise EtcdError(f"{node}: could not install the etcd certificates in {NODE_PKI_DIR}: "
                         f"{(res.stderr or res.stdout).strip() or f'exit {res.exit_status}'}")
     return [ln[len("wrote "):] for ln in res.stdout.splitlines() if ln.startswith("wrote ")]
+
+
+def etcdctl_command(client_url: str, tls: bool, args: str) -> str:
+    """``etcdctl`` against ``client_url`` on a node, with the node's client certificate when ``tls``."""
+    creds = f" --cacert {CA} --cert {CLIENT_CRT} --key {CLIENT_KEY}" if tls else ""
+    return f"ETCDCTL_API=3 etcdctl --endpoints {shlex.quote(client_url)}{creds} {args}"

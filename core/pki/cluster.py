@@ -151,7 +151,10 @@ def ssl_context(op: OperatorCerts) -> ssl.SSLContext:
 def wrong_protocol(exc: BaseException) -> bool:
     """True when a TLS handshake met a plaintext server (etcd started without TLS)."""
     reason = getattr(exc, "reason", exc)
-    return isinstance(reason, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(reason).upper()
+    if isinstance(reason, ssl.SSLCertVerificationError) or not isinstance(reason, ssl.SSLError):
+        return False            # a certificate that does not verify is never a reason to fall back
+    text = str(reason).upper()
+    return "WRONG_VERSION_NUMBER" in text or "UNEXPECTED_EOF" in text or isinstance(reason, ssl.SSLEOFError)
 
 
 def context_for(inventory: Inventory) -> Callable[[], ssl.SSLContext | None]:

@@ -70,7 +70,7 @@ def inventory_from_dict(d: dict[str, Any]) -> Inventory:
 def cluster_from_dict(d: dict[str, Any]) -> EtcdCluster:
     members = [EtcdMember(**m) for m in d.get("members", [])]
     return EtcdCluster(members=members, healthy=d.get("healthy", False), summary=list(d.get("summary", [])),
-                       error=d.get("error"))
+                       error=d.get("error"), tls=d.get("tls"), warning=d.get("warning"))
 
 
 def network_from_dict(d: dict[str, Any]) -> NetworkInfo:

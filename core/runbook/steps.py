@@ -18,6 +18,7 @@ from core.capture.verify import verify_vxlan
 from core.dockerd.store import DockerStoreChange
 from core.errors import DockerError
 from core.etcd.plan import EtcdMemberPlan
+from core.etcd.tls import ENV_FILE, NODE_PKI_DIR
 from core.model import ConvergeResult, EtcdCluster, FrameBatch, Inventory, NetworkInfo, NodeStatus, PingResult
 
 if TYPE_CHECKING:
@@ -72,7 +73,14 @@ async def plan_ssh(rb: Runbook) -> list[str]:
 
 
 async def plan_etcd(rb: Runbook) -> list[str]:
-    return [f"{p.node}: {p.command}" for p in await rb.target.etcd_plan()]
+    lines = []
+    for p in await rb.target.etcd_plan():
+        if p.tls:
+            lines.append(f"{p.node}: install the cluster CA and the node's server, peer and client certificates in "
+                         f"{NODE_PKI_DIR} (keys 0600) and {ENV_FILE}")
+        lines.append(f"{p.node}: {p.command}")
+    warning = (await rb.target.etcd_cluster()).warning      # plaintext: the store is open to the underlay
+    return lines + ([f"warning: {warning}"] if warning else [])
 
 
 async def plan_etcd_health(rb: Runbook) -> list[str]:
@@ -125,6 +133,10 @@ async def verify_etcd_running(rb: Runbook) -> Check:
     bad = [n.name for n in nodes if n.etcd_state != "running"]
     if bad:
         return False, f"etcd is not running on {', '.join(bad)}"
+    if rb.inventory.cluster.etcd_tls:
+        cluster = await rb.target.etcd_cluster()
+        if cluster.tls is False:                # a plaintext cluster of an earlier apply: migrate with --force
+            return False, cluster.warning or "etcd runs in plaintext although the inventory wants TLS"
     return True, f"etcd runs on {', '.join(n.name for n in nodes)}"
 
 

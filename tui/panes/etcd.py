@@ -35,6 +35,15 @@ def member_cells(m: EtcdMember) -> tuple[object, ...]:
             Text(m.id, style="dim"))
 
 
+def transport_title(title: str, tls: bool | None, warning: str | None) -> str | Text:
+    """The pane title, saying when the store is open to the underlay (plaintext) or protected (TLS)."""
+    if warning:
+        return Text.assemble(title + " · ", ("⚠ PLAINTEXT: store open to the underlay (Enter: details)", "bold red"))
+    if tls:
+        return Text.assemble(title + " · ", ("TLS", "green"))
+    return title
+
+
 class EtcdPane(Pane):
     """The etcd cluster's members, kept current by a periodic refresh and the watch."""
 
@@ -62,6 +71,7 @@ class EtcdPane(Pane):
         leader = next((m.name for m in c.members if m.leader), "none")
         summary = f"{'healthy' if c.healthy else 'UNHEALTHY'} · {healthy}/{len(c.members)} members ok · leader {leader}"
         self.show_rows([(m.id, member_cells(m)) for m in c.members], summary)
+        self.border_title = transport_title(self.PANE_TITLE, c.tls, c.warning)
         if c.error or not c.healthy:
             self.border_subtitle = Text(summary + (f" · {c.error}" if c.error else ""), style="bold red")
 
@@ -79,6 +89,8 @@ class EtcdPane(Pane):
                 ("raft term / index", f"{m.raft_term} / {m.raft_index}"), ("db size", cells[5]), ("version", m.version),
                 ("peer URLs", ", ".join(m.peer_urls)), ("client URLs", ", ".join(m.client_urls)),
                 ("error", Text(m.error, style="red") if m.error else None),
+                ("transport", Text(self.cluster.warning, style="bold red") if self.cluster.warning
+                 else "TLS: https with client certificates" if self.cluster.tls else None),
                 ("cluster health", "\n".join(self.cluster.summary) or self.cluster.error)]
         self.app.push_screen(DetailScreen(f"[b]{m.name or m.id}[/b]  etcd member", rows))
 
