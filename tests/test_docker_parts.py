@@ -217,8 +217,15 @@ async def test_plan_says_configure_with_the_merge_and_the_restart():
         ("configure", "etcd://198.18.9.1:2379", "198.18.9.1:2375")
     assert "merge {\"cluster-store\"" in change.command and "kill 7" in change.command
     configured = _Engine("20.10.24", {"ClusterStore": "etcd://198.18.9.1:2379", "ClusterAdvertise": "198.18.9.1:2375"})
+    assert '"cluster-store-opts": {"kv.cacertfile": "/etc/etcd/pki/ca.crt"' in change.command   # etcd over TLS
+    # without the kv.* opts etcd over TLS needs, daemon.json is written again
     shell.facts = ("direct\npid=7\n--daemon.json--\n"
                    '{"cluster-store": "etcd://198.18.9.1:2379", "cluster-advertise": "198.18.9.1:2375"}')
+    assert (await docker_store.plan(configured, shell, UnderlayAddresses(shell), inv))[0].action == "configure"
+    shell.facts = ("direct\npid=7\n--daemon.json--\n"
+                   '{"cluster-store": "etcd://198.18.9.1:2379", "cluster-advertise": "198.18.9.1:2375", '
+                   '"cluster-store-opts": {"kv.cacertfile": "/etc/etcd/pki/ca.crt", '
+                   '"kv.certfile": "/etc/etcd/pki/client.crt", "kv.keyfile": "/etc/etcd/pki/client.key"}}')
     assert (await docker_store.plan(configured, shell, UnderlayAddresses(shell), inv))[0].action == "none"
 
 
