@@ -23,6 +23,10 @@ from core.live import LiveService
 
 pytestmark = pytest.mark.lab
 OVERLAY_TUI = str(Path(sys.executable).parent / "overlay-tui")
+# etcd runs over TLS with client certificates: etcdctl on a node reads its endpoint and certificates here
+ETCDCTL = ". /etc/etcd/etcdctl.env && etcdctl"
+ETCDCTL2 = ('. /etc/etcd/etcdctl.env && ETCDCTL_API=2 etcdctl --ca-file "$ETCDCTL_CACERT" --cert-file "$ETCDCTL_CERT" '
+            '--key-file "$ETCDCTL_KEY"')
 
 
 @asynccontextmanager
@@ -44,7 +48,7 @@ async def assert_every_node_lists_every_member(svc) -> None:
     names = [n.name for n in svc.inventory.nodes]
     plans = {p.node: p for p in await svc.etcd_plan()}
     for node in names:
-        res = await svc.pool.run(node, "etcdctl member list", check=True)
+        res = await svc.pool.run(node, f"{ETCDCTL} member list", check=True)
         lines = res.stdout.strip().splitlines()
         assert len(lines) == len(names), res.stdout
         for other in names:
@@ -148,17 +152,17 @@ async def test_keys_v3_and_v2(lab2):
     async with service(lab2) as svc:
         await svc.etcd_apply()
         stamp = str(time.time_ns())
-        await svc.pool.run("docker-node2", f"etcdctl put /overlay-tui-test/k '{{\"stamp\": {stamp}}}'", check=True)
+        await svc.pool.run("docker-node2", f"{ETCDCTL} put /overlay-tui-test/k '{{\"stamp\": {stamp}}}'", check=True)
         keys = await svc.etcd_keys("v3", "/overlay-tui-test/")
         assert [(k.key, k.value, k.source) for k in keys] == [
             ("/overlay-tui-test/k", json.dumps({"stamp": int(stamp)}, indent=2), "v3")]
-        await svc.pool.run("docker-node1", f"ETCDCTL_API=2 etcdctl set /overlay-tui-test/d/v '[{stamp}]'", check=True)
+        await svc.pool.run("docker-node1", f"{ETCDCTL2} set /overlay-tui-test/d/v '[{stamp}]'", check=True)
         tree = await svc.etcd_keys("v2", "/overlay-tui-test")
         assert [(k.key, k.is_dir) for k in tree] == [("/overlay-tui-test", True), ("/overlay-tui-test/d", True),
                                                      ("/overlay-tui-test/d/v", False)]
         assert tree[2].value == json.dumps([int(stamp)], indent=2)
-        await svc.pool.run("docker-node1", "etcdctl del --prefix /overlay-tui-test/; "
-                           "ETCDCTL_API=2 etcdctl rm -r /overlay-tui-test", check=True)
+        await svc.pool.run("docker-node1", f"{ETCDCTL} del --prefix /overlay-tui-test/; "
+                           f"{ETCDCTL2} rm -r /overlay-tui-test", check=True)
 
 
 async def next_event(stream, seen: list, kind: str, key: str, action: str | None = None) -> None:
@@ -176,7 +180,7 @@ async def test_watch_sees_a_put_and_cancels_cleanly(lab2):
         stream, seen = svc.watch(), []
         try:
             await next_event(stream, seen, "watch", "v3", "started")
-            await svc.pool.run("docker-node1", f"etcdctl put {key} hello", check=True)
+            await svc.pool.run("docker-node1", f"{ETCDCTL} put {key} hello", check=True)
             await next_event(stream, seen, "key", key)
         finally:
             await stream.aclose()
@@ -184,7 +188,7 @@ async def test_watch_sees_a_put_and_cancels_cleanly(lab2):
         assert {e.key for e in seen if e.kind == "member" and e.action == "added"} >= {"docker-node1", "docker-node2"}
         await asyncio.sleep(0.2)
         assert not [t for t in threading.enumerate() if t.name == "overlay-tui-etcd-watch" and t.is_alive()]
-        await svc.pool.run("docker-node1", f"etcdctl del {key}", check=True)
+        await svc.pool.run("docker-node1", f"{ETCDCTL} del {key}", check=True)
 
 
 async def test_watch_resumes_on_another_member_without_losing_a_put(own_lab3):
@@ -194,7 +198,7 @@ async def test_watch_resumes_on_another_member_without_losing_a_put(own_lab3):
         try:
             await next_event(stream, seen, "watch", "v3", "started")
             await svc.pool.kill("docker-node1", int((await etcd_pids(svc))["docker-node1"]))   # the watched member
-            await svc.pool.run("docker-node2", "etcdctl put /overlay-tui-watch/gap 2", check=True)
+            await svc.pool.run("docker-node2", f"{ETCDCTL} put /overlay-tui-watch/gap 2", check=True)
             await next_event(stream, seen, "key", "/overlay-tui-watch/gap")
         finally:
             await stream.aclose()

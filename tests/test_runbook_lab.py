@@ -81,10 +81,12 @@ def test_plan_lists_the_exact_commands_per_node(lab2):
     plan = json.loads(cli(lab2.inventory_path, "runbook", "plan", "--json").stdout)
     assert [s["id"] for s in plan["steps"]] == STEP_IDS
     etcd = next(s for s in plan["steps"] if s["id"] == "etcd")
-    assert len(etcd["commands"]) == 2
-    for node, cmd in zip(lab2.nodes, etcd["commands"]):
+    assert len(etcd["commands"]) == 4          # per node: install the TLS certificates, then start etcd
+    for node, install, cmd in zip(lab2.nodes, etcd["commands"][::2], etcd["commands"][1::2]):
+        assert install.startswith(f"{node.name}: install the cluster CA") and "/etc/etcd/pki" in install
         assert cmd.startswith(f"{node.name}: etcd --name {node.name} ")
-        assert f"--advertise-client-urls http://{node.address}:2379" in cmd and "--enable-v2=true" in cmd
+        assert f"--advertise-client-urls https://{node.address}:2379" in cmd and "--enable-v2=true" in cmd
+        assert "--client-cert-auth" in cmd and "--peer-client-cert-auth" in cmd
 
 
 def test_without_inventory_and_without_lab_the_cli_says_how_to_give_one(tmp_path):
