@@ -36,7 +36,9 @@ from core.lab.state import (
     read_json,
     write_json,
 )
+from core.model import Inventory
 from core.paths import lab_dir
+from core.pki.cluster import pki_dir
 
 __all__ = ["LabInfo", "LabNodeInfo", "check_can_run", "check_name", "lab_down", "lab_state", "lab_status",
            "lab_up", "wait_ready"]
@@ -237,6 +239,10 @@ def _teardown(name: str) -> list[str]:
     if d.exists():
         shutil.rmtree(d)
         removed.append(f"state {d}")
+    pki = pki_dir(Inventory(path=str(d / "inventory.toml"), nodes=()))    # the lab cluster's CA and certificates
+    if pki.exists():
+        shutil.rmtree(pki)
+        removed.append(f"certificates {pki}")
     owner = read_json(owner_file(name))
     if owner and owner.get("dir") == str(d):
         owner_file(name).unlink(missing_ok=True)
