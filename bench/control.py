@@ -142,7 +142,7 @@ async def bench_etcd_forward(lab: BenchLab) -> None:
     await _etcd_once(lab)
     eps = await lab.svc.etcd.endpoints()
     for via_ssh in (True, False):
-        reader = EtcdReader(lab.svc.pool, via_ssh=via_ssh)
+        reader = EtcdReader(lab.svc.pool, via_ssh=via_ssh, credentials=lab.svc.pki.operator)
         try:
             first = await timed(partial(reader.cluster, eps), 1)
             warm = await timed(partial(reader.cluster, eps), lab.runs * 4)
