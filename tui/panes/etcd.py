@@ -89,9 +89,11 @@ class EtcdPane(Pane):
                 ("raft term / index", f"{m.raft_term} / {m.raft_index}"), ("db size", cells[5]), ("version", m.version),
                 ("peer URLs", ", ".join(m.peer_urls)), ("client URLs", ", ".join(m.client_urls)),
                 ("error", Text(m.error, style="red") if m.error else None),
-                ("transport", Text(self.cluster.warning, style="bold red") if self.cluster.warning
-                 else "TLS: https with client certificates" if self.cluster.tls else None),
                 ("cluster health", "\n".join(self.cluster.summary) or self.cluster.error)]
+        if self.cluster.warning:              # plaintext: the store is open to the underlay
+            rows.insert(-1, ("transport", Text(self.cluster.warning, style="bold red")))
+        elif self.cluster.tls:
+            rows.insert(-1, ("transport", "TLS: https with client certificates"))
         self.app.push_screen(DetailScreen(f"[b]{m.name or m.id}[/b]  etcd member", rows))
 
     def action_keys(self) -> None:
