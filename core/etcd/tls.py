@@ -66,16 +66,17 @@ def node_files(certs: NodeCerts, client_url: str) -> dict[str, tuple[bytes, int]
     return out
 
 
-# Reads "<mode> <sha256> <path> <base64>" lines from stdin; writes each file whose sha256 differs.
+# Reads "<mode> <sha256> <path> <base64>" lines from stdin; writes each file whose sha256 differs
+# (one sha256sum for all of them, then only shell builtins per file that is current).
 _WRITE = r"""set -e
 umask 077
 [ -L /etc/etcd ] && { echo "/etc/etcd is a symlink; refusing to write certificates through it" >&2; exit 3; }
 [ -L {dir} ] && { echo "{dir} is a symlink; refusing to write certificates through it" >&2; exit 3; }
 mkdir -p /etc/etcd {dir}
 chmod 700 {dir}
+sums=$(sha256sum {paths} 2>/dev/null) || true
 while read -r mode sum path data; do
-  have=$(sha256sum "$path" 2>/dev/null | cut -d' ' -f1) || have=
-  [ -f "$path" ] && [ ! -L "$path" ] && [ "$have" = "$sum" ] && continue
+  case "$sums" in *"$sum  $path"*) [ -f "$path" ] && [ ! -L "$path" ] && continue ;; esac
   tmp="$path.overlay-tui.$$.tmp"
   rm -f -- "$tmp"
   ( set -C; printf '%s' "$data" | base64 -d > "$tmp" )
@@ -98,7 +99,9 @@ def push_input(files: dict[str, tuple[bytes, int]]) -> str:
 
 async def push(pool, node: str, certs: NodeCerts, client_url: str) -> list[str]:
     """Install the node's certificates and etcdctl.env; returns the paths written (none: all current)."""
-    res = await pool.run(node, _WRITE.replace("{dir}", NODE_PKI_DIR), input=push_input(node_files(certs, client_url)))
+    files = node_files(certs, client_url)
+    script = _WRITE.replace("{dir}", NODE_PKI_DIR).replace("{paths}", " ".join(shlex.quote(p) for p in sorted(files)))
+    res = await pool.run(node, script, input=push_input(files))
     if not res.ok:
         raise EtcdError(f"{node}: could not install the etcd certificates in {NODE_PKI_DIR}: "
                         f"{(res.stderr or res.stdout).strip() or f'exit {res.exit_status}'}")
