@@ -101,6 +101,14 @@ async def assert_on_the_nodes(lab) -> None:
         await svc.close()
 
 
+async def v2_keys(lab) -> list:
+    svc = LiveService(lab.inventory)
+    try:
+        return await svc.etcd_keys("v2")
+    finally:
+        await svc.close()
+
+
 def test_runbook_apply_on_a_fresh_lab_puts_etcd_behind_tls(fresh_lab):
     applied = json.loads(cli(fresh_lab.inventory_path, "runbook", "apply", "--json").stdout)
     assert applied["ok"] is True, applied
@@ -137,6 +145,7 @@ def test_plaintext_is_said_and_an_earlier_plaintext_cluster_migrates_to_tls_only
     etcd_step = next(s for s in refused["steps"] if s["id"] == "etcd")
     assert refused["ok"] is False and etcd_step["ok"] is False
     assert "runs in plaintext" in etcd_step["detail"] and "runbook apply --force" in etcd_step["detail"]
+    assert any(k.key.startswith("/docker/nodes/") for k in asyncio.run(v2_keys(lab)))   # still browsable
     unconfirmed = cli(lab.inventory_path, "runbook", "apply", "--force", check=False)
     assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from core.access import WriteGuard
-from core.errors import OverlayError, UsageError
+from core.errors import EtcdError, OverlayError, UsageError
 from core.etcd.decide import EtcdAction
 from core.etcd.launch import apply_cluster
 from core.etcd.plan import EtcdMemberPlan, plan_cluster
@@ -100,7 +100,18 @@ class EtcdService:
         """v3 keys (``prefix`` "" = all), or Docker's v2 tree (``prefix`` "" = /docker)."""
         if source not in ("v3", "v2"):
             raise UsageError(f"unknown key source {source!r}; choose v3 or v2")
-        endpoints = await self.endpoints()
+        try:
+            return await self._keys(await self.endpoints(), source, prefix)
+        except EtcdError as e:
+            if not self.inventory.cluster.etcd_tls:
+                raise
+            failed = e
+        try:                    # a plaintext cluster of an earlier apply (the pane says so): still browsable
+            return await self._keys(await self.endpoints(tls=False), source, prefix)
+        except EtcdError:
+            raise failed from None
+
+    async def _keys(self, endpoints: list[Endpoint], source: str, prefix: str) -> list[KeyEntry]:
         if source == "v3":
             return await self.reader.keys_v3(endpoints, prefix)
         return await self.reader.keys_v2(endpoints, prefix or "/docker")
