@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pytest
 from conftest import lab_name, require_lab, start_lab, stop_lab
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from core.etcd.tls import ENV_FILE, NODE_PKI_DIR, OPEN_STORE_WARNING, PLAINTEXT_WHILE_TLS_WANTED
 from core.live import LiveService
@@ -42,6 +45,17 @@ def cli(inventory: str, *args: str, check: bool = True) -> subprocess.CompletedP
 def get(url: str, context: ssl.SSLContext | None) -> bytes:
     with urllib.request.urlopen(url, timeout=5, context=context) as resp:
         return resp.read()
+
+
+def served_certificate(address: str, pki: ClusterPKI) -> bytes:
+    """The DER certificate etcd presents at ``address``:2379 to the operator."""
+    operator = pki.operator()
+    assert operator is not None
+    with socket.create_connection((address, 2379), timeout=5) as raw, \
+            ssl_context(operator).wrap_socket(raw, server_hostname=address) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
 
 
 REFUSED = (urllib.error.URLError, http.client.HTTPException, ConnectionError, ssl.SSLError, TimeoutError)
@@ -118,6 +132,19 @@ def test_runbook_apply_on_a_fresh_lab_puts_etcd_behind_tls(fresh_lab):
     asyncio.run(assert_on_the_nodes(fresh_lab))
     status = json.loads(cli(fresh_lab.inventory_path, "status", "--json").stdout)
     assert status["etcd"]["tls"] is True and status["etcd"]["warning"] is None and status["etcd"]["healthy"]
+
+    # a certificate gone from the operator's PKI is said, then issued again, installed and served without a restart
+    pki = ClusterPKI.for_inventory(fresh_lab.inventory)
+    node = fresh_lab.nodes[0]
+    (pki.root / "nodes" / node.name / "server.crt").unlink()
+    status = json.loads(cli(fresh_lab.inventory_path, "status", "--json").stdout)["etcd"]
+    assert status["tls"] is True and f"{node.name} server: missing" in status["warning"]
+    again = json.loads(cli(fresh_lab.inventory_path, "runbook", "apply", "--json").stdout)
+    etcd_step = next(s for s in again["steps"] if s["id"] == "etcd")
+    assert again["ok"] is True and "already done" not in etcd_step["detail"], etcd_step
+    new = x509.load_pem_x509_certificate((pki.root / "nodes" / node.name / "server.crt").read_bytes())
+    assert served_certificate(node.address, pki) == new.public_bytes(serialization.Encoding.DER)
+    assert json.loads(cli(fresh_lab.inventory_path, "status", "--json").stdout)["etcd"]["warning"] is None
 
 
 def test_plaintext_is_said_and_an_earlier_plaintext_cluster_migrates_to_tls_only_with_force(fresh_lab, tmp_path):

@@ -86,9 +86,13 @@ def test_a_second_ensure_reuses_everything_and_an_ip_change_renews_only_that_nod
 
 
 def test_an_expiring_leaf_or_a_new_ca_renews(pki, monkeypatch):
+    assert pki.due(IPS) == ["CA: missing"]
     first = pki.ensure(IPS)
+    assert pki.due(IPS) == []
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=certs.LEAF_DAYS - 10)
     monkeypatch.setattr(certs, "_now", lambda: soon)
+    due = pki.due(IPS)
+    assert len(due) == 7 and due[1].startswith("docker-node1 server: expires ")
     expiring = pki.ensure(IPS)
     assert len(expiring.issued) == 7 and all("expires" in why for why in expiring.issued)   # 3 per node + operator
     monkeypatch.undo()

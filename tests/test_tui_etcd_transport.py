@@ -51,3 +51,17 @@ async def test_a_tls_store_says_tls_and_an_unknown_one_nothing():
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert title(app) == "etcd members"
+
+
+class RenewService(RecordedService):
+    async def etcd_cluster(self):
+        cluster = await super().etcd_cluster()
+        cluster.tls, cluster.warning = True, "etcd's TLS certificates need renewing (docker-node1 server: missing)"
+        return cluster
+
+
+async def test_certificates_due_are_said_without_calling_the_store_plaintext():
+    app = OverlayApp(RenewService.load(STATE), deterministic=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert title(app) == "etcd members · TLS ⚠ certificates need renewing (Enter: details)"

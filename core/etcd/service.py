@@ -71,6 +71,11 @@ class EtcdService:
             return cluster
         if _answered(cluster):
             cluster.tls = True
+            due = await asyncio.to_thread(self.pki.due, {ep.via: ep.host for ep in endpoints})
+            if due:
+                cluster.warning = ("etcd's TLS certificates need renewing (" + "; ".join(due[:3])
+                                   + ("; ..." if len(due) > 3 else "") + "): `overlay-tui runbook apply` issues "
+                                   "and installs them (members load new certificates without a restart)")
             return cluster
         plain = await self.reader.cluster(await self.endpoints(tls=False))
         if not _answered(plain):

@@ -112,6 +112,23 @@ class ClusterPKI:
         issued.append(f"{rel.replace('nodes/', '').replace('/', ' ')}: {why}")
         return pair
 
+    def due(self, ips: dict[str, str]) -> list[str]:
+        """What :meth:`ensure` would issue now (nothing is written): "docker-node1 server: expires 2027-01-02"."""
+        ca = self._read_pair("ca")
+        why = certs.ca_why_renew(ca)
+        if why is not None or ca is None:
+            return [f"CA: {why}"]
+        out = []
+        wanted: list[tuple[str, list[str]]] = [("operator", [])]
+        for node, ip in ips.items():
+            wanted += [(f"nodes/{node}/server", _unique([ip, LOOPBACK])), (f"nodes/{node}/peer", [ip]),
+                       (f"nodes/{node}/client", [])]
+        for rel, want in wanted:
+            reason = certs.why_renew(self._read_pair(rel), ca.cert, want)
+            if reason:
+                out.append(f"{rel.replace('nodes/', '').replace('/', ' ')}: {reason}")
+        return out
+
     def ensure(self, ips: dict[str, str]) -> Ensured:
         """The CA, the operator's pair and every node's pairs (node name -> underlay IP), made as needed."""
         ensure_private_dir(self.root)

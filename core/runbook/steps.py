@@ -135,7 +135,7 @@ async def verify_etcd_running(rb: Runbook) -> Check:
         return False, f"etcd is not running on {', '.join(bad)}"
     if rb.inventory.cluster.etcd_tls:
         cluster = await rb.target.etcd_cluster()
-        if cluster.tls is False:                # a plaintext cluster of an earlier apply: migrate with --force
+        if cluster.tls is False or cluster.warning:   # plaintext of an earlier apply (--force), or certificates due
             return False, cluster.warning or "etcd runs in plaintext although the inventory wants TLS"
     return True, f"etcd runs on {', '.join(n.name for n in nodes)}"
 

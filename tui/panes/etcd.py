@@ -37,8 +37,10 @@ def member_cells(m: EtcdMember) -> tuple[object, ...]:
 
 def transport_title(title: str, tls: bool | None, warning: str | None) -> str | Text:
     """The pane title, saying when the store is open to the underlay (plaintext) or protected (TLS)."""
-    if warning:
+    if warning and tls is False:
         return Text.assemble(title + " · ", ("⚠ PLAINTEXT: store open to the underlay (Enter: details)", "bold red"))
+    if warning:
+        return Text.assemble(title + " · TLS ", ("⚠ certificates need renewing (Enter: details)", "bold yellow"))
     if tls:
         return Text.assemble(title + " · ", ("TLS", "green"))
     return title
@@ -90,7 +92,7 @@ class EtcdPane(Pane):
                 ("peer URLs", ", ".join(m.peer_urls)), ("client URLs", ", ".join(m.client_urls)),
                 ("error", Text(m.error, style="red") if m.error else None),
                 ("cluster health", "\n".join(self.cluster.summary) or self.cluster.error)]
-        if self.cluster.warning:              # plaintext: the store is open to the underlay
+        if self.cluster.warning:              # plaintext (the store is open to the underlay) or certificates due
             rows.insert(-1, ("transport", Text(self.cluster.warning, style="bold red")))
         elif self.cluster.tls:
             rows.insert(-1, ("transport", "TLS: https with client certificates"))
