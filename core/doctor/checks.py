@@ -11,6 +11,7 @@ import asyncio
 import importlib.metadata
 import os
 import shlex
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -104,6 +105,11 @@ class DoctorContext:
         facts, _ = await self.reachable(self.all_nodes)
         return [n for n in self.all_nodes if n in facts and facts[n].runs_etcd]
 
+    async def etcd_tls(self) -> dict[str, bool]:
+        """Per node running etcd: does it serve its clients over TLS (read from its own flags)?"""
+        facts, _ = await self.reachable(self.all_nodes)
+        return {n: "https://" in f.etcd_flags.get("listen-client-urls", "") for n, f in facts.items() if f.runs_etcd}
+
     async def etcd_cluster(self) -> EtcdCluster | None:
         async def read() -> EtcdCluster | None:
             nodes = await self.etcd_nodes()
@@ -111,7 +117,8 @@ class DoctorContext:
                 return None
             ips = await self.ips()
             port = self.inventory.cluster.etcd_client_port
-            return await self.reader.cluster([Endpoint(via=n, host=ips[n], port=port) for n in nodes])
+            tls = await self.etcd_tls()
+            return await self.reader.cluster([Endpoint(via=n, host=ips[n], port=port, tls=tls[n]) for n in nodes])
         return await self.once("etcd", read)
 
     async def docker_info(self, node: str) -> dict:
@@ -401,8 +408,8 @@ async def check_etcd_quorum(ctx: DoctorContext) -> list[DoctorCheck]:
     return [row("etcd.quorum", "ok", [], f"all {len(listed)} etcd members answer, with a leader", evidence)]
 
 
-def _metrics(url: str, timeout: float) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def _metrics(url: str, timeout: float, context: ssl.SSLContext | None = None) -> str:
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
         return resp.read().decode(errors="replace")
 
 
@@ -411,11 +418,14 @@ async def check_etcd_leader_changes(ctx: DoctorContext) -> list[DoctorCheck]:
     ips = await ctx.ips()
     port = ctx.inventory.cluster.etcd_client_port
     evidence, noisy = [], []
+    tls = await ctx.etcd_tls()
     for n in nodes:
-        ep = Endpoint(via=n, host=ips[n], port=port)
+        ep = Endpoint(via=n, host=ips[n], port=port, tls=tls.get(n, False))
         try:
             host, lport = await ctx.reader.local_address(ep)
-            text = await asyncio.to_thread(_metrics, f"http://{host}:{lport}/metrics", 3.0)
+            context = ctx.reader.ssl_for(ep)          # etcd over TLS: the operator's client certificate
+            scheme = "https" if ep.tls else "http"
+            text = await asyncio.to_thread(_metrics, f"{scheme}://{host}:{lport}/metrics", 3.0, context)
         except (OverlayError, OSError, urllib.error.URLError) as e:
             evidence.append(f"{n}: GET {ep.url}/metrics -> {e} (TLS or not reachable: not counted)")
             continue

@@ -176,7 +176,8 @@ class EtcdReader:
         op = self._certs(ep)
         return {"ca_cert": str(op.ca), "cert_key": str(op.key), "cert_cert": str(op.cert)}
 
-    def _ssl(self, ep: Endpoint) -> ssl.SSLContext | None:
+    def ssl_for(self, ep: Endpoint) -> ssl.SSLContext | None:
+        """The TLS context for an HTTP GET on ``ep`` (None: plaintext); EtcdError without certificates."""
         return ssl_context(self._certs(ep)) if ep.tls else None
 
     async def dedicated_client(self, ep: Endpoint, timeout: float | None = None) -> etcd3.Etcd3Client:
@@ -259,7 +260,7 @@ class EtcdReader:
         for ep in endpoints:
             try:
                 host, port = await self.local_address(ep)
-                context = self._ssl(ep)
+                context = self.ssl_for(ep)
             except OverlayError as e:
                 errors.append(str(e))
                 continue

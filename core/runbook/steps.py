@@ -84,7 +84,8 @@ async def plan_etcd(rb: Runbook) -> list[str]:
 
 
 async def plan_etcd_health(rb: Runbook) -> list[str]:
-    return [f"{n.name}: etcdctl endpoint health" for n in rb.inventory.nodes[:1]]
+    env = f". {ENV_FILE} && " if rb.inventory.cluster.etcd_tls else ""      # endpoint and certificates
+    return [f"{n.name}: {env}etcdctl endpoint health" for n in rb.inventory.nodes[:1]]
 
 
 async def plan_docker_store(rb: Runbook) -> list[str]:
