@@ -6,9 +6,10 @@ dir). With peer client-certificate auth a rolling change cannot work either (a p
 no certificate to dial a TLS peer). So, as etcd's disaster-recovery guide does:
 
 1. stop every member;
-2. start the first member that holds data alone, with the new flags and ``--force-new-cluster``
-   (its data, Docker's v2 keys included, is kept; the others leave the membership), set its peer
-   URL with ``etcdctl member update``, and restart it with exactly the planned command;
+2. start the first member that was running (else the first that holds data) alone, with the new
+   flags and ``--force-new-cluster`` (its data, Docker's v2 keys included, is kept; the others leave
+   the membership), set its peer URL with ``etcdctl member update``, and restart it with exactly
+   the planned command;
 3. for each other node in turn: ``etcdctl member add`` it, start it from an empty data dir with
    ``--initial-cluster-state existing`` (it receives the data from the cluster), then restart it with
    exactly the planned command, so the next apply adopts every member as planned.
@@ -90,7 +91,9 @@ async def migrate(pool, plans: list[EtcdMemberPlan], actions: list[EtcdAction], 
             await pool.run(plan.node, f"systemctl stop {shlex.quote(unit)}", check=True)
         for pid in action.stop_pids + ([action.pid] if action.kind == "adopt" and action.pid else []):
             await pool.kill(plan.node, pid)
-    seed_i = next(i for i, a in enumerate(actions) if a.kind == "migrate")
+    migrating = [i for i, a in enumerate(actions) if a.kind == "migrate"]
+    # the seed keeps the data: a member that was running (it has the latest), else the first stopped one
+    seed_i = next((i for i in migrating if actions[i].stop_pids or actions[i].stop_units), migrating[0])
     seed, seed_action = plans[seed_i], actions[seed_i]
     await pool.run(seed.node, _prepare(seed, wipe=False), check=True)      # 2. the seed, alone
     pid = await pool.start_detached(seed.node, shlex.join(seed.argv + ("--force-new-cluster",)), seed.log)
