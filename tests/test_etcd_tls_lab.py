@@ -3,8 +3,9 @@
 A fresh 2-node lab after `runbook apply`: plain http and https without a client certificate are
 refused at the nodes' client URLs, the operator's certificate is accepted, `etcdctl` on a node works
 after sourcing /etc/etcd/etcdctl.env, the overlay still pings across and a network made on node 1 is
-global on node 2. Then a plaintext cluster (`etcd_tls = false`, whose plan says the store is open to
-the underlay) is reported and migrated to TLS by `runbook apply --force`, keeping Docker's network.
+global on node 2. Then, on 3 nodes, a plaintext cluster (`etcd_tls = false`, whose plan says the
+store is open to the underlay) is reported and migrated to TLS by `runbook apply --force`, keeping
+Docker's network.
 """
 from __future__ import annotations
 
@@ -67,6 +68,17 @@ def fresh_lab():
     name = lab_name("t")
     try:
         yield start_lab(name, 2)
+    finally:
+        stop_lab(name)
+
+
+@pytest.fixture
+def fresh_lab3():
+    """3 nodes: a member rejoining during the migration must wait out etcd's strict reconfiguration check."""
+    require_lab()
+    name = lab_name("u")
+    try:
+        yield start_lab(name, 3)
     finally:
         stop_lab(name)
 
@@ -147,8 +159,8 @@ def test_runbook_apply_on_a_fresh_lab_puts_etcd_behind_tls(fresh_lab):
     assert json.loads(cli(fresh_lab.inventory_path, "status", "--json").stdout)["etcd"]["warning"] is None
 
 
-def test_plaintext_is_said_and_an_earlier_plaintext_cluster_migrates_to_tls_only_with_force(fresh_lab, tmp_path):
-    lab = fresh_lab
+def test_plaintext_is_said_and_an_earlier_plaintext_cluster_migrates_to_tls_only_with_force(fresh_lab3, tmp_path):
+    lab = fresh_lab3
     plain_inv = tmp_path / "plain.toml"
     plain_inv.write_text(Path(lab.inventory_path).read_text().replace("[cluster]\n", "[cluster]\netcd_tls = false\n"))
     plan = json.loads(cli(str(plain_inv), "runbook", "plan", "--json").stdout)

@@ -63,11 +63,19 @@ async def _wait(read: ClusterReader, plan: EtcdMemberPlan, count: int, tail: Tai
         await asyncio.sleep(0.5)
 
 
-async def _etcdctl(pool, via: EtcdMemberPlan, args: str) -> str:
-    res = await pool.run(via.node, etcdctl_command(via.client_url, via.tls, args), timeout=20)
-    if not res.ok:
-        raise EtcdError(f"migrating etcd: `etcdctl {args}` on {via.node} failed: {(res.stderr or res.stdout).strip()}")
-    return res.stdout
+async def _etcdctl(pool, via: EtcdMemberPlan, args: str, timeout: float = 30.0) -> str:
+    """Run etcdctl on ``via``; "unhealthy cluster" is waited out: etcd refuses a member change until
+    every member has been connected for 5 s (its strict reconfiguration check)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = await pool.run(via.node, etcdctl_command(via.client_url, via.tls, args), timeout=20)
+        if res.ok:
+            return res.stdout
+        said = (res.stderr or res.stdout).strip()
+        if "unhealthy cluster" not in said or time.monotonic() > deadline:
+            last = said.splitlines()[-1] if said else f"exit {res.exit_status}"
+            raise EtcdError(f"migrating etcd: `etcdctl {args}` on {via.node} failed: {last}")
+        await asyncio.sleep(1.0)
 
 
 async def _restart(pool, plan: EtcdMemberPlan, pid: int, argv: tuple[str, ...]) -> int:
