@@ -140,11 +140,14 @@ class SSHPool:
         return out
 
     async def start_detached(self, node: NodeSpec | str, command: str, log: str) -> int:
-        """Start ``command`` detached (it outlives the session), output to ``log``; return its pid."""
+        """Start ``command`` detached (it outlives the session), output appended to ``log``; return its pid.
+
+        Appended, never truncated: the log of a daemon that died says why, and a healing restart keeps it.
+        """
         inner = f"exec {command}"
         # `;` not `&&`: `a && b &` would background the whole chain in a subshell that keeps the channel open
         wrapped = (f"mkdir -p {shlex.quote(os.path.dirname(log) or '.')} || exit 1; "
-                   f"nohup setsid sh -c {shlex.quote(inner)} > {shlex.quote(log)} 2>&1 < /dev/null & echo $!")
+                   f"nohup setsid sh -c {shlex.quote(inner)} >> {shlex.quote(log)} 2>&1 < /dev/null & echo $!")
         res = await self.run(node, wrapped, check=True)
         try:
             return int(res.stdout.strip().splitlines()[-1])

@@ -11,8 +11,8 @@ from core.cli.run import run_async
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lab", help="the local lab: real nodes in network namespaces on this machine")
     lab_sub = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True, parser_class=type(p))
-    up = lab_sub.add_parser("up", help="build the lab (quick and unchanged if it is up)")
-    up.add_argument("--nodes", "-n", type=int, metavar="N", help="number of nodes (default 2 for a new lab)")
+    up = lab_sub.add_parser("up", help="build the lab; on an up lab, heal what is broken and add nodes")
+    up.add_argument("--nodes", "-n", type=int, metavar="N", help="number of nodes (default 2; above an up lab's count adds nodes)")
     up.add_argument("--name", default="lab", help="lab name (default: lab)")
     up.set_defaults(func=lambda args: run_async(_up(args)))
     down = lab_sub.add_parser("down", help="remove the lab: processes, namespaces, links, mounts, state")
@@ -28,10 +28,15 @@ async def _up(args: argparse.Namespace) -> int:
     from core.lab.manager import lab_up
 
     info = await lab_up(args.name, args.nodes)
-    how = f"built in {info.seconds:.1f} s" if info.seconds else "already up"
+    if info.healed:
+        how = f"was up; healed in {info.seconds:.1f} s"
+    else:
+        how = f"built in {info.seconds:.1f} s" if info.seconds else "already up, nothing to heal"
     print(f"lab {info.name!r}: {len(info.nodes)} nodes on {info.subnet}, operator seat {info.seat_address} ({how})")
     for n in info.nodes:
         print(f"  {n.name:<14} {n.address:<15} ssh -i {info.key} -o UserKnownHostsFile={info.known_hosts} root@{n.address}")
+    for line in info.healed:
+        print(f"  healed: {line}")
     print(f"inventory: {info.inventory_path}")
     return 0
 

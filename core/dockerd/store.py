@@ -149,7 +149,7 @@ def restart_args(args: list[str]) -> list[str]:
 def restart_command(facts: NodeDockerFacts) -> str:
     if facts.systemd:
         return "systemctl restart docker"
-    start = f"nohup setsid {shlex.join(restart_args(facts.args))} > {DOCKERD_LOG} 2>&1 < /dev/null &"
+    start = f"nohup setsid {shlex.join(restart_args(facts.args))} >> {DOCKERD_LOG} 2>&1 < /dev/null &"
     stop = f"kill {facts.pid} (wait until gone); " if facts.pid else ""
     return stop + start
 

@@ -39,7 +39,7 @@ class EtcdMemberPlan:
     @property
     def launch_line(self) -> str:
         """How it is started on the node (detached, outliving the SSH session)."""
-        return f"nohup setsid {self.command} > {shlex.quote(self.log)} 2>&1 < /dev/null &"
+        return f"nohup setsid {self.command} >> {shlex.quote(self.log)} 2>&1 < /dev/null &"
 
     @property
     def client_url(self) -> str:

@@ -48,7 +48,14 @@ READY_TIMEOUT = 90.0
 # ---------------------------------------------------------------- up
 
 async def lab_up(name: str = "lab", nodes: int | None = None) -> LabInfo:
-    """Bring lab ``name`` up with ``nodes`` nodes (default 2); quick and unchanged if it is up already."""
+    """Bring lab ``name`` up with ``nodes`` nodes (default 2).
+
+    A lab that exists is never torn down: what is broken is healed in place (a missing namespace
+    rebuilds only that node, from its own files; a dead sshd or dockerd is started again inside the
+    node's namespaces; a link that is down is set up) and ``nodes`` above its size adds nodes. What was
+    healed or added is in :attr:`LabInfo.healed`. Only a half-built lab (an interrupted first build) is
+    cleaned and built again.
+    """
     check_name(name)
     if nodes is not None and not 1 <= nodes <= 50:
         raise UsageError(f"--nodes must be from 1 to 50, got {nodes}")
@@ -59,16 +66,119 @@ async def lab_up(name: str = "lab", nodes: int | None = None) -> LabInfo:
     await asyncio.to_thread(lock.acquire)
     try:
         check_owner(name, d)
-        current = lab_state(name)
-        if current and await _healthy(current):
-            if nodes is None or nodes == len(current.nodes):
-                return dataclasses.replace(current, seconds=0.0)
-            raise LabError(f"lab {name!r} is up with {len(current.nodes)} nodes, not {nodes}: "
-                           f"take it down first (`overlay-tui lab down --name {name}`)")
-        _teardown(name)                     # half-built, dead or leftover: start clean
+        state = read_json(d / "state.json")
+        if state and state.get("phase") == "up":
+            return await _heal_and_grow(name, d, state, nodes)
+        _teardown(name)                     # half-built or leftover: nothing worth keeping, start clean
         return await _build(name, d, nodes or 2)
     finally:
         lock.release()
+
+
+async def _heal_and_grow(name: str, d: Path, state: dict, nodes: int | None) -> LabInfo:
+    t0 = time.monotonic()
+    have = len(state["nodes"])
+    if nodes is not None and nodes < have:
+        raise LabError(f"lab {name!r} is up with {have} nodes, more than {nodes}: take nodes out of the "
+                       f"cluster with `overlay-tui node remove NAME`, or take the lab down "
+                       f"(`overlay-tui lab down --name {name}`)")
+    healed = await asyncio.to_thread(_heal, name, d, state)
+    fresh: list[str] = []
+    if nodes is not None and nodes > have:
+        fresh = await asyncio.to_thread(_grow, name, d, state, nodes)
+        healed += [f"{n}: added" for n in fresh]
+    write_json(d / "state.json", state)
+    info = info_from_state(state)
+    # a healed or added node answers SSH (and Docker) before `lab up` returns; an untouched one must answer too
+    await wait_ready(info, timeout=READY_TIMEOUT if healed else 10.0, docker=bool(healed))
+    seconds = round(time.monotonic() - t0, 2) if healed else 0.0
+    return dataclasses.replace(info, seconds=seconds, healed=tuple(healed))
+
+
+def _node_index(node: dict) -> int:
+    return int(str(node["name"]).removeprefix("docker-node"))
+
+
+def _plan_of(name: str, d: Path, index: int, i: int) -> lab_node.NodePlan:
+    names = lab_net.LabNames(name)
+    return lab_node.NodePlan(name, i, lab_net.node_address(index, i), names.node_ns(i),
+                             d / "nodes" / f"docker-node{i}", d)
+
+
+def _start(plan: lab_node.NodePlan, node: dict) -> None:
+    proc = lab_node.start_node(plan)
+    _children[proc.pid] = proc
+    node["pid"] = proc.pid
+    node["init_pid"] = lab_node.init_pid(proc.pid)
+    node["pidns"] = list(lab_node.ns_id(node["init_pid"], "pid") or []) if node["init_pid"] else None
+
+
+def _heal(name: str, d: Path, state: dict) -> list[str]:
+    """Repair an up lab in place; return one line per thing healed (empty: nothing was broken)."""
+    names = lab_net.LabNames(name)
+    index = state["index"]
+    healed = lab_net.ensure_switch(names, index)
+    for node in state["nodes"]:
+        i, ns = _node_index(node), node["netns"]
+        init = node.get("init_pid")
+        pidns = tuple(node["pidns"]) if node.get("pidns") else None
+        netns = lab_net.netns_id(ns)
+        intact = (netns is not None and init and lab_node.alive(init) and pidns is not None
+                  and lab_node.ns_id(init, "pid") == pidns and lab_node.ns_id(init, "net") == netns)
+        if not intact:
+            why = "its namespace was missing" if netns is None else "its process tree was gone"
+            pids = [p for p in (node.get("pid"), init) if p]
+            alive_pidns = pidns if init and lab_node.alive(init) and lab_node.ns_id(init, "pid") == pidns else None
+            lab_node.kill_node(netns, pids, alive_pidns)
+            for pid in pids:
+                proc = _children.pop(pid, None)
+                if proc is not None:
+                    proc.wait()
+            if netns is None:
+                lab_net.ip("netns", "add", ns)
+            lab_net.ensure_node_wiring(names, index, i, node["name"])
+            _start(_plan_of(name, d, index, i), node)
+            healed.append(f"{node['name']}: rebuilt ({why}), from its own files: Docker and etcd data kept")
+            continue
+        healed += lab_net.ensure_node_wiring(names, index, i, node["name"])
+        assert pidns is not None and init
+        for service, running in lab_node.services_running(pidns).items():
+            if not running:
+                lab_node.restart_service(init, service)
+                healed.append(f"{node['name']}: {service} was not running: started again in the node")
+    return healed
+
+
+def _grow(name: str, d: Path, state: dict, count: int) -> list[str]:
+    """Add nodes until the lab has ``count``; return the new nodes' names."""
+    names = lab_net.LabNames(name)
+    index = state["index"]
+    used = {_node_index(n) for n in state["nodes"]}
+    new_i = [i for i in range(1, 51) if i not in used][:count - len(state["nodes"])]
+    plans = [_plan_of(name, d, index, i) for i in new_i]
+    for p in plans:
+        p.dir.mkdir(parents=True, exist_ok=True)
+        state["nodes"].append({"name": p.name, "address": p.address, "netns": p.netns, "pid": 0, "dir": str(p.dir)})
+    write_json(d / "state.json", state)         # recorded before anything exists, so `lab down` finds it
+    everyone = [(n["name"], n["address"]) for n in state["nodes"]]
+    keygens = []
+    for p in plans:
+        lab_net.ip("netns", "add", p.netns)
+        lab_net.ensure_node_wiring(names, index, p.i, p.name)
+        lab_node.write_node_files(p, everyone)
+        keygens.append(lab_node.keygen(p.host_key, f"{p.name}.{name}"))
+    for k in keygens:
+        if k.wait() != 0:
+            err = k.stderr.read().decode(errors="replace").strip() if k.stderr else ""
+            raise LabError(f"ssh-keygen failed: {err}")
+    for n in state["nodes"]:
+        if n["name"] not in {p.name for p in plans}:
+            lab_node.write_hosts(_plan_of(name, d, index, _node_index(n)), everyone)
+    _add_keys_and_inventory(d, plans)
+    for p in plans:
+        node = next(n for n in state["nodes"] if n["name"] == p.name)
+        _start(p, node)
+    return [p.name for p in plans]
 
 
 def _check_state_dir_visible(d: Path) -> None:
@@ -76,18 +186,6 @@ def _check_state_dir_visible(d: Path) -> None:
         if d == Path(masked) or Path(masked) in d.parents:
             raise LabError(f"the lab's state dir {d} is below {masked}, which each node replaces with its own: "
                            "set OVERLAY_TUI_STATE to another directory")
-
-
-async def _healthy(info: LabInfo) -> bool:
-    """Quick check of an up lab: every node's process tree runs and its sshd answers."""
-    for n in info.nodes:
-        if not lab_node.alive(n.pid) or lab_net.netns_id(n.netns) is None:
-            return False
-    try:
-        await wait_ready(info, timeout=5.0, docker=False)
-    except LabError:
-        return False
-    return True
 
 
 async def _build(name: str, d: Path, count: int) -> LabInfo:
@@ -135,15 +233,29 @@ async def _build(name: str, d: Path, count: int) -> LabInfo:
 _children: dict[int, subprocess.Popen] = {}     # Popen objects of nodes started by this process (reaped on down)
 
 
-def _write_keys_and_inventory(d: Path, plans: list[lab_node.NodePlan], index: int) -> None:
-    pub = (d / "id_ed25519.pub").read_text()
-    lines = []
+def _node_keys(d: Path, p: lab_node.NodePlan) -> str:
+    """Authorize the lab's client key on node ``p``; return its known_hosts line."""
+    (p.dir / "etc-ssh").chmod(0o755)             # sshd's StrictModes checks the path
+    (p.dir / "etc-ssh" / "authorized_keys").write_text((d / "id_ed25519.pub").read_text())
+    (p.dir / "etc-ssh" / "authorized_keys").chmod(0o644)
+    kind, key = Path(str(p.host_key) + ".pub").read_text().split()[:2]
+    return f"{p.address} {kind} {key}"
+
+
+def _add_keys_and_inventory(d: Path, plans: list[lab_node.NodePlan]) -> None:
+    """Append new nodes to known_hosts and to the inventory (whatever else it says is kept)."""
+    lines = [_node_keys(d, p) for p in plans]
+    with open(d / "known_hosts", "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    inv: list[str] = []
     for p in plans:
-        (p.dir / "etc-ssh").chmod(0o755)             # sshd's StrictModes checks the path
-        (p.dir / "etc-ssh" / "authorized_keys").write_text(pub)
-        (p.dir / "etc-ssh" / "authorized_keys").chmod(0o644)
-        kind, key = Path(str(p.host_key) + ".pub").read_text().split()[:2]
-        lines.append(f"{p.address} {kind} {key}")
+        inv += ["", "[[node]]", f'name = "{p.name}"', f'address = "{p.address}"', "port = 22"]
+    with open(d / "inventory.toml", "a") as fh:
+        fh.write("\n".join(inv) + "\n")
+
+
+def _write_keys_and_inventory(d: Path, plans: list[lab_node.NodePlan], index: int) -> None:
+    lines = [_node_keys(d, p) for p in plans]
     (d / "known_hosts").write_text("\n".join(lines) + "\n")
     inv = [f"# Inventory of the local lab {d.name!r}, written by `overlay-tui lab up`; removed by `lab down`.",
            "[defaults]", 'user = "root"', f"key = {json.dumps(str(d / 'id_ed25519'))}",

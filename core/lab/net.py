@@ -169,3 +169,85 @@ def link_json(ns: str | None = None) -> list[dict]:
     args = (["-n", ns] if ns else []) + ["-j", "link", "show"]
     res = ip(*args, check=False)
     return json.loads(res.stdout or "[]") if res.returncode == 0 else []
+
+
+# ---------------------------------------------------------------- healing and growing
+
+def _links(ns: str) -> dict[str, dict]:
+    return {link.get("ifname", ""): link for link in link_json(ns)}
+
+
+def _is_up(link: dict) -> bool:
+    return "UP" in link.get("flags", [])
+
+
+def ensure_switch(names: LabNames, index: int) -> list[str]:
+    """Make sure the switch namespace, its bridge and the operator's seat exist and are up."""
+    healed: list[str] = []
+    if netns_id(names.switch_ns) is None:
+        ip("netns", "add", names.switch_ns)
+        healed.append(f"switch namespace {names.switch_ns} was missing: recreated")
+    sw = _links(names.switch_ns)
+    if "lo" in sw and not _is_up(sw["lo"]):
+        ip("-n", names.switch_ns, "link", "set", "lo", "up")
+    if "br0" not in sw:
+        ip("-n", names.switch_ns, "link", "add", "br0", "type", "bridge")
+        ip("-n", names.switch_ns, "link", "set", "br0", "up")
+        healed.append("switch bridge br0 was missing: recreated")
+    elif not _is_up(sw["br0"]):
+        ip("-n", names.switch_ns, "link", "set", "br0", "up")
+        healed.append("switch bridge br0 was down: set up")
+    if ip("link", "show", names.seat_link, check=False).returncode != 0:
+        if "seat" in sw:
+            ip("-n", names.switch_ns, "link", "del", "seat", check=False)
+        ip("link", "add", names.seat_link, "type", "veth", "peer", "name", "seat", "netns", names.switch_ns)
+        ip("addr", "add", f"{seat_address(index)}/24", "dev", names.seat_link)
+        ip("link", "set", names.seat_link, "up")
+        ip("-n", names.switch_ns, "link", "set", "seat", "master", "br0")
+        ip("-n", names.switch_ns, "link", "set", "seat", "up")
+        healed.append(f"operator seat link {names.seat_link} was missing: recreated")
+    else:
+        seat = next(iter(link_json_root(names.seat_link)), {})
+        if seat and not _is_up(seat):
+            ip("link", "set", names.seat_link, "up")
+            healed.append(f"operator seat link {names.seat_link} was down: set up")
+        sw = _links(names.switch_ns)
+        if "seat" in sw and not _is_up(sw["seat"]):
+            ip("-n", names.switch_ns, "link", "set", "seat", "up")
+            healed.append("switch port seat was down: set up")
+    return healed
+
+
+def link_json_root(link: str) -> list[dict]:
+    res = ip("-j", "link", "show", link, check=False)
+    return json.loads(res.stdout or "[]") if res.returncode == 0 else []
+
+
+def ensure_node_wiring(names: LabNames, index: int, i: int, node: str) -> list[str]:
+    """Make sure node ``i``'s namespace is wired to the switch, addressed and up (the namespace exists)."""
+    healed: list[str] = []
+    ns = names.node_ns(i)
+    mine = _links(ns)
+    if "lo" in mine and not _is_up(mine["lo"]):
+        ip("-n", ns, "link", "set", "lo", "up")
+        healed.append(f"{node}: loopback was down: set up")
+    if "eth0" not in mine:
+        ip("-n", names.switch_ns, "link", "del", f"n{i}", check=False)
+        ip("-n", names.switch_ns, "link", "add", f"n{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+        healed.append(f"{node}: link eth0 was missing: rewired to the switch")
+        mine = _links(ns)
+    addrs = ip("-n", ns, "-4", "-o", "addr", "show", "dev", "eth0", check=False).stdout
+    if f"{node_address(index, i)}/24" not in addrs:
+        ip("-n", ns, "addr", "add", f"{node_address(index, i)}/24", "dev", "eth0")
+    if not _is_up(mine["eth0"]):
+        ip("-n", ns, "link", "set", "eth0", "up")
+        if not any(h.startswith(f"{node}: link eth0 was missing") for h in healed):
+            healed.append(f"{node}: link eth0 was down: set up")
+    port = _links(names.switch_ns).get(f"n{i}", {})
+    if port.get("master") != "br0":
+        ip("-n", names.switch_ns, "link", "set", f"n{i}", "master", "br0")
+    if not _is_up(port):
+        ip("-n", names.switch_ns, "link", "set", f"n{i}", "up")
+        if not healed:
+            healed.append(f"{node}: switch port n{i} was down: set up")
+    return healed

@@ -76,7 +76,7 @@ mkdir -p /run/sshd /run/lock
 {mounts}
 hostname {name}
 # dockerd as the Docker service starts it: default paths, detached from this script
-nohup setsid dockerd > /var/log/dockerd.log 2>&1 < /dev/null &
+nohup setsid dockerd >> /var/log/dockerd.log 2>&1 < /dev/null &
 /usr/sbin/sshd
 echo "node {name} started"
 set +e
@@ -230,3 +230,60 @@ def remove_container_cgroups(node_dir: Path) -> None:
                 os.rmdir(d)
             except OSError:
                 pass
+
+
+# ---------------------------------------------------------------- healing a running node
+
+def argv0_in(pidns: tuple[int, int]) -> list[tuple[int, str, str]]:
+    """(pid, comm, argv[0]) of every live process in the pid namespace ``pidns``."""
+    out = []
+    for pid in pids_in(None, pidns):
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        out.append((pid, comm, argv0))
+    return out
+
+
+def is_sshd_listener(argv0: str) -> bool:
+    """OpenSSH >= 9.x retitles its listener "sshd: /usr/sbin/sshd [listener] ..."; older ones keep argv[0]."""
+    return argv0 == "/usr/sbin/sshd" or argv0.startswith("sshd: /usr/sbin/sshd [listener]")
+
+
+def services_running(pidns: tuple[int, int]) -> dict[str, bool]:
+    """Whether the node's sshd listener and its dockerd run (sessions' sshd processes do not count)."""
+    procs = argv0_in(pidns)
+    return {"sshd": any(is_sshd_listener(argv0) for _, _, argv0 in procs),
+            "dockerd": any(comm == "dockerd" for _, comm, _ in procs)}
+
+
+# Same commands as init.sh, run inside the node's namespaces; a stale pidfile of a killed dockerd is removed
+# first (dockerd refuses to start while /var/run/docker.pid names a live process).
+RESTART = {
+    "sshd": "/usr/sbin/sshd",
+    "dockerd": ('pid=$(cat /var/run/docker.pid 2>/dev/null); '
+                'if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then rm -f /var/run/docker.pid; fi; '
+                "nohup setsid dockerd >> /var/log/dockerd.log 2>&1 < /dev/null &"),
+}
+
+
+def restart_service(init: int, service: str) -> None:
+    """Start ``service`` ("sshd" or "dockerd") again inside the namespaces of the node whose pid 1 is ``init``."""
+    res = subprocess.run(["nsenter", "-t", str(init), "--net", "--uts", "--mount", "--pid", "--", "sh", "-c",
+                          RESTART[service]], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         cwd="/", env=SERVICE_ENV, timeout=30)
+    if res.returncode != 0:
+        raise LabError(f"could not restart {service} in the node of pid {init}: "
+                       f"{(res.stderr or res.stdout).strip() or f'exit {res.returncode}'}")
+
+
+def write_hosts(plan: NodePlan, all_nodes: list[tuple[str, str]]) -> None:
+    """Rewrite the node's /etc/hosts in place (the node bind-mounts this very file)."""
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    hosts += [f"{addr}\t{name}" for name, addr in all_nodes]
+    with open(plan.dir / "hosts", "r+" if (plan.dir / "hosts").exists() else "w") as fh:
+        fh.seek(0)
+        fh.write("\n".join(hosts) + "\n")
+        fh.truncate()

@@ -58,6 +58,7 @@ class LabInfo:
     known_hosts: str
     nodes: tuple[LabNodeInfo, ...]
     seconds: float = 0.0       # how long `lab up` took (0 when it found the lab already up)
+    healed: tuple[str, ...] = ()   # what `lab up` repaired or added on a lab that was up (one line each)
 
     def inventory(self) -> Inventory:
         return load_inventory(self.inventory_path)
