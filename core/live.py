@@ -56,6 +56,7 @@ from core.nodes.address import UnderlayAddresses
 from core.nodes.service import NodeService
 from core.paths import lab_dir
 from core.pki.cluster import ClusterPKI
+from core.runbook.lock import ApplyLock
 from core.runbook.runbook import Runbook
 from core.ssh import SSHPool
 from core.trace.service import TraceService
@@ -78,7 +79,7 @@ class LiveService:
                                      OverlayNetworks(self.docker, self.pool, inventory),
                                      Probes(self.docker, inventory), self.guard)
         self.capture_part = CaptureService(inventory, self.pool, self.dockerd.networks)
-        self.runbook = Runbook(self, self.guard)
+        self.runbook = Runbook(self, self.guard, lock=ApplyLock(self.pool, inventory))
         self.doctor_part = Doctor(inventory, self.pool, self.docker, self.etcd_reader, self.addresses)
         self.links_part = LinksService(self.capture_part.capture, self.capture_nodes,
                                        ActivePinger(self.dockerd.probes))

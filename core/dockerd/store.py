@@ -35,13 +35,17 @@ ADVERTISE_PORT = 2375            # only advertised (names the node); dockerd doe
 STORE_KEYS = ("cluster-store", "cluster-advertise")
 STORE_OPTS = "cluster-store-opts"
 TLS_OPTS = {"kv.cacertfile": CA, "kv.certfile": CLIENT_CRT, "kv.keyfile": CLIENT_KEY}
+# The arguments of the dockerd we last started (one per line), so a dead one starts again the same way.
+ARGV_FILE = "/etc/docker/overlay-tui.dockerd-argv"
 
 # One round trip: how Docker runs on the node, its daemon.json and the running dockerd's arguments.
 FACTS_SCRIPT = (
     "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 "
     "&& systemctl cat docker.service >/dev/null 2>&1; then echo systemd; else echo direct; fi; "
     f"pid=$(cat {PIDFILE} 2>/dev/null); echo \"pid=$pid\"; "
-    "[ -n \"$pid\" ] && [ -r /proc/$pid/cmdline ] && tr '\\0' '\\n' < /proc/$pid/cmdline | sed 's/^/arg=/'; "
+    "[ -n \"$pid\" ] && [ -r /proc/$pid/cmdline ] && echo alive=yes && tr '\\0' '\\n' < /proc/$pid/cmdline "
+    "| sed 's/^/arg=/'; "
+    f"[ -r {ARGV_FILE} ] && sed 's/^/saved=/' {ARGV_FILE}; "
     f"echo '--daemon.json--'; cat {DAEMON_JSON} 2>/dev/null; true"
 )
 
@@ -59,6 +63,8 @@ class NodeDockerFacts:
     args: list[str] = field(default_factory=list)
     daemon_json: dict | None = None          # None: the file does not exist
     swarm: str = ""                          # Swarm.LocalNodeState: "inactive", "active", ...
+    running: bool = True                     # False: no dockerd runs (SSH answers, the daemon does not)
+    saved_args: list[str] = field(default_factory=list)   # how we last started it (ARGV_FILE)
 
 
 @dataclass
@@ -66,7 +72,8 @@ class DockerStoreChange:
     """What docker_store_apply does (or did) on one node; ``command`` is for plans and logs."""
 
     node: str
-    action: str                  # "none", "configure" (write daemon.json + restart), "restart", "unknown"
+    action: str                  # "none", "configure" (write daemon.json + restart), "restart", "start"
+                                 # (dockerd is dead: start it again as it ran), "unknown"
     command: str
     reason: str = ""
     want_store: str = ""
@@ -97,7 +104,8 @@ def _parse_facts(node: str, stdout: str, version: str, info: dict) -> NodeDocker
                             cluster_advertise=info.get("ClusterAdvertise") or "",
                             systemd=bool(lines) and lines[0] == "systemd", pid=int(pid) if pid.isdigit() else None,
                             args=[ln[4:] for ln in lines if ln.startswith("arg=")],
-                            swarm=(info.get("Swarm") or {}).get("LocalNodeState", ""))
+                            swarm=(info.get("Swarm") or {}).get("LocalNodeState", ""),
+                            saved_args=[ln[6:] for ln in lines if ln.startswith("saved=")])
     if body.strip():
         try:
             data = json.loads(body)
@@ -111,12 +119,25 @@ def _parse_facts(node: str, stdout: str, version: str, info: dict) -> NodeDocker
 
 
 async def node_facts(docker: DockerNodes, pool, node: str) -> NodeDockerFacts:
-    """Engine version, running store, service manager and daemon.json of one node (concurrently)."""
+    """Engine version, running store, service manager and daemon.json of one node (concurrently).
+
+    A node whose SSH answers but whose dockerd does not run gives facts with ``running=False``
+    (so the apply starts it again); a dockerd that runs but does not answer stays an error.
+    """
     def version_and_info(cl):
         return cl.version().get("Version", ""), cl.info()
 
-    (version, info), res = await asyncio.gather(docker.call(node, version_and_info),
-                                                pool.run(node, FACTS_SCRIPT, check=True))
+    answer, res = await asyncio.gather(docker.call(node, version_and_info),
+                                       pool.run(node, FACTS_SCRIPT, check=True), return_exceptions=True)
+    if isinstance(res, BaseException):
+        raise res
+    if isinstance(answer, BaseException):
+        if not isinstance(answer, DockerError) or "alive=yes" in res.stdout.splitlines():
+            raise answer
+        facts = _parse_facts(node, res.stdout, "", {})
+        facts.running, facts.pid = False, None
+        return facts
+    version, info = answer
     return _parse_facts(node, res.stdout, version, info)
 
 
@@ -146,10 +167,15 @@ def restart_args(args: list[str]) -> list[str]:
     return out or ["dockerd"]
 
 
+def start_args(facts: NodeDockerFacts) -> list[str]:
+    """How dockerd starts again: as it runs now, or (dead) as we last started it, else plain ``dockerd``."""
+    return restart_args(facts.args if facts.running else facts.saved_args)
+
+
 def restart_command(facts: NodeDockerFacts) -> str:
     if facts.systemd:
         return "systemctl restart docker"
-    start = f"nohup setsid {shlex.join(restart_args(facts.args))} >> {DOCKERD_LOG} 2>&1 < /dev/null &"
+    start = f"nohup setsid {shlex.join(start_args(facts))} >> {DOCKERD_LOG} 2>&1 < /dev/null &"
     stop = f"kill {facts.pid} (wait until gone); " if facts.pid else ""
     return stop + start
 
@@ -161,7 +187,8 @@ async def plan_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, inv
     store = f"etcd://{host}:{inventory.cluster.etcd_client_port}"
     adv = f"{host}:{ADVERTISE_PORT}"
     facts = await node_facts(docker, pool, node)
-    engine_supports_classic(node, facts.version)
+    if facts.running:
+        engine_supports_classic(node, facts.version)
     if facts.swarm in ("active", "pending"):
         raise DockerError(f"{node}: this Docker is part of a swarm (state {facts.swarm}); swarm mode and the "
                           "classic cluster store exclude each other. Leave the swarm first (`docker swarm leave`, "
@@ -182,6 +209,14 @@ async def plan_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, inv
                           f"which would clash with the same keys in {DAEMON_JSON}; remove those flags from the "
                           "unit (`systemctl edit docker`) and apply again; nothing was changed")
     restart = restart_command(facts)
+    if not facts.running:
+        tail = await log_tail(pool, node, facts.systemd)
+        last = tail.strip().splitlines()[-1:] or ["(log empty)"]
+        change.action = "start" if file_ok else "configure"
+        change.reason = f"dockerd is not running (last log line: {last[0][:160]})"
+        change.command = restart if file_ok else (
+            f"merge {json.dumps({'cluster-store': store, 'cluster-advertise': adv})} into {DAEMON_JSON}; {restart}")
+        return change
     if file_ok:
         change.action, change.reason = "restart", f"daemon.json is right but dockerd runs with store {facts.cluster_store or 'none'}"
         change.command = restart
@@ -235,7 +270,12 @@ async def restart_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
         return None
     if facts.pid:
         await pool.kill(node, facts.pid, wait=60)
-    return await pool.start_detached(node, shlex.join(restart_args(facts.args)), DOCKERD_LOG)
+    args = start_args(facts)
+    # a killed dockerd leaves its pid file: remove it only when the pid in it is gone; remember how we start it
+    await pool.run(node, f"pid=$(cat {PIDFILE} 2>/dev/null); if [ -n \"$pid\" ] && ! kill -0 \"$pid\" 2>/dev/null; "
+                   f"then rm -f {PIDFILE}; fi; mkdir -p /etc/docker; cat > {ARGV_FILE}",
+                   input="\n".join(args) + "\n", check=True)
+    return await pool.start_detached(node, shlex.join(args), DOCKERD_LOG)
 
 
 async def log_tail(pool, node: str, systemd: bool) -> str:

@@ -119,7 +119,8 @@ def pick_index(labs_state: list[dict]) -> int:
     for k in range(FIRST_INDEX, LAST_INDEX + 1):
         if k not in used:
             return k
-    raise LabError("no free /24 left in 198.18.0.0/16 for another lab: take a lab down first (`overlay-tui lab down --name NAME`)")
+    raise LabError("no free /24 left in 198.18.0.0/16 for another lab: take a lab down first "
+                   "(`overlay-tui lab down --name NAME`)")
 
 
 def node_address(index: int, i: int) -> str:

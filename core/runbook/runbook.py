@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import Protocol
 
 from core.access import WriteGuard
 from core.errors import OverlayError
@@ -15,12 +17,18 @@ from core.model import Inventory, RunbookEvent, StepState
 from core.runbook.steps import STEPS, Check, RunbookTarget, Step
 
 
+class ApplyLocking(Protocol):
+    """Held while an apply runs (see :class:`core.runbook.lock.ApplyLock`); refuses a second apply."""
+
+    def held(self) -> AbstractAsyncContextManager[None]: ...
+
+
 class Runbook:
     """Plans, verifies and applies :data:`STEPS` against one :class:`RunbookTarget`."""
 
     def __init__(self, target: RunbookTarget, guard: WriteGuard, *, steps: tuple[Step, ...] = STEPS,
-                 settle_interval: float = 1.0) -> None:
-        self.target, self.guard, self.steps = target, guard, steps
+                 settle_interval: float = 1.0, lock: ApplyLocking | None = None) -> None:
+        self.target, self.guard, self.steps, self.lock = target, guard, steps, lock
         self.settle_interval = settle_interval     # seconds between verifications while a step settles
         self.force_etcd = False                    # replace foreign etcd members (the operator confirmed)
 
@@ -36,9 +44,15 @@ class Runbook:
     async def apply(self, states: list[StepState] | None = None, *, force_etcd: bool = False) -> AsyncIterator[RunbookEvent]:
         """Verify each step; apply the ones that do not verify; stop at the first step that fails.
 
-        ``states`` is a plan from :meth:`plan` to fill in (a fresh one when None).
+        ``states`` is a plan from :meth:`plan` to fill in (a fresh one when None). The whole apply holds
+        the lock (when one was given): a second apply at the same time is refused, nothing changed.
         """
         self.guard.require("applying the runbook")
+        async with self.lock.held() if self.lock is not None else nullcontext():
+            async for ev in self._apply(states, force_etcd):
+                yield ev
+
+    async def _apply(self, states: list[StepState] | None, force_etcd: bool) -> AsyncIterator[RunbookEvent]:
         self.force_etcd = force_etcd
         states = states if states is not None else await self.plan()
         applied: set[int] = set()
