@@ -85,6 +85,7 @@ class SSHPool:
         self.nodes = {n.name: n for n in nodes}
         self._conns: dict[str, asyncssh.SSHClientConnection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._failed: dict[str, tuple[float, SSHError]] = {}   # node -> (when, why) of its last failed connect
         self._forward_dir: str | None = None
 
     def spec(self, node: NodeSpec | str) -> NodeSpec:
@@ -93,10 +94,16 @@ class SSHPool:
     async def connection(self, node: NodeSpec | str) -> asyncssh.SSHClientConnection:
         spec = self.spec(node)
         lock = self._locks.setdefault(spec.name, asyncio.Lock())
+        asked = time.monotonic()
         async with lock:
             conn = self._conns.get(spec.name)
             if conn is not None and not conn.is_closed():
                 return conn
+            failed = self._failed.get(spec.name)
+            if failed is not None and failed[0] >= asked:
+                # a connect that failed while we waited for it: its answer is ours too (a node that does
+                # not answer costs one timeout per round, not one per caller queued behind it)
+                raise failed[1]
             kh = _known_hosts_path(spec)
             if not os.path.isfile(kh):
                 raise HostKeyError(spec.name, f"known_hosts file {kh} does not exist, so the host key of "
@@ -115,9 +122,18 @@ class SSHPool:
             except BaseException as e:
                 if isinstance(e, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                     raise
-                raise map_ssh_error(spec, e) from None
+                err = map_ssh_error(spec, e)
+                self._failed[spec.name] = (time.monotonic(), err)
+                raise err from None
+            self._failed.pop(spec.name, None)
             self._conns[spec.name] = conn
             return conn
+
+    def forget(self, node: NodeSpec | str) -> None:
+        """Close and drop the node's connection (it hung): the next call connects afresh, with its timeout."""
+        conn = self._conns.pop(self.spec(node).name, None)
+        if conn is not None:
+            conn.abort()
 
     async def run(self, node: NodeSpec | str, command: str, *, timeout: float | None = None,
                   check: bool = False, input: str | None = None) -> CommandResult:

@@ -213,3 +213,36 @@ def test_two_applies_at_once_one_refuses_nothing_breaks(faults_lab):
         assert "address already in use" not in logs and "pid file found" not in logs
         assert "\0" not in logs, f"{node}: a log was truncated under a running writer (NUL bytes)"
     same_as_before(lab, before)
+
+
+def test_status_with_one_node_ssh_down_blames_only_that_node(faults_lab):
+    lab, before = faults_lab
+    kill_in_node(lab, "docker-node3", sshd=True)
+    out = cli(lab.inventory_path, "status", "--json", timeout=120)
+    st = json.loads(out.stdout)
+    assert out.returncode == 1 and st["healthy"] is False
+    assert [p.split(":")[0] for p in st["problems"]] == ["docker-node3"], st["problems"]
+    member = next(m for m in st["etcd"]["members"] if m["name"] == "docker-node3")
+    # etcd itself is fine there: it is asked through another node, never called unhealthy for SSH's sake
+    assert member["healthy"] or member["error"] == "unknown (node unreachable over SSH)", member
+    assert not any("degraded" in line or "unavailable" in line for line in st["etcd"]["summary"]), st["etcd"]
+    lab_up(lab)
+    same_as_before(lab, before)
+
+
+def test_status_with_a_link_down_is_fast_and_names_the_node(faults_lab):
+    lab, before = faults_lab
+    info = lab_mod.lab_state(lab.name)
+    assert info is not None
+    subprocess.run(["ip", "-n", info.nodes[2].netns, "link", "set", "eth0", "down"], check=True)
+    try:
+        t0 = time.monotonic()
+        out = cli(lab.inventory_path, "status", "--json", timeout=120)
+        took = time.monotonic() - t0
+        st = json.loads(out.stdout)
+        assert out.returncode == 1 and any(p.startswith("docker-node3: unreachable") for p in st["problems"]), st
+        # one connect timeout (5 s) for the silent node, concurrently with the others; not one per part
+        assert took < 12.0, f"status took {took:.1f} s with one node silent"
+    finally:
+        lab_up(lab)
+    same_as_before(lab, before)

@@ -1,4 +1,10 @@
-"""`overlay-tui status`: nodes, etcd members with health and leader, networks per node."""
+"""`overlay-tui status`: nodes, etcd members with health and leader, networks per node.
+
+Exits 1 when anything is unhealthy (a node unreachable over SSH, a dockerd that does not answer, etcd
+degraded or without quorum, networks unreadable); ``problems`` in the JSON says what, one sentence each.
+Every node is asked concurrently with its own timeout, so a node that does not answer costs its own
+timeout, not the others'.
+"""
 from __future__ import annotations
 
 import argparse
@@ -26,8 +32,10 @@ async def _status(args: argparse.Namespace) -> int:
         nodes, extra = await asyncio.gather(svc.nodes(), _control_plane(svc))
     finally:
         await svc.close()
+    problems = find_problems(nodes, extra)
     if args.json:
-        print(json.dumps({"inventory": svc.inventory.path, "nodes": [asdict(n) for n in nodes], **extra}, indent=2))
+        print(json.dumps({"inventory": svc.inventory.path, "healthy": not problems, "problems": problems,
+                          "nodes": [asdict(n) for n in nodes], **extra}, indent=2))
     else:
         for n in nodes:
             state = f"reachable {n.latency_ms} ms" if n.reachable else f"UNREACHABLE: {n.error}"
@@ -38,7 +46,34 @@ async def _status(args: argparse.Namespace) -> int:
                 if n.etcd_last_error:
                     print(f"{'':16} etcd stopped; last fatal line of /var/log/etcd.log: {_clean(n.etcd_last_error)}")
         _print_control_plane(extra)
-    return 0 if all(n.reachable for n in nodes) else 1
+        print("\nhealthy" if not problems else "\nUNHEALTHY:\n" + "\n".join(f"  {p}" for p in problems))
+    return 0 if not problems else 1
+
+
+def find_problems(nodes: list, extra: dict) -> list[str]:
+    """One sentence per unhealthy thing (empty: all healthy)."""
+    from core.etcd.health import UNKNOWN
+
+    out = []
+    for n in nodes:
+        if not n.reachable:
+            out.append(f"{n.name}: unreachable over SSH ({n.error})")
+        elif n.docker_version is None:
+            out.append(f"{n.name}: dockerd does not answer ({n.error or 'no answer'})")
+    etcd = extra.get("etcd", {})
+    members = etcd.get("members", [])
+    known = [m for m in members if m.get("error") != UNKNOWN]
+    healthy = [m for m in known if m.get("healthy")]
+    if not members:
+        out.append(f"etcd: no member answered ({etcd.get('error') or 'no members'})")
+    elif len(healthy) * 2 <= len(members):
+        out.append(f"etcd: quorum lost ({len(healthy)} of {len(members)} members healthy; a majority is needed)")
+    elif len(healthy) < len(known) or (not etcd.get("healthy") and len(known) == len(members)):
+        bad = [m.get("name") or m.get("id") or "?" for m in known if not m.get("healthy")]
+        out.append(f"etcd: degraded (unhealthy: {', '.join(bad) or etcd.get('error') or 'no leader'})")
+    if extra.get("networks_error"):
+        out.append(f"networks: {extra['networks_error']}")
+    return out
 
 
 async def _control_plane(svc: Service) -> dict:

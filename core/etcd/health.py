@@ -9,6 +9,8 @@ from collections import Counter
 
 from core.model import EtcdCluster, EtcdMember
 
+UNKNOWN = "unknown (node unreachable over SSH)"
+
 
 def _find_probe(member: EtcdMember, probes):
     mid = int(member.id, 16) if member.id else None
@@ -40,6 +42,9 @@ def assemble_cluster(probes, endpoints) -> EtcdCluster:
         elif p is None:
             m.error = "not probed"
             summary.append(f"member {m.id} is unreachable: [{', '.join(m.client_urls)}] are all unreachable")
+        elif p.ssh_error:
+            m.error = UNKNOWN
+            summary.append(f"member {m.id} health is unknown: {UNKNOWN.removeprefix('unknown ')}")
         else:
             m.healthy, m.latency_ms, m.error = p.healthy, p.latency_ms, p.error
             m.version, m.db_size, m.raft_term, m.raft_index = p.version, p.db_size, p.raft_term, p.raft_index
@@ -56,8 +61,11 @@ def assemble_cluster(probes, endpoints) -> EtcdCluster:
     errors = [f"{p.endpoint.via} ({p.endpoint.url}) answers as member {p.member_id:x}, which is not in the "
               "cluster's member list (another cluster?)" for p in strangers]
     healthy_n = sum(m.healthy for m in members)
+    unknown_n = sum(m.error == UNKNOWN for m in members)
     if healthy_n == len(members) and leader_id is not None:
         summary.append("cluster is healthy")
+    elif unknown_n and healthy_n + unknown_n == len(members) and leader_id is not None:
+        summary.append(f"cluster is healthy as far as can be seen ({unknown_n} member(s) unknown)")
     elif healthy_n:
         summary.append("cluster is degraded")
     else:

@@ -63,6 +63,7 @@ class Probe:
     healthy: bool = False
     latency_ms: float | None = None
     error: str | None = None
+    ssh_error: bool = False    # the node it was reached through did not answer SSH: its health is unknown
     extra: dict = field(default_factory=dict)
 
 
@@ -200,7 +201,7 @@ class EtcdReader:
         try:
             client = await self.client(ep)
         except OverlayError as e:
-            probe.error = str(e)
+            probe.error, probe.ssh_error = str(e), True
             return probe
         probe = await asyncio.to_thread(_probe_blocking, client, probe, self.timeout)
         if probe.error:
@@ -212,6 +213,7 @@ class EtcdReader:
         from core.etcd.health import assemble_cluster
 
         probes = list(await asyncio.gather(*(self.probe(ep) for ep in endpoints)))
+        probes = await self._around_ssh_failures(probes)
         listed = next((p.members for p in probes if p.members), None)
         if listed:
             known = {(p.endpoint.host, p.endpoint.port) for p in probes}
@@ -224,6 +226,25 @@ class EtcdReader:
                     known.add((ep.host, ep.port))
             probes += await asyncio.gather(*(self.probe(ep) for ep in extra))
         return assemble_cluster(probes, endpoints)
+
+    async def _around_ssh_failures(self, probes: list[Probe]) -> list[Probe]:
+        """An endpoint whose own node's SSH fails is asked again through a node that answers (the member
+        may be fine: only SSH died). Its probe keeps ``ssh_error`` only when no other way worked."""
+        if not self.via_ssh:
+            return probes
+        good = [p.endpoint.via for p in probes if not p.ssh_error]
+        if not good:
+            return probes
+
+        async def again(p: Probe) -> Probe:
+            if not p.ssh_error:
+                return p
+            q = await self.probe(Endpoint(via=good[0], host=p.endpoint.host, port=p.endpoint.port))
+            if q.ssh_error:
+                return p
+            q.endpoint = p.endpoint
+            return q
+        return list(await asyncio.gather(*(again(p) for p in probes)))
 
     async def first_client(self, endpoints: list[Endpoint]) -> tuple[Endpoint, etcd3.Etcd3Client]:
         """A client of the first endpoint that answers a status call."""

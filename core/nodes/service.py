@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from core.access import WriteGuard
 from core.dockerd.clients import DockerNodes
-from core.errors import OverlayError, UsageError
+from core.errors import CommandTimeout, OverlayError, UsageError
 from core.model import CommandResult, Inventory, LogLines, NodeStatus
 from core.ssh import SSHPool
 
@@ -23,6 +23,10 @@ FACTS_SCRIPT = (
     "grep -a -E '\"level\":\"(fatal|panic)\"| C \\| |level=fatal|panic: ' | tail -n 1); "
     "else echo etcd=not installed; fi"
 )
+
+# A status answer that takes longer than this marks the node down (its connection is dropped and made again
+# on the next refresh): a hung node must not hold its row, or the console, for the 30 s command timeout.
+STATUS_TIMEOUT = 5.0
 
 LOG_SOURCES = {
     "etcd": "/var/log/etcd.log",
@@ -48,9 +52,13 @@ class NodeService:
 
     async def node_status(self, name: str) -> NodeStatus:
         spec = self.inventory.node(name)
+        limit = min(spec.command_timeout, STATUS_TIMEOUT)
         t0 = time.monotonic()
         try:
-            res = await self.pool.run(spec, FACTS_SCRIPT, timeout=spec.command_timeout)
+            res = await self.pool.run(spec, FACTS_SCRIPT, timeout=limit)
+        except CommandTimeout as e:
+            self.pool.forget(spec)
+            return NodeStatus(name=spec.name, address=spec.address, reachable=False, error=str(e))
         except OverlayError as e:
             return NodeStatus(name=spec.name, address=spec.address, reachable=False, error=str(e))
         latency = round((time.monotonic() - t0) * 1000, 1)
@@ -60,7 +68,9 @@ class NodeService:
                             etcd_state=facts.get("etcd") or None,
                             etcd_last_error=facts.get("etcd_fatal", "").strip()[:300] or None)
         try:
-            info = await self.docker.call(spec.name, lambda c: c.info())
+            info = await asyncio.wait_for(self.docker.call(spec.name, lambda c: c.info()), limit)
+        except TimeoutError:
+            status.error = f"{spec.name}: the Docker daemon did not answer within {limit:g} s"
         except OverlayError as e:
             status.error = str(e)
         else:
