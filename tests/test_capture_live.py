@@ -128,7 +128,7 @@ async def test_stopping_the_capture_leaves_no_tcpdump_on_any_node(svc):
     assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
 
 
-async def test_a_node_whose_tcpdump_dies_ends_with_a_notice_while_the_other_goes_on(svc):
+async def test_a_node_whose_tcpdump_dies_ends_with_a_notice_the_other_goes_on_and_it_resumes(svc):
     batches = []
     started = asyncio.Event()
 
@@ -147,15 +147,25 @@ async def test_a_node_whose_tcpdump_dies_ends_with_a_notice_while_the_other_goes
                 break
             await asyncio.sleep(0.1)
         mark = len(batches)
-        await svc.ping_matrix()
-        await asyncio.sleep(0.3)
+        # the node's part is started again (backoff 1 s): wait for the notice, then its frames come back
+        for _ in range(150):
+            if any(n == "docker-node2: capture resumed" for b in batches for n in b.notices):
+                break
+            await asyncio.sleep(0.1)
+        resumed = len(batches)
+        for _ in range(20):
+            await svc.ping_matrix()
+            if any(f.node == "docker-node2" for b in batches[resumed:] for f in b.frames):
+                break
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     notices = [n for b in batches for n in b.notices]
-    assert "docker-node2: capture ended: tcpdump was killed by SIGKILL" in notices
-    after = [f for b in batches[mark:] for f in b.frames]
-    assert after and {f.node for f in after} == {"docker-node1"}
+    assert "docker-node2: capture ended: tcpdump was killed by SIGKILL (retrying)" in notices
+    assert "docker-node2: capture resumed" in notices
+    between = [f for b in batches[mark:resumed - 1] for f in b.frames]
+    assert {f.node for f in between} <= {"docker-node1"}
+    assert any(f.node == "docker-node2" for b in batches[resumed:] for f in b.frames), "node2 did not resume"
     assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
 
 
@@ -187,7 +197,7 @@ async def test_a_node_whose_ssh_connection_breaks_ends_with_a_notice_while_the_o
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await other.close()
-    assert "docker-node2: capture ended: connection lost (Connection lost)" in [n for b in batches for n in b.notices]
+    assert "docker-node2: capture ended: connection lost (Connection lost) (retrying)" in [n for b in batches for n in b.notices]
     assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}     # the pool reconnects
 
 
@@ -289,7 +299,8 @@ async def test_a_node_whose_link_goes_down_ends_with_a_notice_while_the_other_go
         await asyncio.gather(task, return_exceptions=True)
     notices = [n for b in batches for n in b.notices]
     assert any(n.startswith("docker-node2: capture ended: the node does not answer over SSH") for n in notices), notices
-    assert all(f.node == "docker-node1" for b in batches[mark:] for f in b.frames)
+    resumed = next((i for i, b in enumerate(batches) if "docker-node2: capture resumed" in b.notices), len(batches))
+    assert all(f.node == "docker-node1" for b in batches[mark:resumed] for f in b.frames)
     # once the link is back, the channel's close reaches the node and its watchdog stops tcpdump
     for _ in range(60):
         if await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}:

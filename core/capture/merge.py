@@ -73,6 +73,17 @@ class FrameMerger:
         self._closed.add(source)
         self._wake.set()
 
+    def source_paused(self, source: str) -> None:
+        """One source stopped but will be tried again: it no longer holds back the others' frames."""
+        self._closed.add(source)
+        self._wake.set()
+
+    def source_resumed(self, source: str) -> None:
+        """A paused source sends again (its notice, if any, was given with :meth:`notice`)."""
+        self._closed.discard(source)
+        self._newest.pop(source, None)
+        self._wake.set()
+
     @property
     def finished(self) -> bool:
         return self._open <= 0

@@ -9,7 +9,8 @@ connection (FACTS: "Live capture over SSH"). The bytes go through the incrementa
 the fast decoder, are labelled with the node and handed to a :class:`core.capture.merge.FrameMerger`.
 Stopping kills every remote tcpdump by pid; a node whose stream ends on its own (tcpdump died, the
 connection broke, or the node stopped answering while silent) gives a notice
-"NODE: capture ended: REASON" while the others go on.
+"NODE: capture ended: REASON (retrying)" while the others go on, and is tried again with a backoff
+(1 s, doubling up to 15 s) until its tcpdump listens again: then "NODE: capture resumed".
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ BUFFER_KIB = 8192              # tcpdump -B: the kernel's capture buffer rides o
 HEALTH_INTERVAL = 5.0          # seconds of silence after which a node is asked whether it still answers
 HEALTH_TIMEOUT = 8.0           # ... and how long it has to answer
 STOP_TIMEOUT = 5.0             # a kill that takes longer means the node is gone: close the channel instead
+RESUME_BACKOFF = (1.0, 15.0)   # a node whose capture ended is tried again after 1 s, then 2, 4... at most 15 s
 _SECTION = "--overlay-tui--"
 _PROBE = ("PATH=$PATH:/usr/sbin:/sbin; p=$(command -v tcpdump) && [ -f \"$p\" ] && [ -x \"$p\" ] && echo \"$p\" "
           f"|| echo MISSING; echo {_SECTION}; id -u; echo {_SECTION}; "
@@ -126,6 +128,7 @@ class NodeCapture:
         self.stream: RemoteStream | None = None
         self.task: asyncio.Task | None = None
         self.stopping = False
+        self.resumable = False          # its end pauses the source (the capture tries the node again)
         self.lost: str | None = None    # why the health check gave this node up
         self.last_data = time.monotonic()
         self.kernel_stats = ""          # tcpdump's closing lines (captured / received / dropped by kernel)
@@ -178,9 +181,13 @@ class NodeCapture:
             reason = f"{e.__class__.__name__}: {e}"
         finally:
             health.cancel()
+            again = self.resumable and not self.stopping
             if reason is not None and not self.stopping:
-                merger.notice(f"{self.node.name}: capture ended: {reason}")
-            merger.source_ended(self.node.name)
+                merger.notice(f"{self.node.name}: capture ended: {reason}" + (" (retrying)" if again else ""))
+            if again:
+                merger.source_paused(self.node.name)
+            else:
+                merger.source_ended(self.node.name)
 
     async def _health(self) -> None:
         """While the stream is silent, check every ``health[0]`` s that the node still answers.
@@ -240,11 +247,14 @@ class LiveCapture:
 
     def __init__(self, pool: SSHPool, nodes: list[NodeSpec], vxlan_port: int = 4789, *,
                  snaplen: int = SNAPLEN, health: tuple[float, float] = (HEALTH_INTERVAL, HEALTH_TIMEOUT),
-                 **merger_opts) -> None:
+                 resume: tuple[float, float] | None = RESUME_BACKOFF, **merger_opts) -> None:
         self.pool, self.nodes, self.vxlan_port, self.snaplen = pool, nodes, vxlan_port, snaplen
-        self.health = health
+        self.health, self.resume = health, resume
         self.merger = FrameMerger(len(nodes), **merger_opts)
         self.captures: list[NodeCapture] = []
+        self.stopping = False
+        self._keepers: list[asyncio.Task] = []
+        self._pending: dict[int, NodeCapture] = {}     # node index -> a part being started again
 
     async def start(self) -> None:
         """Plan and start every node concurrently; on any failure stop those started and raise."""
@@ -259,7 +269,45 @@ class LiveCapture:
                                  return_exceptions=True)
             self._raise_first(started)
         for c in self.captures:
+            c.resumable = self.resume is not None
             c.run(self.merger)
+        if self.resume is not None:
+            self._keepers = [asyncio.create_task(self._keep(i), name=f"capture-keep-{c.node.name}")
+                             for i, c in enumerate(self.captures)]
+
+    async def _keep(self, i: int) -> None:
+        """Whenever node ``i``'s part ends on its own, start it again (with a backoff) until it listens."""
+        assert self.resume is not None
+        first, most = self.resume
+        while not self.stopping:
+            c = self.captures[i]
+            if c.task is not None:
+                await asyncio.gather(c.task, return_exceptions=True)
+            if c.lost is not None:
+                self.pool.forget(c.node)     # its connection hung: try again on a fresh one, with its connect timeout
+            delay = first
+            while not self.stopping:
+                await asyncio.sleep(delay)
+                if self.stopping:
+                    break
+                try:
+                    plan = await plan_capture(self.pool, c.node, self.vxlan_port, self.snaplen)
+                    fresh = self._pending[i] = NodeCapture(self.pool, c.node, plan, self.vxlan_port, self.health)
+                    await fresh.start()
+                except (OverlayError, OSError, asyncssh.Error):
+                    delay = min(delay * 2, most)
+                    continue
+                finally:
+                    self._pending.pop(i, None)
+                if self.stopping:
+                    await fresh.stop()
+                    break
+                fresh.resumable = True
+                self.captures[i] = fresh
+                self.merger.source_resumed(c.node.name)
+                self.merger.notice(f"{c.node.name}: capture resumed")
+                fresh.run(self.merger)
+                break
 
     @staticmethod
     def _raise_first(results: list) -> None:
@@ -271,7 +319,15 @@ class LiveCapture:
                 raise r
 
     async def stop(self) -> None:
-        """Stop every remote tcpdump (concurrently); safe to call twice."""
+        """Stop every remote tcpdump (concurrently) and the resuming; safe to call twice."""
+        self.stopping = True
+        for k in self._keepers:
+            k.cancel()
+        await asyncio.gather(*self._keepers, return_exceptions=True)
+        await asyncio.gather(*(p.stop() for p in self._pending.values()), return_exceptions=True)   # cut mid-start
+        for c in self.captures:
+            if c.resumable and c.task is not None and c.task.done() and not c.stopping:
+                self.merger.source_ended(c.node.name)      # it was paused, waiting to resume: end it for good
         await asyncio.gather(*(c.stop() for c in self.captures), return_exceptions=True)
 
     @property

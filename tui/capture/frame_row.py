@@ -88,11 +88,29 @@ def elide_middle(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
+_SEPARATORS = "-_"
+
+
+def shared_prefix(a: str, b: str) -> str:
+    """The prefix ``a`` and ``b`` share, up to and including its last separator ("docker-", "probe-docker-");
+    "" when they share no whole word (a few characters would not be worth an ellipsis)."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    cut = max(a.rfind(c, 0, n) for c in _SEPARATORS) + 1
+    return a[:cut] if cut >= 3 else ""
+
+
 def fit_pair(src: str, dst: str, width: int) -> str:
     """``src > dst`` in ``width`` cells; when too long, each side is shortened in its middle,
     the shorter side keeping what it does not need of its half."""
     if len(src) + 3 + len(dst) <= width:
         return f"{src} > {dst}"
+    shared = shared_prefix(src, dst)
+    if shared:          # names of one lab share a prefix: say it once (src in full, dst without it)
+        for pair in (f"{src} > …{dst[len(shared):]}", f"…{src[len(shared):]} > …{dst[len(shared):]}"):
+            if len(pair) <= width:
+                return pair
     room = max(width - 3, 2)
     half = room // 2
     if len(src) <= half:

@@ -25,9 +25,21 @@ def human_bytes(n: float | None) -> Text:
     return DASH  # pragma: no cover
 
 
+def health_text(m: EtcdMember) -> Text:
+    """A short health word (the column is narrow; the member's detail has the whole error)."""
+    if m.healthy:
+        return Text("● ok", style="bold green")
+    err = m.error or ""
+    if err.startswith("unknown"):
+        return Text("? unknown", style="bold yellow")
+    if err.startswith("no answer") or "unavailable" in err or "not started" in err:
+        return Text("✗ down", style="bold red")
+    return Text("✗ unhealthy", style="bold red")
+
+
 def member_cells(m: EtcdMember) -> tuple[object, ...]:
     """One table row for a member."""
-    health = Text("● ok", style="bold green") if m.healthy else Text("✗ " + (m.error or "unhealthy"), style="bold red")
+    health = health_text(m)
     num = lambda v: Text(str(v), justify="right") if v is not None else DASH  # noqa: E731
     name = Text.assemble(("★ ", "bold yellow") if m.leader else "  ", (m.name or "(unstarted)", "bold"))
     return (name, health, Text(f"{m.latency_ms:.1f} ms", justify="right") if m.latency_ms is not None else DASH,
@@ -55,7 +67,7 @@ class EtcdPane(Pane):
     REFRESH_SECONDS = 3.0
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="etcd.refresh"),
-        Binding("k", "keys", "Keys", id="etcd.keys"),
+        Binding("k", "keys", "Browse keys", id="etcd.keys"),
         Binding("enter", "detail", "Detail", show=False, id="etcd.detail"),
     ]
 
@@ -88,7 +100,7 @@ class EtcdPane(Pane):
             return
         cells = member_cells(m)
         rows = [("id", m.id), ("leader", "yes" if m.leader else "no"), ("health", cells[1]), ("latency", cells[2]),
-                ("raft term / index", f"{m.raft_term} / {m.raft_index}"), ("db size", cells[5]), ("version", m.version),
+                ("raft term / index", f"{m.raft_term} / {m.raft_index}" if m.raft_term is not None else None), ("db size", cells[5]), ("version", m.version),
                 ("peer URLs", ", ".join(m.peer_urls)), ("client URLs", ", ".join(m.client_urls)),
                 ("error", Text(m.error, style="red") if m.error else None),
                 ("cluster health", "\n".join(self.cluster.summary) or self.cluster.error)]

@@ -20,19 +20,28 @@ def _cell(value: str | None, good: str | None = None) -> Text:
 
 def node_cells(n: NodeStatus) -> tuple[object, ...]:
     """One table row for a node."""
+    docker = _cell(n.docker_version)
     if n.reachable:
         state = Text("● up", style="bold green")
         latency = Text(f"{n.latency_ms:.1f} ms" if n.latency_ms is not None else "?", justify="right")
+        if n.docker_version is None and n.error:      # SSH answers, dockerd does not: say so in its row
+            state, docker = Text("▲ degraded", style="bold yellow"), Text("✗ down", style="bold red")
     else:
-        state = Text("✗ down", style="bold red")
-        latency = Text(n.error or "unreachable", style="red")
+        # the reason is in the pane's subtitle and the node's detail; a narrow column would cut it mid-word
+        state, latency = Text("✗ down", style="bold red"), DASH
     etcd = _cell(n.etcd_state, good="running")
     if n.etcd_state in ("stopped", "not installed"):
         etcd = Text(n.etcd_state, style="yellow")
     if n.etcd_last_error:     # a stopped etcd: why, from the last fatal line of its log
         etcd = Text.assemble((f"{n.etcd_state}: ", "yellow"), (n.etcd_last_error[-60:], "red"))
     return (Text(n.name, style="bold"), state, latency, etcd, _cell(n.store_mode, good="etcd (classic)"),
-            _cell(n.docker_version), _cell(n.hostname), _cell(n.kernel))
+            docker, _cell(n.hostname), _cell(n.kernel))
+
+
+def with_node(name: str, error: str | None) -> str:
+    """``NAME: error``, without doubling the name when the error already starts with it."""
+    text = error or "unreachable"
+    return text if text.startswith(name + ":") else f"{name}: {text}"
 
 
 class NodesPane(Pane):
@@ -64,7 +73,7 @@ class NodesPane(Pane):
         up = sum(n.reachable for n in msg.nodes)
         summary = f"{up}/{len(msg.nodes)} reachable"
         self.show_rows([(n.name, node_cells(n)) for n in msg.nodes], summary)
-        down = [f"{n.name}: {n.error}" for n in msg.nodes if not n.reachable]
+        down = [with_node(n.name, n.error) for n in msg.nodes if not n.reachable or n.docker_version is None]
         if down:
             self.border_subtitle = Text(summary + " · " + "; ".join(down), style="yellow")
 

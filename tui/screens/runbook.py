@@ -52,6 +52,9 @@ class PrecheckDone(Message):
         self.error = error    #: why the doctor could not run
 
 
+STATE_WIDTH = 9     # "… running", "○ not run"
+
+
 def state_text(step: StepState) -> Text:
     if step.running:
         return Text("… running", style="bold cyan")
@@ -108,9 +111,15 @@ class RunbookScreen(ModalScreen[None]):
             return
         self.steps = msg.steps
         table = self.query_one("#steps", DataTable)
-        table.clear()
+        # the step column gets what the table has left and long titles wrap (rows grow) instead of being cut
+        room = table.scrollable_content_region.width or table.size.width
+        title_width = max(16, room - (len(str(len(self.steps))) + 2) - (STATE_WIDTH + 2) - 2)
+        table.clear(columns=True)
+        table.add_column("#", key="n")
+        table.add_column("State", key="state", width=STATE_WIDTH)
+        table.add_column("Step", key="title", width=title_width)
         for i, s in enumerate(self.steps, 1):
-            table.add_row(Text(str(i), justify="right"), state_text(s), s.title, key=s.id)
+            table.add_row(Text(str(i), justify="right"), state_text(s), Text(s.title), key=s.id, height=None)
         self._show_detail()
 
     def _show_detail(self) -> None:
