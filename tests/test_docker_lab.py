@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from core.errors import DockerError
+from core.errors import DockerError, UsageError
 from core.live import LiveService
 from core.ssh import SSHPool
 
@@ -152,10 +152,17 @@ async def test_bad_names_subnets_and_duplicates_give_clear_errors(classic2, svc2
     try:
         with pytest.raises(DockerError, match="a network named 'dup-test' already exists"):
             await svc2.create_network("dup-test", subnet="198.19.187.0/24")
-        with pytest.raises(DockerError, match="overlaps 198.19.186.0/24 of network 'dup-test'"):
+        with pytest.raises(UsageError, match="overlaps 198.19.186.0/24 of network 'dup-test'"):
             await svc2.create_network("other", subnet="198.19.186.128/25")
         with pytest.raises(DockerError, match="no overlay network named 'nope'"):
             await svc2.delete_network("nope")
+        # the underlay (198.18.K.0/24 in the lab) and Docker's bridges (docker0 198.19.255.0/24) are refused too
+        underlay = classic2.nodes[0].address.rsplit(".", 1)[0] + ".0/24"
+        with pytest.raises(UsageError, match=rf"overlaps {underlay} of the underlay \(eth0\) on docker-node1"):
+            await svc2.create_network("under", subnet="198.18.0.0/16")
+        with pytest.raises(UsageError, match=r"overlaps 198.19.255.0/24 of (Docker's bridge docker0|network 'bridge')"):
+            await svc2.create_network("bridged", subnet="198.19.255.0/25")
+        assert not any(n.name in ("under", "bridged") for n in await svc2.networks())
     finally:
         await svc2.delete_network("dup-test")
 

@@ -138,8 +138,13 @@ def test_restart_command_follows_how_the_host_runs_docker():
 
     direct = NodeDockerFacts("n1", "20.10.24", "", "", systemd=False, pid=16, args=["dockerd", "--debug"])
     assert restart_command(direct) == ("kill 16 (wait until gone); "
-                                       "nohup setsid dockerd --debug > /var/log/dockerd.log 2>&1 < /dev/null &")
+                                       "nohup setsid dockerd --debug >> /var/log/dockerd.log 2>&1 < /dev/null &")
     assert restart_command(NodeDockerFacts("n1", "20.10.24", "", "", systemd=True, pid=16)) == "systemctl restart docker"
+    # a dead dockerd starts again as we last started it (saved argv), the log appended, never truncated
+    dead = NodeDockerFacts("n1", "", "", "", systemd=False, pid=None, running=False, saved_args=["dockerd", "--debug"])
+    assert restart_command(dead) == "nohup setsid dockerd --debug >> /var/log/dockerd.log 2>&1 < /dev/null &"
+    assert restart_command(NodeDockerFacts("n1", "", "", "", systemd=False, pid=None, running=False)).startswith(
+        "nohup setsid dockerd >> ")
 
 
 class _Engine:
@@ -248,3 +253,23 @@ async def test_a_swarm_node_is_refused_before_anything_is_touched():
     with pytest.raises(DockerError, match="part of a swarm.*exclude each other.*docker swarm leave"):
         await docker_store.apply(engine, shell, UnderlayAddresses(shell), inv)
     assert shell.commands == [docker_store.FACTS_SCRIPT]
+
+
+def test_a_subnet_over_the_underlay_or_a_bridge_is_refused_naming_the_overlap():
+    import ipaddress
+
+    from core.dockerd.networks import parse_addresses, refuse_underlay_overlap
+    from core.errors import UsageError
+
+    text = ("1: lo    inet 127.0.0.1/8 scope host lo\n"
+            "2: eth0    inet 198.18.2.1/24 brd 198.18.2.255 scope global eth0\n"
+            "3: docker0    inet 198.19.255.1/24 brd 198.19.255.255 scope global docker0\n")
+    addrs = parse_addresses("docker-node1", text)
+    assert [(i, str(a)) for _, i, a in addrs] == [("eth0", "198.18.2.1/24"), ("docker0", "198.19.255.1/24")]
+    with pytest.raises(UsageError, match=r"subnet 198.18.0.0/16 overlaps 198.18.2.0/24 of the underlay \(eth0\) "
+                                         r"on docker-node1 \(address 198.18.2.1\)") as e:
+        refuse_underlay_overlap(ipaddress.IPv4Network("198.18.0.0/16"), addrs)
+    assert e.value.exit_code == 2
+    with pytest.raises(UsageError, match="of Docker's bridge docker0 on docker-node1"):
+        refuse_underlay_overlap(ipaddress.IPv4Network("198.19.255.128/25"), addrs)
+    refuse_underlay_overlap(ipaddress.IPv4Network("10.0.0.0/24"), addrs)      # no overlap: no error

@@ -200,8 +200,10 @@ class OverlayNetworks:
             subnet = cluster.network_subnet
         net = validate_subnet(subnet) if subnet else None
         node = self._check_node(node)
-        existing = await self.every()
+        existing, underlay = await asyncio.gather(self.every(), self._addresses() if net else _nothing())
         _refuse_duplicates(name, net, existing)
+        if net is not None:
+            refuse_underlay_overlap(net, underlay)
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(net))]) if net else None
         try:
             res = await self.docker.call(node, lambda cl: cl.api.create_network(
@@ -209,6 +211,17 @@ class OverlayNetworks:
         except DockerError as e:
             raise DockerError(_create_hint(name, node, str(e))) from None
         return await self.converge(name, res["Id"], timeout)
+
+    async def _addresses(self) -> list[tuple[str, str, ipaddress.IPv4Interface]]:
+        """(node, interface, address) of every IPv4 address on the nodes (loopback aside), concurrently;
+        a node that does not answer gives none (creating the network fails there anyway)."""
+        async def one(node: str) -> list[tuple[str, str, ipaddress.IPv4Interface]]:
+            try:
+                res = await self.pool.run(node, "ip -o -4 addr show", timeout=10)
+            except OverlayError:
+                return []
+            return parse_addresses(node, res.stdout)
+        return [a for per in await asyncio.gather(*(one(n.name) for n in self.inventory.nodes)) for a in per]
 
     async def converge(self, name: str, net_id: str, timeout: float = 30.0) -> ConvergeResult:
         """Poll every node (~50 ms) until each shows ``net_id`` with scope global; the time it took."""
@@ -283,8 +296,37 @@ def _refuse_duplicates(name: str, net: ipaddress.IPv4Network | None, existing: l
         except ValueError:
             continue
         if theirs.version == 4 and net.overlaps(theirs):
-            raise DockerError(f"subnet {net} overlaps {theirs} of network {other.name!r} ({other.driver}, on "
-                              f"{', '.join(other.nodes)}); choose a subnet that overlaps no other network")
+            raise UsageError(f"subnet {net} overlaps {theirs} of network {other.name!r} ({other.driver}, on "
+                             f"{', '.join(other.nodes)}); choose a subnet that overlaps no other network")
+
+
+async def _nothing() -> list:
+    return []
+
+
+def parse_addresses(node: str, text: str) -> list[tuple[str, str, ipaddress.IPv4Interface]]:
+    """``ip -o -4 addr show`` lines -> (node, interface, address); loopback left out."""
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[2] == "inet":
+            try:
+                addr = ipaddress.IPv4Interface(f[3])
+            except ValueError:
+                continue
+            if not addr.ip.is_loopback:
+                out.append((node, f[1].split("@")[0], addr))
+    return out
+
+
+def refuse_underlay_overlap(net: ipaddress.IPv4Network, addresses: list[tuple[str, str, ipaddress.IPv4Interface]]) -> None:
+    """Refuse a subnet that overlaps a node's underlay address or one of Docker's bridges there (naming it):
+    containers on it could no longer reach that range."""
+    for node, iface, addr in addresses:
+        if net.overlaps(addr.network):
+            what = (f"Docker's bridge {iface}" if iface.startswith(("docker", "br-")) else f"the underlay ({iface})")
+            raise UsageError(f"subnet {net} overlaps {addr.network} of {what} on {node} (address {addr.ip}); "
+                             "choose a subnet that overlaps no address of the nodes")
 
 
 def _create_hint(name: str, node: str, message: str) -> str:
