@@ -8,6 +8,8 @@ Layout::
 
     [cluster]             # optional, cluster-wide settings
     etcd_token = "etcd-cluster-01"
+    etcd_members = 3      # or ["docker-node1", "docker-node2", "docker-node3"]; default: 1-3 nodes all,
+                          # 4-6 nodes 3, 7 and more 5 (the others run no etcd and use the members' endpoints)
 
     [[node]]
     name = "docker-node1"
@@ -90,7 +92,27 @@ def parse_inventory(data: dict[str, Any], path: str) -> Inventory:
                 raise InventoryError(path, f"duplicate advertise address {n.advertise!r} (node '{adv[n.advertise]}' has it too)",
                                      node=f"'{n.name}' (#{i})", field="advertise")
             adv[n.advertise] = n.name
+    members = cluster.etcd_members       # a count above the node count means every node (see core.etcd.sizing)
+    if isinstance(members, tuple):
+        unknown = [m for m in members if m not in seen_names]
+        if unknown:
+            raise InventoryError(path, f"names nodes that are not in the inventory: {', '.join(unknown)}",
+                                 node="[cluster]", field="etcd_members")
     return Inventory(path=path, nodes=tuple(nodes), cluster=cluster)
+
+
+def _etcd_members(val: Any, path: str) -> int | tuple[str, ...]:
+    """A member count (1 or more) or a non-empty list of distinct node names."""
+    if isinstance(val, int) and not isinstance(val, bool):
+        if val < 1:
+            raise InventoryError(path, f"must be at least 1, got {val}", node="[cluster]", field="etcd_members")
+        return val
+    if isinstance(val, list) and val and all(isinstance(v, str) and v for v in val):
+        if len(set(val)) != len(val):
+            raise InventoryError(path, "lists a node twice", node="[cluster]", field="etcd_members")
+        return tuple(val)
+    raise InventoryError(path, f"must be a count or a list of node names, got {val!r}", node="[cluster]",
+                         field="etcd_members")
 
 
 def _reject_unknown(table: dict[str, Any], allowed: set[str], path: str, node: str | None, what: str) -> None:
@@ -107,6 +129,9 @@ def _parse_cluster(raw: Any, path: str) -> ClusterSpec:
     _reject_unknown(raw, set(allowed), path, "[cluster]", what="key")
     values: dict[str, Any] = {}
     for key, val in raw.items():
+        if key == "etcd_members":
+            values[key] = _etcd_members(val, path)
+            continue
         want = type(allowed[key])
         if want is bool:
             if not isinstance(val, bool):

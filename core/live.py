@@ -53,6 +53,7 @@ from core.model import (
     TraceResult,
 )
 from core.nodes.address import UnderlayAddresses
+from core.nodes.remove import NodeRemoval
 from core.nodes.service import NodeService
 from core.paths import lab_dir
 from core.pki.cluster import ClusterPKI
@@ -85,6 +86,7 @@ class LiveService:
                                        ActivePinger(self.dockerd.probes))
         self.trace_part = TraceService(inventory, self.pool, self.docker, self.dockerd.networks,
                                        self.capture_part.capture)
+        self.removal = NodeRemoval(inventory, self.pool, self.docker, self.etcd, self.guard)
         self._closers: list[Callable[[], Awaitable[None]]] = [self.pool.close, self.etcd_reader.close,
                                                               self.docker.close]
 
@@ -242,6 +244,10 @@ class LiveService:
 
     async def trace(self, src: str, dst: str, count: int = 3) -> TraceResult:
         return await self.trace_part.trace(src, dst, count)
+
+    # --- membership ---------------------------------------------------------------------
+    async def remove_node(self, name: str) -> list[str]:
+        return await self.removal.remove(name)
 
 
 def resolve_inventory(path: str | None) -> Inventory:

@@ -41,6 +41,9 @@ class ClusterSpec:
     network_subnet: str | None = None # its subnet; None lets Docker choose (the lab pins one in 198.19.0.0/16)
     probe_image: str = "overlay-tui/busybox:1"
     etcd_tls: bool = True             # etcd with TLS and client certificates; False: the tutorial's plaintext
+    # which nodes run an etcd member: None = the default sizing (core.etcd.sizing), a count (the first N
+    # nodes of the inventory), or node names; the other nodes run no etcd and use the members' endpoints
+    etcd_members: int | tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

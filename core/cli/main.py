@@ -16,7 +16,7 @@ from core.errors import OverlayError
 
 SUBCOMMAND_MODULES = ["core.cli.lab", "core.cli.status", "core.cli.runbook", "core.cli.network",
                       "core.cli.capture", "core.cli.serve", "core.cli.record",
-                      "core.cli.doctor", "core.cli.links", "core.cli.trace"]
+                      "core.cli.doctor", "core.cli.links", "core.cli.trace", "core.cli.node"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -180,11 +180,25 @@ def restart_command(facts: NodeDockerFacts) -> str:
     return stop + start
 
 
+async def cluster_store_url(addresses: UnderlayAddresses, inventory, node: str, host: str) -> str:
+    """A member node's dockerd uses its own etcd; a node without a member (see :mod:`core.etcd.sizing`)
+    uses every member's client endpoint, comma-separated (libkv tries them in turn)."""
+    from core.etcd.sizing import sizing
+
+    port = inventory.cluster.etcd_client_port
+    size = sizing(inventory)
+    if size.is_member(node):
+        return f"etcd://{host}:{port}"
+    ips = await addresses.all(size.members)
+    hosts = [f"[{ips[m.name]}]" if ":" in ips[m.name] else ips[m.name] for m in size.members]
+    return "etcd://" + ",".join(f"{h}:{port}" for h in hosts)
+
+
 async def plan_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventory, node: str) -> DockerStoreChange:
     """The change one node needs; raises DockerError for an engine without the classic store."""
     ip = await addresses.of(node)
     host = f"[{ip}]" if ":" in ip else ip
-    store = f"etcd://{host}:{inventory.cluster.etcd_client_port}"
+    store = await cluster_store_url(addresses, inventory, node, host)
     adv = f"{host}:{ADVERTISE_PORT}"
     facts = await node_facts(docker, pool, node)
     if facts.running:

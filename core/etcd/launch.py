@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from core.errors import EtcdError, OverlayError
 from core.etcd.decide import EtcdAction, decide, inspect_script, parse_inspection
 from core.etcd.migrate import migrate
-from core.etcd.plan import MARKER_NAME, EtcdMemberPlan
+from core.etcd.plan import MARKER_NAME, EtcdMemberPlan, join_plan
 from core.model import EtcdCluster
 
 ClusterReader = Callable[[], Awaitable[EtcdCluster]]
@@ -105,11 +105,18 @@ async def wait_healthy(pool, plans: list[EtcdMemberPlan], actions: list[EtcdActi
         await asyncio.sleep(0.5)
 
 
+MemberAdder = Callable[[str], Awaitable[None]]
+
+
 async def apply_cluster(pool, plans: list[EtcdMemberPlan], read: ClusterReader, *, force: bool = False,
-                        timeout: float = 40.0, install: Install | None = None) -> tuple[list[EtcdAction], EtcdCluster]:
+                        timeout: float = 40.0, install: Install | None = None,
+                        add_member: MemberAdder | None = None) -> tuple[list[EtcdAction], EtcdCluster]:
     """Adopt or start every member (refusing to clobber), then wait for a healthy cluster.
 
     ``install`` runs on every node once nothing refused, before any member starts (certificates).
+    A planned member that is new (no data dir) while the cluster already runs joins it: the member-add
+    call first, then etcd with ``--initial-cluster-state existing`` (one at a time, each healthy before
+    the next, so the cluster keeps its quorum).
     """
     actions = await decide_all(pool, plans, force)
     refused = [a.reason for a in actions if a.kind == "refuse"]
@@ -120,6 +127,31 @@ async def apply_cluster(pool, plans: list[EtcdMemberPlan], read: ClusterReader, 
     if any(a.kind == "migrate" for a in actions):          # plaintext <-> TLS: see core.etcd.migrate
         await migrate(pool, plans, actions, read, lambda p: log_tail(pool, p), timeout)
         return actions, await wait_healthy(pool, plans, actions, read, timeout)
-    await asyncio.gather(*(_carry_out(pool, p, a) for p, a in zip(plans, actions)))
-    cluster = await wait_healthy(pool, plans, actions, read, timeout)
+    joiners: list[int] = []
+    fresh = [i for i, a in enumerate(actions) if a.kind == "start" and a.write_marker and not a.wipe]
+    if fresh and add_member is not None:
+        running = await read()
+        if any(m.id for m in running.members):            # a cluster answers (it lists members): the new ones join it
+            joiners = fresh
+    first = [i for i in range(len(plans)) if i not in joiners]
+    await asyncio.gather(*(_carry_out(pool, plans[i], actions[i]) for i in first))
+    cluster = await wait_healthy(pool, [plans[i] for i in first], [actions[i] for i in first], read, timeout)
+    for i in joiners:
+        assert add_member is not None
+        cluster = await read()
+        peer = _peer(plans[i])
+        if not any(peer in m.peer_urls for m in cluster.members):   # an earlier try may have added it already
+            await add_member(peer)
+        existing = [(m.name or plans[i].node, m.peer_urls[0]) for m in cluster.members if m.id and m.peer_urls]
+        plans[i] = join_plan(plans[i], existing)
+        actions[i].reason = f"{plans[i].node}: joining the running cluster (member added, state existing)"
+        await _carry_out(pool, plans[i], actions[i])
+        cluster = await wait_healthy(pool, plans[:i + 1], actions[:i + 1], read, timeout)
+    if joiners:
+        cluster = await wait_healthy(pool, plans, actions, read, timeout)
     return actions, cluster
+
+
+def _peer(plan: EtcdMemberPlan) -> str:
+    argv = list(plan.argv)
+    return argv[argv.index("--initial-advertise-peer-urls") + 1]

@@ -73,19 +73,23 @@ def member_data_dir(base: str, node: str) -> str:
 
 
 def plan_cluster(inventory: Inventory, ips: dict[str, str]) -> list[EtcdMemberPlan]:
-    """One plan per inventory node; ``ips`` maps node name -> underlay IP (see core.nodes.address).
+    """One plan per member node (see :mod:`core.etcd.sizing`); ``ips`` maps node name -> underlay IP
+    (see core.nodes.address).
 
     With ``[cluster] etcd_tls`` (the default) every URL is https and :func:`core.etcd.tls.tls_flags`
     are added; with ``etcd_tls = false`` the command is the tutorial's, plaintext.
     """
+    from core.etcd.sizing import sizing
+
     c = inventory.cluster
     scheme = "https" if c.etcd_tls else "http"
-    missing = [n.name for n in inventory.nodes if not ips.get(n.name)]
+    members = sizing(inventory).members
+    missing = [n.name for n in members if not ips.get(n.name)]
     if missing:
         raise EtcdError(f"no underlay IP known for {', '.join(missing)}: set `advertise` in the inventory")
-    initial = ",".join(f"{n.name}={_url(ips[n.name], c.etcd_peer_port, scheme)}" for n in inventory.nodes)
+    initial = ",".join(f"{n.name}={_url(ips[n.name], c.etcd_peer_port, scheme)}" for n in members)
     plans = []
-    for n in inventory.nodes:
+    for n in members:
         ip = ips[n.name]
         peer, client = _url(ip, c.etcd_peer_port, scheme), _url(ip, c.etcd_client_port, scheme)
         data_dir = member_data_dir(c.etcd_data_dir, n.name)
@@ -104,6 +108,27 @@ def plan_cluster(inventory: Inventory, ips: dict[str, str]) -> list[EtcdMemberPl
         plans.append(EtcdMemberPlan(node=n.name, ip=ip, token=c.etcd_token, initial_cluster=initial,
                                     data_dir=data_dir, argv=argv))
     return plans
+
+
+def peer_url(inventory: Inventory, ip: str) -> str:
+    return _url(ip, inventory.cluster.etcd_peer_port, "https" if inventory.cluster.etcd_tls else "http")
+
+
+def join_plan(plan: EtcdMemberPlan, existing: list[tuple[str, str]]) -> EtcdMemberPlan:
+    """``plan`` for a member added to a running cluster (after the member-add call): the initial cluster is
+    the running members (name, peer URL) plus this one, and its state ``existing``."""
+    me = (plan.node, _flag_value(plan.argv, "--initial-advertise-peer-urls") or "")
+    initial = ",".join(f"{name}={url}" for name, url in [*(m for m in existing if m[0] != plan.node), me])
+    argv = list(plan.argv)
+    argv[argv.index("--initial-cluster") + 1] = initial
+    argv[argv.index("--initial-cluster-state") + 1] = "existing"
+    return EtcdMemberPlan(node=plan.node, ip=plan.ip, token=plan.token, initial_cluster=initial,
+                          data_dir=plan.data_dir, argv=tuple(argv), log=plan.log)
+
+
+# Read by etcd only when it creates its data dir: a running member started before the cluster grew (or one
+# that joined it) differs there and is still the planned member.
+BOOTSTRAP_FLAGS = ("--initial-cluster", "--initial-cluster-state")
 
 
 def parse_flags(argv: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -135,7 +160,7 @@ def flag_differences(running: list[str] | tuple[str, ...], plan: EtcdMemberPlan)
     """Human lines for every flag where a running etcd differs from the plan (empty: same)."""
     have, want = parse_flags(running), parse_flags(plan.argv)
     out = []
-    for flag in sorted(set(have) | set(want)):
+    for flag in sorted((set(have) | set(want)) - set(BOOTSTRAP_FLAGS)):
         if have.get(flag) != want.get(flag):
             out.append(f"{flag}: running {have.get(flag, '(unset)')!r}, planned {want.get(flag, '(unset)')!r}")
     return out
@@ -179,7 +204,8 @@ def marker_matches(marker_text: str | None, plan: EtcdMemberPlan) -> tuple[bool,
     if not isinstance(found, dict):
         return False, f"an unreadable marker {MARKER_NAME}"
     want = plan.marker()
-    diffs = [f"{k} {found.get(k)!r}" for k in ("name", "token", "initial_cluster") if found.get(k) != want[k]]
+    # the initial cluster is not compared: it changes as the cluster grows (a joined member records its own)
+    diffs = [f"{k} {found.get(k)!r}" for k in ("name", "token") if found.get(k) != want[k]]
     if diffs:
         return False, "a member of another cluster (" + ", ".join(diffs) + ")"
     return True, "a member of this cluster"

@@ -12,6 +12,7 @@ apply while TLS is wanted (read over http then, so the console still shows it).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,7 +21,8 @@ from core.errors import EtcdError, OverlayError, UsageError
 from core.etcd.decide import EtcdAction
 from core.etcd.launch import apply_cluster
 from core.etcd.plan import EtcdMemberPlan, plan_cluster
-from core.etcd.read import Endpoint, EtcdReader
+from core.etcd.read import Endpoint, EtcdReader, rpc_error_text
+from core.etcd.sizing import sizing
 from core.etcd.tls import OPEN_STORE_WARNING, PLAINTEXT_WHILE_TLS_WANTED, push
 from core.etcd.watch import KeyWatchThread, diff_keys, diff_members
 from core.model import ClusterEvent, EtcdCluster, Inventory, KeyEntry
@@ -48,11 +50,13 @@ class EtcdService:
         self.pki = pki
 
     async def endpoints(self, tls: bool | None = None) -> list[Endpoint]:
-        """Each node's client URL, reached through that node's SSH connection (TLS as the inventory says)."""
-        ips = await self.addresses.all(self.inventory.nodes)
+        """Each member node's client URL (see :mod:`core.etcd.sizing`), reached through its SSH connection
+        (TLS as the inventory says)."""
+        members = sizing(self.inventory).members
+        ips = await self.addresses.all(members)
         port = self.inventory.cluster.etcd_client_port
         tls = self.inventory.cluster.etcd_tls if tls is None else tls
-        return [Endpoint(via=n.name, host=ips[n.name], port=port, tls=tls) for n in self.inventory.nodes]
+        return [Endpoint(via=n.name, host=ips[n.name], port=port, tls=tls) for n in members]
 
     async def plan(self) -> list[EtcdMemberPlan]:
         """Each node's member as the tutorial starts it (``.node``, ``.command`` for printing)."""
@@ -98,8 +102,50 @@ class EtcdService:
             async def install(plan: EtcdMemberPlan) -> None:
                 await push(self.pool, plan.node, ensured.nodes[plan.node], plan.client_url)
         actions, cluster = await apply_cluster(self.pool, plans, self.cluster, force=force, timeout=timeout,
-                                               install=install)
+                                               install=install, add_member=self._add_member)
         return EtcdApplied(actions, cluster)
+
+    async def _add_member(self, peer_url: str) -> None:
+        """etcd's member-add API (a member that joins with ``--initial-cluster-state existing``).
+
+        etcd refuses a member-add until every member has been connected for 5 s (its strict reconfig
+        check, "unhealthy cluster"): just after another member joined it is asked again, for up to 30 s.
+        """
+        deadline = time.monotonic() + 30.0
+        while True:
+            _, client = await self.reader.first_client(await self.endpoints())
+            try:
+                await asyncio.to_thread(client.add_member, [peer_url])
+                return
+            except Exception as e:  # noqa: BLE001 - mapped to a typed error
+                if time.monotonic() > deadline:
+                    raise EtcdError(f"member-add of {peer_url} failed: {rpc_error_text(e)}") from None
+            await asyncio.sleep(1.0)
+
+    async def remove_member(self, node: str) -> str | None:
+        """etcd's member-remove API for ``node``'s member; refuses when the cluster would lose its quorum.
+
+        Returns the removed member's id (None: the node holds no member).
+        """
+        self.guard.require("removing an etcd member")
+        cluster = await self.cluster()
+        member = next((m for m in cluster.members if m.name == node), None)
+        if member is None:
+            return None
+        rest = [m for m in cluster.members if m is not member]
+        healthy = sum(m.healthy for m in rest)
+        if not rest:
+            raise UsageError(f"{node} holds the last etcd member: removing it would end the cluster; nothing was changed")
+        if healthy * 2 <= len(rest) or not any(m.leader for m in cluster.members):
+            raise UsageError(f"removing {node}'s etcd member would leave {healthy} healthy of {len(rest)} members, "
+                             "no quorum: heal the cluster first (`overlay-tui runbook apply`); nothing was changed")
+        endpoints = [ep for ep in await self.endpoints() if ep.via != node] or await self.endpoints()
+        _, client = await self.reader.first_client(endpoints)
+        try:
+            await asyncio.to_thread(client.remove_member, int(member.id, 16))
+        except Exception as e:  # noqa: BLE001 - mapped to a typed error
+            raise EtcdError(f"member-remove of {node} ({member.id}) failed: {rpc_error_text(e)}") from None
+        return member.id
 
     async def keys(self, source: str = "v3", prefix: str = "") -> list[KeyEntry]:
         """v3 keys (``prefix`` "" = all), or Docker's v2 tree (``prefix`` "" = /docker)."""

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from core.access import WriteGuard
 from core.dockerd.clients import DockerNodes
 from core.errors import CommandTimeout, OverlayError, UsageError
+from core.etcd.sizing import sizing
 from core.model import CommandResult, Inventory, LogLines, NodeStatus
 from core.ssh import SSHPool
 
@@ -63,9 +64,12 @@ class NodeService:
             return NodeStatus(name=spec.name, address=spec.address, reachable=False, error=str(e))
         latency = round((time.monotonic() - t0) * 1000, 1)
         facts = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        etcd_state = facts.get("etcd") or None
+        if etcd_state != "running" and not sizing(self.inventory).is_member(spec.name):
+            etcd_state = "client only"       # no member here by design (core.etcd.sizing): not a fault
         status = NodeStatus(name=spec.name, address=spec.address, reachable=True, latency_ms=latency,
                             hostname=facts.get("hostname") or None, kernel=facts.get("kernel") or None,
-                            etcd_state=facts.get("etcd") or None,
+                            etcd_state=etcd_state,
                             etcd_last_error=facts.get("etcd_fatal", "").strip()[:300] or None)
         try:
             info = await asyncio.wait_for(self.docker.call(spec.name, lambda c: c.info()), limit)

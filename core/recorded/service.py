@@ -298,3 +298,8 @@ class RecordedService:
     async def trace(self, src: str, dst: str, count: int = 3) -> TraceResult:
         """A trace sends pings: recorded state has nothing to send them from."""
         raise OverlayError("a trace sends pings from a container: it needs live nodes, not recorded state")
+
+    # membership
+    async def remove_node(self, name: str) -> list[str]:
+        self.guard.require("removing a node")
+        raise UsageError("a recording cannot remove nodes: run `overlay-tui node remove` against live nodes")

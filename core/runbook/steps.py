@@ -18,6 +18,7 @@ from core.capture.verify import verify_vxlan
 from core.dockerd.store import DockerStoreChange
 from core.errors import DockerError
 from core.etcd.plan import EtcdMemberPlan
+from core.etcd.sizing import sizing
 from core.etcd.tls import ENV_FILE, NODE_PKI_DIR
 from core.model import ConvergeResult, EtcdCluster, FrameBatch, Inventory, NetworkInfo, NodeStatus, PingResult
 
@@ -73,7 +74,10 @@ async def plan_ssh(rb: Runbook) -> list[str]:
 
 
 async def plan_etcd(rb: Runbook) -> list[str]:
-    lines = []
+    size = sizing(rb.inventory)
+    lines = [f"members: {', '.join(size.member_names)} ({size.why})"]
+    if size.clients:
+        lines.append(f"no etcd on {', '.join(n.name for n in size.clients)}: their dockerd uses the members' endpoints")
     for p in await rb.target.etcd_plan():
         if p.tls:
             lines.append(f"{p.node}: install the cluster CA and the node's server, peer and client certificates in "
@@ -85,7 +89,7 @@ async def plan_etcd(rb: Runbook) -> list[str]:
 
 async def plan_etcd_health(rb: Runbook) -> list[str]:
     env = f". {ENV_FILE} && " if rb.inventory.cluster.etcd_tls else ""      # endpoint and certificates
-    return [f"{n.name}: {env}etcdctl endpoint health" for n in rb.inventory.nodes[:1]]
+    return [f"{n.name}: {env}etcdctl endpoint health" for n in sizing(rb.inventory).members[:1]]
 
 
 async def plan_docker_store(rb: Runbook) -> list[str]:
@@ -130,7 +134,8 @@ async def verify_ssh(rb: Runbook) -> Check:
 
 
 async def verify_etcd_running(rb: Runbook) -> Check:
-    nodes = await rb.target.nodes()
+    members = sizing(rb.inventory).member_names
+    nodes = [n for n in await rb.target.nodes() if n.name in members]
     bad = [n.name for n in nodes if n.etcd_state != "running"]
     if bad:
         return False, f"etcd is not running on {', '.join(bad)}"
@@ -143,7 +148,7 @@ async def verify_etcd_running(rb: Runbook) -> Check:
 
 async def verify_etcd_health(rb: Runbook) -> Check:
     cluster = await rb.target.etcd_cluster()
-    want = {n.name for n in rb.inventory.nodes}
+    want = set(sizing(rb.inventory).member_names)
     have = {m.name for m in cluster.members if m.healthy}
     if cluster.healthy and want <= have:
         leader = next((m.name for m in cluster.members if m.leader), "?")
@@ -240,7 +245,7 @@ async def apply_probes(rb: Runbook, attempts: int = 3) -> list[tuple[str, str]]:
 
 STEPS: tuple[Step, ...] = (
     Step("ssh", "SSH reaches every node", plan_ssh, verify_ssh),
-    Step("etcd", "etcd runs on every node", plan_etcd, verify_etcd_running, apply_etcd),
+    Step("etcd", "etcd runs on every member node", plan_etcd, verify_etcd_running, apply_etcd),
     Step("etcd-health", "the etcd cluster is healthy with every member", plan_etcd_health, verify_etcd_health,
          apply_etcd),
     Step("docker-store", "every dockerd uses the cluster store", plan_docker_store, verify_docker_store,

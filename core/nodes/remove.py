@@ -1,0 +1,137 @@
+"""Take a node out of the cluster: its etcd member, its store config, its probe, its inventory entry.
+
+Order (each step safe to run again): refuse first when the node is unknown, the last one, or holds an
+etcd member whose removal would leave the cluster without quorum; then remove its probe container,
+remove its member with etcd's member-remove API and stop its etcd (the data dir is moved aside, never
+deleted), take cluster-store/cluster-advertise out of its daemon.json and restart its dockerd (so it
+leaves the store and the gossip), and last drop its ``[[node]]`` table from the inventory file. A node
+that does not answer SSH is removed from etcd and the inventory; what could not be done there is said.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from pathlib import Path
+
+from core.access import WriteGuard
+from core.dockerd.clients import DockerNodes
+from core.dockerd.probes import LABEL
+from core.dockerd.store import BACKUP, DAEMON_JSON, STORE_KEYS, node_facts, restart_docker
+from core.errors import OverlayError, UsageError
+from core.etcd.plan import member_data_dir
+from core.etcd.service import EtcdService
+from core.model import Inventory
+from core.ssh import SSHPool
+
+
+def drop_node_table(text: str, name: str) -> str:
+    """The inventory text without the ``[[node]]`` table whose name is ``name`` (comments and the rest kept)."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, ln in enumerate(lines) if ln.strip() == "[[node]]"]
+    for k, start in enumerate(starts):
+        end = next((i for i in range(start + 1, len(lines)) if re.match(r"^\s*\[", lines[i])), len(lines))
+        if k + 1 < len(starts):
+            end = min(end, starts[k + 1])
+        block = "".join(lines[start:end])
+        if re.search(rf'^\s*name\s*=\s*["\']{re.escape(name)}["\']\s*$', block, re.M):
+            while start > 0 and not lines[start - 1].strip():      # the blank line before it goes too
+                start -= 1
+            return "".join(lines[:start] + lines[end:])
+    raise UsageError(f"no [[node]] table named {name!r} in the inventory file")
+
+
+class NodeRemoval:
+    """``remove(name)``: see the module docstring."""
+
+    def __init__(self, inventory: Inventory, pool: SSHPool, docker: DockerNodes, etcd: EtcdService,
+                 guard: WriteGuard) -> None:
+        self.inventory, self.pool, self.docker, self.etcd, self.guard = inventory, pool, docker, etcd, guard
+
+    async def remove(self, name: str) -> list[str]:
+        """Remove node ``name`` from the cluster and the inventory; one line per thing done."""
+        self.guard.require("removing a node")
+        names = [n.name for n in self.inventory.nodes]
+        if name not in names:
+            raise UsageError(f"unknown node {name!r}; the inventory has {', '.join(names)}")
+        if len(names) == 1:
+            raise UsageError(f"{name} is the only node of the inventory: there would be no cluster left")
+        text = Path(self.inventory.path).read_text()
+        new_text = drop_node_table(text, name)       # fails before anything changes if the table is not found
+        done: list[str] = []
+        reachable = True
+        try:
+            await self.pool.run(name, "true", timeout=10, check=True)
+        except OverlayError as e:
+            reachable = False
+            done.append(f"{name} does not answer SSH ({e}): its probe, etcd and dockerd are left as they are")
+        cluster = await self.etcd.cluster()
+        if any(m.name == name for m in cluster.members):
+            self._check_quorum(name, cluster)
+        if reachable:
+            done += await self._remove_probe(name)
+        member = await self.etcd.remove_member(name)
+        if member:
+            done.append(f"etcd member {member} of {name} removed (member-remove)")
+        if reachable:
+            done += await self._stop_etcd(name)
+            done += await self._leave_store(name)
+        Path(self.inventory.path).write_text(new_text)
+        done.append(f"{name} removed from the inventory {self.inventory.path}")
+        return done
+
+    @staticmethod
+    def _check_quorum(name: str, cluster) -> None:
+        rest = [m for m in cluster.members if m.name != name]
+        healthy = sum(m.healthy for m in rest)
+        if not rest or healthy * 2 <= len(rest):
+            raise UsageError(f"removing {name}'s etcd member would leave {healthy} healthy of {len(rest)} members, "
+                             "no quorum: heal the cluster first (`overlay-tui runbook apply`); nothing was changed")
+
+    async def _remove_probe(self, name: str) -> list[str]:
+        def rm(cl) -> list[str]:
+            out = []
+            for c in cl.api.containers(all=True, filters={"label": LABEL}):
+                cl.api.remove_container(c["Id"], force=True)
+                out.append((c.get("Names") or ["?"])[0].lstrip("/"))
+            return out
+        try:
+            removed = await self.docker.call(name, rm)
+        except OverlayError as e:
+            return [f"{name}: probe not removed ({e})"]
+        return [f"{name}: probe container {c} removed" for c in removed] or [f"{name}: no probe container"]
+
+    async def _stop_etcd(self, name: str) -> list[str]:
+        data = member_data_dir(self.inventory.cluster.etcd_data_dir, name)
+        aside = f"{data}.removed-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        script = ("me=$(readlink /proc/$$/ns/net); for p in $(pgrep -x etcd); do "
+                  '[ "$(readlink /proc/$p/ns/net 2>/dev/null)" = "$me" ] && kill $p && echo "stopped $p"; done; '
+                  "for i in $(seq 50); do pgrep -x etcd >/dev/null || break; sleep 0.1; done; "
+                  f"if [ -d {shlex.quote(data)} ]; then mv {shlex.quote(data)} {shlex.quote(aside)} && echo moved; fi; true")
+        res = await self.pool.run(name, script, timeout=30)
+        out = []
+        if "stopped" in res.stdout:
+            out.append(f"{name}: etcd stopped")
+        if "moved" in res.stdout:
+            out.append(f"{name}: etcd data dir moved aside to {aside}")
+        return out
+
+    async def _leave_store(self, name: str) -> list[str]:
+        try:
+            facts = await node_facts(self.docker, self.pool, name)
+        except OverlayError as e:
+            return [f"{name}: dockerd left as it is ({e})"]
+        cfg = dict(facts.daemon_json or {})
+        if not any(k in cfg for k in STORE_KEYS) and not facts.cluster_store:
+            return [f"{name}: dockerd uses no cluster store"]
+        for k in STORE_KEYS:
+            cfg.pop(k, None)
+        tmp = DAEMON_JSON + ".overlay-tui.tmp"
+        await self.pool.run(name, f"set -e; if [ -e {DAEMON_JSON} ] && [ ! -e {BACKUP} ]; then cp -p {DAEMON_JSON} {BACKUP}; fi; "
+                                  f"cat > {tmp}; mv {tmp} {DAEMON_JSON}",
+                            input=json.dumps(cfg, indent=2) + "\n", check=True)
+        if facts.running:
+            await restart_docker(self.pool, name, facts)
+        await self.docker.reset(name)
+        return [f"{name}: cluster-store and cluster-advertise taken out of {DAEMON_JSON}; dockerd restarted"]
