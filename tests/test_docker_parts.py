@@ -273,3 +273,15 @@ def test_a_subnet_over_the_underlay_or_a_bridge_is_refused_naming_the_overlap():
     with pytest.raises(UsageError, match="of Docker's bridge docker0 on docker-node1"):
         refuse_underlay_overlap(ipaddress.IPv4Network("198.19.255.128/25"), addrs)
     refuse_underlay_overlap(ipaddress.IPv4Network("10.0.0.0/24"), addrs)      # no overlap: no error
+
+
+def test_restart_waves_start_with_the_gossip_seed_alone():
+    from core.dockerd.store import gossip_seed, waves
+
+    adv = {f"n{i}": f"198.18.1.{i}:2375" for i in range(1, 17)}
+    assert gossip_seed(adv) == "n9"            # "198.18.1.9:2375" sorts after "198.18.1.16:2375"
+    names = list(adv)
+    plan = waves(names, 4, first="n9")
+    assert plan[0] == ["n9"] and all(len(w) <= 4 for w in plan[1:])
+    assert sorted(n for w in plan for n in w) == sorted(names)
+    assert waves(["a", "b", "c"], 4) == [["a"], ["b", "c"]] and waves([], 4) == []

@@ -246,3 +246,18 @@ def test_status_with_a_link_down_is_fast_and_names_the_node(faults_lab):
     finally:
         lab_up(lab)
     same_as_before(lab, before)
+
+
+def test_lab_up_rebuilds_only_a_node_whose_namespace_is_gone(faults_lab):
+    lab, before = faults_lab
+    info = lab_mod.lab_state(lab.name)
+    assert info is not None
+    others = {n.name: n.init_pid for n in info.nodes if n.name != "docker-node3"}
+    subprocess.run(["ip", "netns", "del", info.nodes[2].netns], check=True)
+    out = lab_up(lab)
+    assert "healed: docker-node3: rebuilt (its namespace was missing)" in out.stdout, out.stdout
+    after = lab_mod.lab_state(lab.name)
+    assert after is not None
+    assert {n.name: n.init_pid for n in after.nodes if n.name != "docker-node3"} == others, "other nodes were touched"
+    apply_ok(lab)          # its etcd member starts again from its data dir; its dockerd kept its config
+    same_as_before(lab, before)

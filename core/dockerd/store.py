@@ -348,9 +348,25 @@ async def apply_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, in
 WAVE = 4     # dockerds restarted at once after the first one (see apply)
 
 
-def waves(nodes: list[str], size: int = WAVE) -> list[list[str]]:
-    """The first node alone, then the others ``size`` at a time: ``[[a], [b, c, d, e], [f, ...]]``."""
-    return [nodes[:1]] + [nodes[i:i + size] for i in range(1, len(nodes), size)] if nodes else []
+def waves(nodes: list[str], size: int = WAVE, first: str | None = None) -> list[list[str]]:
+    """``first`` (default: the first node) alone, then the others ``size`` at a time: ``[[a], [b, c, d, e], ...]``."""
+    if not nodes:
+        return []
+    lead = first if first in nodes else nodes[0]
+    rest = [n for n in nodes if n != lead]
+    return [[lead]] + [rest[i:i + size] for i in range(0, len(rest), size)]
+
+
+def gossip_seed(advertise: dict[str, str]) -> str:
+    """The node every restarted dockerd joins: the greatest store key (``<ip>:2375`` as a string).
+
+    Seen on a 16-node lab: a dockerd joining the classic overlay's gossip joins the last node of the
+    store's sorted node list (``/docker/nodes/<ip:port>``) other than itself. Restarted together, the
+    nodes 6-9 joined "…9" (the greatest key as a string, new itself), and 10-16 ("…10" < "…9") joined
+    it too: two gossip clusters, pings failing between them. Restarting the greatest key first, alone,
+    makes it the node everyone else joins, however many restart at once.
+    """
+    return max(advertise, key=lambda n: advertise[n])
 
 
 async def apply(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventory,
@@ -360,8 +376,9 @@ async def apply(docker: DockerNodes, pool, addresses: UnderlayAddresses, invento
     Not all at once: when every dockerd restarts onto the store at the same moment, the classic
     overlay's gossip (serf, joined through the store's node list) was seen to leave one node of
     three partitioned for good (1 lab in 8: its probes never reached the others). The first node
-    restarts alone, so a gossip cluster is up in the store; then ``wave`` nodes at a time join it
-    (each wave waits for the previous one). Host by host (``wave=1``), 8 nodes took 36.6 s; with waves
+    restarts alone (the one whose store key sorts last: :func:`gossip_seed` says why), so a gossip
+    cluster is up in the store that every later dockerd joins; then ``wave`` nodes at a time (each
+    wave waits for the previous one). Host by host (``wave=1``), 8 nodes took 36.6 s; with waves
     the runbook's probe step (every probe pings every other, by name and address) is what says the
     gossip came out whole: bench/fleet.py prints it per fleet size.
     """
@@ -372,7 +389,9 @@ async def apply(docker: DockerNodes, pool, addresses: UnderlayAddresses, invento
             return await apply_node(docker, pool, addresses, inventory, name)
         except OverlayError as e:
             return e
-    for group in waves([n.name for n in inventory.nodes], max(1, wave)):
+    ips = await addresses.all(inventory.nodes)
+    seed = gossip_seed({n: f"{ip}:{ADVERTISE_PORT}" for n, ip in ips.items()})
+    for group in waves([n.name for n in inventory.nodes], max(1, wave), first=seed):
         results += await asyncio.gather(*(one(n) for n in group))
     raise_gathered(results, DockerError)
     return results
