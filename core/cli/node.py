@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.cli.main import run_async
+from core.cli.run import run_async
 from core.errors import UsageError
 
 

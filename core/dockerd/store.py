@@ -127,8 +127,9 @@ async def node_facts(docker: DockerNodes, pool, node: str) -> NodeDockerFacts:
     def version_and_info(cl):
         return cl.version().get("Version", ""), cl.info()
 
-    answer, res = await asyncio.gather(docker.call(node, version_and_info),
-                                       pool.run(node, FACTS_SCRIPT, check=True), return_exceptions=True)
+    both: list = await asyncio.gather(docker.call(node, version_and_info),
+                                      pool.run(node, FACTS_SCRIPT, check=True), return_exceptions=True)
+    answer, res = both
     if isinstance(res, BaseException):
         raise res
     if isinstance(answer, BaseException):

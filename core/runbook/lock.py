@@ -68,7 +68,7 @@ class ApplyLock:
 
     def _take_local(self, owner: str) -> IO[str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")      # noqa: SIM115 - held open for the whole apply, closed by release
+        fh = open(self.path, "a+")      # held open for the whole apply, closed by release
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

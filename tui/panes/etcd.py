@@ -100,7 +100,8 @@ class EtcdPane(Pane):
             return
         cells = member_cells(m)
         rows = [("id", m.id), ("leader", "yes" if m.leader else "no"), ("health", cells[1]), ("latency", cells[2]),
-                ("raft term / index", f"{m.raft_term} / {m.raft_index}" if m.raft_term is not None else None), ("db size", cells[5]), ("version", m.version),
+                ("raft term / index", f"{m.raft_term} / {m.raft_index}" if m.raft_term is not None else None),
+                ("db size", cells[5]), ("version", m.version),
                 ("peer URLs", ", ".join(m.peer_urls)), ("client URLs", ", ".join(m.client_urls)),
                 ("error", Text(m.error, style="red") if m.error else None),
                 ("cluster health", "\n".join(self.cluster.summary) or self.cluster.error)]
