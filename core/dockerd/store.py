@@ -124,12 +124,11 @@ async def node_facts(docker: DockerNodes, pool, node: str) -> NodeDockerFacts:
     A node whose SSH answers but whose dockerd does not run gives facts with ``running=False``
     (so the apply starts it again); a dockerd that runs but does not answer stays an error.
     """
-    def version_and_info(cl):
+    def version_and_info(cl) -> tuple[str, dict]:
         return cl.version().get("Version", ""), cl.info()
 
-    both: list = await asyncio.gather(docker.call(node, version_and_info),
-                                      pool.run(node, FACTS_SCRIPT, check=True), return_exceptions=True)
-    answer, res = both
+    answer, res = await asyncio.gather(docker.call(node, version_and_info),
+                                       pool.run(node, FACTS_SCRIPT, check=True), return_exceptions=True)
     if isinstance(res, BaseException):
         raise res
     if isinstance(answer, BaseException):
