@@ -144,8 +144,19 @@ class Probes:
                 if c["State"].get("Running") and network in nets and c["Config"].get("Image") == self.image:
                     return "kept"
                 cl.api.remove_container(name, force=True)
-            cl.containers.run(self.image, ["sleep", "1000000"], name=name, hostname=name, network=network,
-                              labels={LABEL: network}, detach=True)
+            try:
+                cl.containers.run(self.image, ["sleep", "1000000"], name=name, hostname=name, network=network,
+                                  labels={LABEL: network}, detach=True)
+            except docker.errors.APIError as e:
+                if "already exists in network" not in str(e):
+                    raise
+                # a node killed without a goodbye leaves its endpoint in the cluster store: Docker's own
+                # way out is a forced disconnect of that name, then the probe starts again
+                cl.api.remove_container(name, force=True)
+                cl.api.disconnect_container_from_network(name, network, force=True)
+                cl.containers.run(self.image, ["sleep", "1000000"], name=name, hostname=name, network=network,
+                                  labels={LABEL: network}, detach=True)
+                return "started (its stale endpoint removed)"
             return "started"
         return await self.docker.call(node, run)
 
