@@ -6,6 +6,7 @@ clock, a subprocess: Python start-up included), then `overlay-tui status --json`
 console's first paint (OverlayApp on a LiveService of the lab, until every data pane filled once; headless
 120x36). The gossip is sound when the apply's probe step verified: every probe pings every other probe,
 by name and by address, 0% loss (N*(N-1) pairs); the line says how many pairs. Target: 16 nodes apply < 60 s.
+``OVERLAY_TUI_STORE_WAVE=4`` restarts dockerd in waves of 4 after the first host (default: host by host).
 Needs root. Run: .venv/bin/python bench/fleet.py [--sizes 2,4,8,16] [--runs N]
 """
 from __future__ import annotations
@@ -85,7 +86,8 @@ def main() -> int:
         rows.append((n, med, runs))
         print(f"{n} nodes done: apply {med['apply']:.1f} s", file=sys.stderr, flush=True)
     print(f"fleet on this machine ({os.cpu_count()} cores, shared), median of {args.runs} run(s) per size; "
-          "apply and status are whole-command wall clock")
+          f"apply and status are whole-command wall clock; dockerd restart waves of "
+          f"{os.environ.get('OVERLAY_TUI_STORE_WAVE') or 1}")
     print(f"{'nodes':>5}  {'lab up':>7}  {'apply':>7}  {'status':>7}  {'paint':>6}  gossip sound? (probe step, every run)")
     for n, med, runs in rows:
         sound = "; ".join(("yes: " if r["ok"] else "NO: ") + r["probes"] for r in runs)
