@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import lab_name, require_lab, start_lab, stop_lab
 
+from core.etcd.tls import ENV_FILE
 from core.lab import manager as lab_mod
 from core.lab import node as lab_node
 from core.live import LiveService
@@ -128,7 +129,7 @@ def faults_lab():
     try:
         lab = start_lab(name, 3)
         apply_ok(lab)
-        in_node(lab, "docker-node1", f"ETCDCTL_API=3 etcdctl put {KEEP_KEY} kept")
+        in_node(lab, "docker-node1", f". {ENV_FILE} && etcdctl put {KEEP_KEY} kept")
         before = facts(lab)
         assert before["failing"] == [] and before["demo"] and before["v3"] == {KEEP_KEY: "kept"}, before
         yield lab, before

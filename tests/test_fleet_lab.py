@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import lab_name, require_lab, start_lab, stop_lab
-from test_faults_lab import ENV, KEEP_KEY, OVERLAY_TUI, _facts, apply_ok, cli, in_node
+from test_faults_lab import ENV, ENV_FILE, KEEP_KEY, OVERLAY_TUI, _facts, apply_ok, cli, in_node
 
 from core.inventory import load_inventory
 from core.live import LiveService
@@ -67,7 +67,7 @@ def test_grow_3_4_5_and_remove_one_keeps_everything():
     try:
         lab = start_lab(name, 3)
         apply_ok(lab)
-        in_node(lab, "docker-node1", f"ETCDCTL_API=3 etcdctl put {KEEP_KEY} kept")
+        in_node(lab, "docker-node1", f". {ENV_FILE} && etcdctl put {KEEP_KEY} kept")
         before = settled(lab, 6)
         assert before["failing"] == [] and before["v3"] == {KEEP_KEY: "kept"}, before
 

@@ -97,7 +97,13 @@ class EtcdService:
         plans = await self.plan()
         install = None
         if self.inventory.cluster.etcd_tls:
-            ensured = await asyncio.to_thread(self.pki.ensure, {p.node: p.ip for p in plans})
+            # every node gets certificates: a node without a member (core.etcd.sizing) still needs the CA
+            # and its client pair, for its dockerd's cluster-store-opts
+            ips = await self.addresses.all(self.inventory.nodes)
+            ensured = await asyncio.to_thread(self.pki.ensure, ips)
+            members = {p.node for p in plans}
+            clients = [n.name for n in self.inventory.nodes if n.name not in members]
+            await asyncio.gather(*(push(self.pool, n, ensured.nodes[n], plans[0].client_url) for n in clients))
 
             async def install(plan: EtcdMemberPlan) -> None:
                 await push(self.pool, plan.node, ensured.nodes[plan.node], plan.client_url)
