@@ -13,6 +13,7 @@ An endpoint with ``tls`` is reached over TLS with the operator's client certific
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import ssl
 import time
@@ -239,7 +240,7 @@ class EtcdReader:
         async def again(p: Probe) -> Probe:
             if not p.ssh_error:
                 return p
-            q = await self.probe(Endpoint(via=good[0], host=p.endpoint.host, port=p.endpoint.port))
+            q = await self.probe(dataclasses.replace(p.endpoint, via=good[0]))
             if q.ssh_error:
                 return p
             q.endpoint = p.endpoint

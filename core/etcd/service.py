@@ -75,7 +75,8 @@ class EtcdService:
             return cluster
         if _answered(cluster):
             cluster.tls = True
-            due = await asyncio.to_thread(self.pki.due, {ep.via: ep.host for ep in endpoints})
+            # every node's certificates, also those of nodes without a member (their dockerd uses them)
+            due = await asyncio.to_thread(self.pki.due, await self.addresses.all(self.inventory.nodes))
             if due:
                 cluster.warning = ("etcd's TLS certificates need renewing (" + "; ".join(due[:3])
                                    + ("; ..." if len(due) > 3 else "") + "): `overlay-tui runbook apply` issues "
