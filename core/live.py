@@ -26,6 +26,7 @@ from core.etcd.health import no_quorum_reason
 from core.etcd.plan import EtcdMemberPlan
 from core.etcd.read import EtcdReader
 from core.etcd.service import EtcdApplied, EtcdService
+from core.files import SaveArea
 from core.inventory import load_inventory
 from core.links.active import ActivePinger
 from core.links.service import LinksService
@@ -49,13 +50,14 @@ from core.model import (
     NodeStatus,
     PingResult,
     RunbookEvent,
+    SaveTarget,
     StepState,
     TraceResult,
 )
 from core.nodes.address import UnderlayAddresses
 from core.nodes.remove import NodeRemoval
 from core.nodes.service import NodeService
-from core.paths import lab_dir
+from core.paths import lab_dir, served_files_dir
 from core.pki.cluster import ClusterPKI
 from core.runbook.lock import ApplyLock
 from core.runbook.runbook import Runbook
@@ -66,9 +68,11 @@ from core.trace.service import TraceService
 class LiveService:
     """Implements :class:`core.service.Service` over SSH, etcd and the Docker SDK."""
 
-    def __init__(self, inventory: Inventory, *, read_only: bool = False) -> None:
+    def __init__(self, inventory: Inventory, *, read_only: bool = False, served_session: str | None = None) -> None:
+        """``served_session``: the id of the `serve` session this console runs in (files confined to its directory)."""
         self.inventory = inventory
         self.guard = WriteGuard(read_only)
+        self.saves = SaveArea(self.guard, served_session, served_files_dir())
         self.pool = SSHPool(inventory.nodes)
         self.addresses = UnderlayAddresses(self.pool)
         self.docker = DockerNodes(self.pool)
@@ -79,7 +83,7 @@ class LiveService:
         self.dockerd = DockerService(inventory, self.pool, self.docker, self.addresses,
                                      OverlayNetworks(self.docker, self.pool, inventory),
                                      Probes(self.docker, inventory), self.guard)
-        self.capture_part = CaptureService(inventory, self.pool, self.dockerd.networks)
+        self.capture_part = CaptureService(inventory, self.pool, self.dockerd.networks, self.saves)
         self.runbook = Runbook(self, self.guard, lock=ApplyLock(self.pool, inventory))
         self.doctor_part = Doctor(inventory, self.pool, self.docker, self.etcd_reader, self.addresses)
         self.links_part = LinksService(self.capture_part.capture, self.capture_nodes,
@@ -91,8 +95,9 @@ class LiveService:
                                                               self.docker.close]
 
     @classmethod
-    def open(cls, inventory_path: str | None = None, *, read_only: bool = False) -> LiveService:
-        return cls(resolve_inventory(inventory_path), read_only=read_only)
+    def open(cls, inventory_path: str | None = None, *, read_only: bool = False,
+             served_session: str | None = None) -> LiveService:
+        return cls(resolve_inventory(inventory_path), read_only=read_only, served_session=served_session)
 
     @property
     def read_only(self) -> bool:
@@ -230,8 +235,11 @@ class LiveService:
     def flows(self, frames: list[Frame]) -> list[FlowStat]:
         return self.capture_part.flows(frames)
 
-    async def save_pcap(self, frames: list[Frame], path: str) -> int:
-        return await self.capture_part.save_pcap(frames, path)
+    async def save_pcap(self, frames: list[Frame], path: str, *, replace: bool = False) -> int:
+        return await self.capture_part.save_pcap(frames, path, replace=replace)
+
+    def save_target(self, name: str) -> SaveTarget:
+        return self.capture_part.save_target(name)
 
     # --- doctor -------------------------------------------------------------------------
     async def doctor(self, nodes: list[str] | None = None, *, checks: list[str] | None = None) -> DoctorReport:

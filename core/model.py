@@ -389,3 +389,13 @@ class TraceResult:
     verdicts: list[str] = field(default_factory=list)   # one sentence per echo
     unobservable: list[str] = field(default_factory=list)  # hops that could not be watched, and why
     ping_output: str = ""
+
+
+@dataclass
+class SaveTarget:
+    """Where a file the console user named will be written (see :class:`core.files.SaveArea`)."""
+
+    path: str                         # the full path on the host running the console
+    exists: bool                      # something is there already: saving needs the operator's yes (replace)
+    served: bool                      # a served console: the file is on the serving host, in the session's directory
+    fetch: str | None = None          # served: the command that copies it to the operator's machine (scp ...)

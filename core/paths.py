@@ -21,3 +21,8 @@ def labs_dir() -> Path:
 
 def lab_dir(name: str) -> Path:
     return labs_dir() / name
+
+
+def served_files_dir() -> Path:
+    """Where a served console's files go: one directory per `serve` session under it."""
+    return state_dir() / "serve" / "sessions"

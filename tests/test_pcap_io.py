@@ -129,8 +129,9 @@ def test_missing_directory_and_corrupt_files(tmp_path):
         list(iter_pcap(bad))
 
 
-def test_writing_where_we_cannot_is_a_capture_error(tmp_path):
-    with pytest.raises(CaptureError, match="cannot write"):
+def test_writing_where_we_cannot_is_an_error_naming_the_path(tmp_path):
+    from core.files import FileWriteError
+    with pytest.raises(FileWriteError, match="dir.pcap: cannot write"):
         PcapWriter(tmp_path / "no" / "such" / "dir.pcap")
 
 

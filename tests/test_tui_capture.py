@@ -360,7 +360,7 @@ async def test_save_writes_a_pcap_and_never_clobbers_without_asking(tmp_path):
 async def test_a_failing_save_is_reported(tmp_path):
     app = recorded_host()
 
-    async def broken(frames, path):
+    async def broken(frames, path, replace=False):
         raise CaptureError(f"{path}: cannot write: No space left on device")
 
     async with app.run_test(size=SIZE) as pilot:
@@ -482,7 +482,7 @@ async def test_clearing_or_restarting_warns_about_unsaved_frames(tmp_path):
         await until(pilot, lambda: isinstance(app.screen, CaptureNodesModal), "the node chooser")
         assert "discards the 357 frames" in str(app.screen.query_one(".capture-nodes-error").render())
         await pilot.press("escape")
-        pane._save(pane.ring.items(), str(tmp_path / "all.pcap"), pane.ring.total)
+        pane._save(pane.ring.items(), str(tmp_path / "all.pcap"), everything=pane.ring.total)
         await until(pilot, lambda: "saved" in pane.note, "the save")
         await pilot.press("c")                        # all saved: no question
         await pilot.pause()

@@ -237,17 +237,20 @@ def load_keymap(path: str | None = None) -> dict[str, str]:
     return keymap
 
 
-def run_app(inventory: str | None = None, read_only: bool = False, replay_state: str | None = None) -> int:
-    """Open the console on the live nodes (or on recorded state); returns the exit status."""
+def run_app(inventory: str | None = None, read_only: bool = False, replay_state: str | None = None,
+            served_session: str | None = None) -> int:
+    """Open the console on the live nodes (or on recorded state); returns the exit status.
+
+    ``served_session``: the `serve` session this console runs in (its files stay in that session's directory)."""
     service: Service
     if replay_state:
         from core.recorded.service import RecordedService
 
-        service = RecordedService.load(replay_state, read_only=read_only)
+        service = RecordedService.load(replay_state, read_only=read_only, served_session=served_session)
     else:
         from core.live import LiveService  # loads the SDKs: only when the console really opens
 
-        service = LiveService.open(inventory, read_only=read_only)
+        service = LiveService.open(inventory, read_only=read_only, served_session=served_session)
     app = OverlayApp(service, deterministic=os.environ.get("OVERLAY_TUI_DETERMINISTIC") == "1",
                      keymap=load_keymap())
     app.run()

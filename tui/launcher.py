@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from core.files import SERVED_SESSION_ENV
 
 
 def run_console(args: argparse.Namespace) -> int:
     """Open the Textual console on the live nodes (or on recorded state)."""
     from tui.app import run_app  # imported here so subcommands never load textual
 
-    return run_app(inventory=args.inventory, read_only=args.read_only, replay_state=args.replay_state)
+    return run_app(inventory=args.inventory, read_only=args.read_only, replay_state=args.replay_state,
+                   served_session=os.environ.get(SERVED_SESSION_ENV) or None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from struct import Struct
 from typing import BinaryIO
 
 from core.errors import CaptureError
+from core.files import FileWriteError, PrivateFile, create_private
 from core.model import Frame
 
 LINKTYPE_ETHERNET = 1
@@ -188,18 +189,25 @@ def read_pcap_frames(path: str | os.PathLike, decoder=None, node: str = "") -> I
 
 
 class PcapWriter:
-    """Writes a classic pcap (little endian, usec, Ethernet) to a path or an open binary file."""
+    """Writes a classic pcap (little endian, usec, Ethernet) to a new private file or an open binary file.
+
+    A path is created with :func:`core.files.create_private` (0600, never through a link, an existing file only
+    with ``replace=True``); a :class:`core.files.PrivateFile` is owned too (closed, or removed on error).
+    """
 
     _GLOBAL = Struct("<IHHiIII")
     _REC = Struct("<IIII")
 
-    def __init__(self, target: str | os.PathLike | BinaryIO, snaplen: int = DEFAULT_SNAPLEN) -> None:
-        self.path = str(target) if isinstance(target, (str, os.PathLike)) else getattr(target, "name", "pcap")
+    def __init__(self, target: str | os.PathLike | BinaryIO | PrivateFile, snaplen: int = DEFAULT_SNAPLEN,
+                 *, replace: bool = False) -> None:
+        if isinstance(target, (str, os.PathLike)):
+            target = create_private(target, replace=replace)
+        self.path = target.name if isinstance(target, PrivateFile) else getattr(target, "name", "pcap")
+        self._fh = target
         try:
-            self._fh = open(target, "wb") if isinstance(target, (str, os.PathLike)) else target
-            self._own = isinstance(target, (str, os.PathLike))
             self._fh.write(self._GLOBAL.pack(MAGIC_USEC, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
         except OSError as e:
+            self.abort()
             raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
         self.snaplen, self.count = snaplen, 0
 
@@ -224,19 +232,27 @@ class PcapWriter:
         self._fh.flush()
 
     def close(self) -> None:
-        if self._own and not self._fh.closed:
+        if isinstance(self._fh, PrivateFile):
             try:
                 self._fh.close()
-            except OSError as e:
-                raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
-        elif not self._own:
+            except FileWriteError as e:
+                raise CaptureError(str(e)) from None
+        else:
             self._fh.flush()
+
+    def abort(self) -> None:
+        """Stop writing; a file this writer created is removed (nothing half-written is left behind)."""
+        if isinstance(self._fh, PrivateFile):
+            self._fh.abort()
 
     def __enter__(self) -> PcapWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 class PcapngWriter(PcapWriter):
@@ -247,15 +263,18 @@ class PcapngWriter(PcapWriter):
     _IDB = Struct("<IIHHIHHBxxxHHI")
     _EPB = Struct("<IIIIIII")
 
-    def __init__(self, target: str | os.PathLike | BinaryIO, snaplen: int = DEFAULT_SNAPLEN) -> None:
-        self.path = str(target) if isinstance(target, (str, os.PathLike)) else getattr(target, "name", "pcapng")
+    def __init__(self, target: str | os.PathLike | BinaryIO | PrivateFile, snaplen: int = DEFAULT_SNAPLEN,
+                 *, replace: bool = False) -> None:
+        if isinstance(target, (str, os.PathLike)):
+            target = create_private(target, replace=replace)
+        self.path = target.name if isinstance(target, PrivateFile) else getattr(target, "name", "pcapng")
+        self._fh = target
         try:
-            self._fh = open(target, "wb") if isinstance(target, (str, os.PathLike)) else target
-            self._own = isinstance(target, (str, os.PathLike))
             self._fh.write(self._SHB.pack(0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28))
             # IDB: link type, snaplen, option if_tsresol = 6 (microseconds), opt_endofopt
             self._fh.write(self._IDB.pack(1, 32, LINKTYPE_ETHERNET, 0, snaplen, 9, 1, 6, 0, 0, 32))
         except OSError as e:
+            self.abort()
             raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
         self.snaplen, self.count = snaplen, 0
 
@@ -275,15 +294,18 @@ class PcapngWriter(PcapWriter):
         self.count += 1
 
 
-def open_writer(path: str | os.PathLike, snaplen: int = DEFAULT_SNAPLEN) -> PcapWriter:
-    """A pcapng writer for a path ending in ``.pcapng``, else a classic pcap writer."""
-    cls = PcapngWriter if str(path).lower().endswith(".pcapng") else PcapWriter
-    return cls(path, snaplen)
+def open_writer(path: str | os.PathLike | PrivateFile, snaplen: int = DEFAULT_SNAPLEN, *,
+                replace: bool = False) -> PcapWriter:
+    """A pcapng writer for a path ending in ``.pcapng``, else a classic pcap writer (a new private file:
+    see :func:`core.files.create_private`; ``replace`` an existing one atomically)."""
+    name = path.name if isinstance(path, PrivateFile) else str(path)
+    cls = PcapngWriter if name.lower().endswith(".pcapng") else PcapWriter
+    return cls(path, snaplen, replace=replace)
 
 
-def write_pcap(path: str | os.PathLike, frames: Iterable[Frame]) -> int:
-    """Write frames to a new pcap file; returns how many were written."""
-    with open_writer(path) as w:
+def write_pcap(target: str | os.PathLike | PrivateFile, frames: Iterable[Frame], *, replace: bool = False) -> int:
+    """Write frames to a new pcap (or pcapng) file (``replace``: over an existing one, atomically); returns how many."""
+    with open_writer(target, replace=replace) as w:
         for f in frames:
             w.write_frame(f)
         return w.count

@@ -10,12 +10,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from core.access import WriteGuard
 from core.capture.decode import VxlanDecoder
 from core.capture.names import apply_names, build_names
 from core.capture.pcap import PcapFileReader, write_pcap
 from core.capture.remote import LiveCapture
 from core.errors import OverlayError, UsageError
-from core.model import FlowStat, Frame, FrameBatch, FrameDetail, Inventory, Names, NetworkInfo, NodeSpec
+from core.files import SaveArea
+from core.model import FlowStat, Frame, FrameBatch, FrameDetail, Inventory, Names, NetworkInfo, NodeSpec, SaveTarget
 from core.ssh import SSHPool
 
 NAMES_REFRESH = 10.0          # seconds between re-reads of networks/containers during a capture
@@ -28,8 +30,10 @@ class CaptureService:
     """Capture methods of the live service. ``list_networks`` (the Docker part's) names VNIs and containers."""
 
     def __init__(self, inventory: Inventory, pool: SSHPool,
-                 list_networks: Callable[[], Awaitable[list[NetworkInfo]]]) -> None:
+                 list_networks: Callable[[], Awaitable[list[NetworkInfo]]], saves: SaveArea | None = None) -> None:
+        """``saves`` says where saved pcaps may go (the service's; a local, writable area when not given)."""
         self.inventory, self.pool, self.list_networks = inventory, pool, list_networks
+        self.saves = saves or SaveArea(WriteGuard())
         self.node_addresses: dict[str, str] = {}     # underlay address -> node, learnt by live captures
         self.last_names: Names | None = None          # the names last read, for flows
 
@@ -121,9 +125,14 @@ class CaptureService:
         table.add_many(frames)
         return table.flows(self.last_names)
 
-    async def save_pcap(self, frames: list[Frame], path: str) -> int:
-        """Write ``frames`` to a pcap that tcpdump and Wireshark open; returns how many."""
-        return await asyncio.to_thread(write_pcap, path, list(frames))
+    def save_target(self, name: str) -> SaveTarget:
+        """Where saving as ``name`` would write (ReadOnlyError / UsageError when it may not)."""
+        return self.saves.target(name)
+
+    async def save_pcap(self, frames: list[Frame], path: str, *, replace: bool = False) -> int:
+        """Write ``frames`` to a pcap that tcpdump and Wireshark open, where :class:`SaveArea` allows; returns how many."""
+        out = self.saves.open(path, replace=replace)
+        return await asyncio.to_thread(write_pcap, out, list(frames))
 
 
 def _take(records, n: int) -> list:

@@ -28,7 +28,10 @@ def register(subparsers) -> None:
     src.add_argument("--node", "-n", metavar="NAME", action="append", help="capture live on this node (repeatable)")
     p.add_argument("--count", "-c", metavar="K", type=int, help="stop after K frames")
     p.add_argument("--seconds", "-s", metavar="S", type=float, help="live: stop after S seconds")
-    p.add_argument("--write", "-w", metavar="FILE", help="also write the frames to this pcap file")
+    p.add_argument("--write", "-w", metavar="FILE",
+                   help="also write the frames to this new pcap file (mode 0600; never through a symlink)")
+    p.add_argument("--replace", action="store_true",
+                   help="with --write: replace FILE if it exists (atomically, when the capture ends)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--flows", action="store_true", help="print per-flow counters instead of frames")
     p.add_argument("--names", action="store_true",
@@ -113,7 +116,7 @@ def read_file(args: argparse.Namespace, out, err, names: Names | None = None) ->
     else:
         frames = _FileFrames(args.read, decoder, args.count)
         pending: list[Frame] = []
-        for f in _written(frames, args.write):
+        for f in _written(frames, args.write, args.replace):
             pending.append(f)
             if len(pending) >= 4096:
                 table.add_frames(pending)
@@ -154,12 +157,12 @@ class _FileFrames:
                 return
 
 
-def _written(frames, path: str | None) -> Iterator[Frame]:
+def _written(frames, path: str | None, replace: bool = False) -> Iterator[Frame]:
     if not path:
         yield from frames
         return
     from core.capture.pcap import open_writer
-    with open_writer(path) as w:
+    with open_writer(path, replace=replace) as w:
         for f in frames:
             w.write_frame(f)
             yield f

@@ -45,7 +45,7 @@ async def run_live(args: argparse.Namespace, formatter=None) -> int:
     try:
         service.capture_nodes(args.node)                  # unknown node: UsageError, exit 2
         if args.write:
-            writer = open_writer(args.write, snaplen=256)
+            writer = open_writer(args.write, snaplen=256, replace=args.replace)
         await _stream(service, args, fmt, writer, state, table)
     except asyncio.CancelledError:                        # Ctrl-C: a normal way to end a capture
         pass

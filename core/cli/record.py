@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import os
 import shlex
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from core.cli.run import run_async
 from core.errors import OverlayError, UsageError
+from core.files import write_private
 
 DEFAULT_COMMANDS = ("docker network ls", "ip -d link show type vxlan")
 
@@ -26,6 +28,7 @@ DEFAULT_COMMANDS = ("docker network ls", "ip -d link show type vxlan")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="record nodes, etcd, keys, networks, runbook, doctor (and frames) to a JSON state file")
     p.add_argument("--out", required=True, metavar="FILE", help="JSON file to write (e.g. tests/fixtures/lab_state.json)")
+    p.add_argument("--replace", action="store_true", help="replace FILE (and its .pcap) if they exist")
     p.add_argument("--apply", action="store_true", help="apply the runbook first and record its events")
     p.add_argument("--ping", action="store_true", help="measure and record the probes' ping matrix")
     p.add_argument("--capture", type=float, default=0.0, metavar="SECONDS",
@@ -74,7 +77,7 @@ async def _commands(svc, commands: list[str]) -> dict[str, Any]:
     return out
 
 
-async def _capture(svc, seconds: float, pcap: Path, state: dict[str, Any]) -> None:
+async def _capture(svc, seconds: float, pcap: Path, state: dict[str, Any], replace: bool) -> None:
     frames: list = []
 
     async def take() -> None:
@@ -95,7 +98,7 @@ async def _capture(svc, seconds: float, pcap: Path, state: dict[str, Any]) -> No
         await asyncio.wait_for(task, timeout=seconds + 15)
     except TimeoutError:
         task.cancel()
-    written = await svc.save_pcap(frames, str(pcap))
+    written = await svc.save_pcap(frames, str(pcap), replace=replace)
     state["capture"] = {"pcap": pcap.name, "frames": written, "seconds": seconds}
 
 
@@ -105,6 +108,9 @@ async def _record(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for path in [out] + ([out.with_suffix(".pcap")] if args.capture > 0 else []):
+        if os.path.lexists(path) and not args.replace:   # say so before minutes of recording, not after
+            raise UsageError(f"--out {path}: already exists; give --replace to replace it, or another name")
     svc = LiveService.open(args.inventory)
     inv = svc.inventory
     state: dict[str, Any] = {"recorded_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -126,7 +132,7 @@ async def _record(args: argparse.Namespace) -> int:
         if args.ping:
             state["ping_matrix"] = await _part(state, "ping_matrix", svc.ping_matrix()) or []
         if args.capture > 0:
-            await _part(state, "capture", _capture(svc, args.capture, out.with_suffix(".pcap"), state))
+            await _part(state, "capture", _capture(svc, args.capture, out.with_suffix(".pcap"), state, args.replace))
         plan = await _part(state, "runbook", svc.runbook_plan()) or []
         state["runbook"] = {"plan": plan, "events": state.pop("runbook_events", [])}
         names = await _part(state, "names", svc.names())
@@ -145,7 +151,7 @@ async def _record(args: argparse.Namespace) -> int:
         if not sep or not old:
             raise UsageError(f"--rewrite {rule!r}: expected OLD=NEW")
         text = text.replace(old, new)
-    out.write_text(text)
+    write_private(out, text.encode(), replace=args.replace)
     print(f"recorded {len(state['nodes'])} nodes, {len(state['etcd'].members) if hasattr(state['etcd'], 'members') else 0} "
           f"etcd members, {len(state['networks'])} networks to {out}"
           + (f" ({len(state['errors'])} parts failed: {', '.join(state['errors'])})" if state["errors"] else ""))

@@ -16,13 +16,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from core.access import WriteGuard
 from core.capture.decode import VxlanDecoder
 from core.capture.detail import frame_detail as scapy_detail
 from core.capture.flows import FlowTable
 from core.capture.names import apply_names, build_names, merge_names, names_from_json
 from core.capture.pcap import PcapFileReader, write_pcap
 from core.errors import CaptureError, OverlayError, UsageError
-from core.model import FlowStat, Frame, FrameBatch, FrameDetail, Inventory, Names, NetworkInfo
+from core.files import SaveArea
+from core.model import FlowStat, Frame, FrameBatch, FrameDetail, Inventory, Names, NetworkInfo, SaveTarget
 
 DEFAULT_PCAP = "capture_small.pcap"
 BATCH = 500
@@ -37,8 +39,9 @@ class RecordedCapture:
 
     def __init__(self, state: dict[str, Any], state_path: Path | None, inventory: Inventory,
                  list_networks: Callable[[], Awaitable[list[NetworkInfo]]], *, realtime: bool = False,
-                 batch: int = BATCH) -> None:
+                 batch: int = BATCH, saves: SaveArea | None = None) -> None:
         self.state, self.state_path, self.inventory, self.list_networks = state, state_path, inventory, list_networks
+        self.saves = saves or SaveArea(WriteGuard())
         self.realtime, self.batch = realtime, batch
         self.last_names: Names | None = None
 
@@ -133,9 +136,14 @@ class RecordedCapture:
         table.add_many(frames)
         return table.flows(self.last_names)
 
-    async def save_pcap(self, frames: list[Frame], path: str) -> int:
-        """Write ``frames`` to a new pcap file at ``path``; returns how many were written."""
-        return await asyncio.to_thread(write_pcap, path, list(frames))
+    def save_target(self, name: str) -> SaveTarget:
+        """Where saving as ``name`` would write (ReadOnlyError / UsageError when it may not)."""
+        return self.saves.target(name)
+
+    async def save_pcap(self, frames: list[Frame], path: str, *, replace: bool = False) -> int:
+        """Write ``frames`` to a pcap where :class:`SaveArea` allows; returns how many."""
+        out = self.saves.open(path, replace=replace)
+        return await asyncio.to_thread(write_pcap, out, list(frames))
 
 
 def _capturing_node(f: Frame, by_addr: dict[str, str], wanted: set[str], fallback: str) -> str | None:

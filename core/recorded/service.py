@@ -27,6 +27,7 @@ from typing import Any
 
 from core.access import WriteGuard
 from core.errors import DockerError, OverlayError, UsageError
+from core.files import SaveArea
 from core.links.replay import TwoEndedReplay
 from core.links.service import LinksService
 from core.model import (
@@ -54,9 +55,11 @@ from core.model import (
     NodeStatus,
     PingResult,
     RunbookEvent,
+    SaveTarget,
     StepState,
     TraceResult,
 )
+from core.paths import served_files_dir
 from core.recorded.capture import RecordedCapture
 
 STATE_FORMAT = 1
@@ -108,17 +111,20 @@ class RecordedService:
     where it came from (relative file names in it resolve against its directory).
     """
 
-    def __init__(self, state: dict[str, Any], *, read_only: bool = False, state_path: str | Path | None = None) -> None:
+    def __init__(self, state: dict[str, Any], *, read_only: bool = False, state_path: str | Path | None = None,
+                 served_session: str | None = None) -> None:
         if state.get("format") != STATE_FORMAT:
             raise UsageError(f"{state_path or 'recorded state'}: format {state.get('format')!r} is not "
                              f"{STATE_FORMAT}; record it again with `overlay-tui record --out FILE`")
         self.state = copy.deepcopy(state)
         self.state_path = Path(state_path) if state_path else None
         self.guard = WriteGuard(read_only)
+        self.saves = SaveArea(self.guard, served_session, served_files_dir())
         self.inventory = inventory_from_dict(state.get("inventory", {}))
         self._networks = [network_from_dict(n) for n in state.get("networks", [])]
         self._watchers: list[asyncio.Queue[ClusterEvent]] = []
-        self.capture_part = RecordedCapture(self.state, self.state_path, self.inventory, self.networks)
+        self.capture_part = RecordedCapture(self.state, self.state_path, self.inventory, self.networks,
+                                            saves=self.saves)
         links_pcap = (state.get("capture") or {}).get("links_pcap") or "links_lab.pcap"
         base = self.state_path.parent if self.state_path else Path.cwd()
         self.links_replay = TwoEndedReplay(base / links_pcap, self.inventory,
@@ -130,7 +136,7 @@ class RecordedService:
         return self.guard.read_only
 
     @classmethod
-    def load(cls, path: str | Path, *, read_only: bool = False) -> RecordedService:
+    def load(cls, path: str | Path, *, read_only: bool = False, served_session: str | None = None) -> RecordedService:
         p = Path(path)
         try:
             state = json.loads(p.read_text())
@@ -138,7 +144,7 @@ class RecordedService:
             raise UsageError(f"{p}: cannot read the recorded state: {e.strerror}") from e
         except ValueError as e:
             raise UsageError(f"{p}: not valid JSON: {e}") from e
-        return cls(state, read_only=read_only, state_path=p)
+        return cls(state, read_only=read_only, state_path=p, served_session=served_session)
 
     def _fail(self, part: str) -> None:
         """Errors recorded for a part (e.g. etcd unreachable at record time) are raised again here."""
@@ -269,8 +275,11 @@ class RecordedService:
     def flows(self, frames: list[Frame]) -> list[FlowStat]:
         return self.capture_part.flows(frames)
 
-    async def save_pcap(self, frames: list[Frame], path: str) -> int:
-        return await self.capture_part.save_pcap(frames, path)
+    async def save_pcap(self, frames: list[Frame], path: str, *, replace: bool = False) -> int:
+        return await self.capture_part.save_pcap(frames, path, replace=replace)
+
+    def save_target(self, name: str) -> SaveTarget:
+        return self.capture_part.save_target(name)
 
     # doctor
     async def doctor(self, nodes: list[str] | None = None, *, checks: list[str] | None = None) -> DoctorReport:

@@ -17,6 +17,8 @@ import termios
 from collections.abc import Mapping
 from pathlib import Path
 
+from core.files import SERVED_SESSION_ENV
+
 # Runs first in the child (already in a new session): take the pty on fd 0 as the controlling
 # terminal, then exec the console. `python -I -S` starts in a few milliseconds.
 _BOOT = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
@@ -33,9 +35,11 @@ def set_window_size(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", min(rows, 0xFFFF), min(cols, 0xFFFF), 0, 0))
 
 
-def console_env(term: str | None, client_env: Mapping[str, str]) -> dict[str, str]:
-    """The server's environment minus its own terminal's traits, plus TERM (and colour/locale hints) from the client."""
+def console_env(term: str | None, client_env: Mapping[str, str], session: str | None = None) -> dict[str, str]:
+    """The server's environment minus its own terminal's traits, plus TERM (and colour/locale hints) from the client,
+    and the served session's id (the console then saves files only in that session's directory)."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP_FROM_SERVER_ENV}
+    env[SERVED_SESSION_ENV] = session or "unnamed"
     env["TERM"] = term if term and _TERM_RE.match(term) else "xterm-256color"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     for name, value in client_env.items():

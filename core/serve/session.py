@@ -9,7 +9,9 @@ import asyncio
 import errno
 import logging
 import os
+import secrets
 import signal
+import time
 from dataclasses import dataclass, field
 
 import asyncssh
@@ -59,6 +61,8 @@ class ConsoleSession(asyncssh.SSHServerSession):
         self._input_paused = False
         self._ending: asyncio.Task | None = None  # the hang-up of a console whose client went away
         self.task: asyncio.Task | None = None
+        #: names this session in the access log and its directory of saved files
+        self.session_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
 
     # --- requests from the client -------------------------------------------------------------------
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
@@ -129,7 +133,7 @@ class ConsoleSession(asyncssh.SSHServerSession):
         assert self._chan is not None
         try:
             self._proc, self._master, warm = await self._launcher.start(self._term, self._chan.get_environment(),
-                                                                        *self._size)
+                                                                        *self._size, session=self.session_id)
         except Exception as e:  # noqa: BLE001 - this session fails; the server and the others go on
             self._slots.release(self)
             log.error("%s: cannot start the console: %s", self._who, e)

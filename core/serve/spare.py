@@ -15,6 +15,7 @@ import os
 import signal
 from collections.abc import Mapping
 
+from core.files import SERVED_SESSION_ENV
 from core.serve.pty import console_env, hang_up, set_window_size, signal_group, spawn_on_pty
 
 log = logging.getLogger("overlay_tui.serve")
@@ -59,15 +60,16 @@ class ConsoleLauncher:
         if self._warm:
             self._filling = asyncio.get_running_loop().create_task(self._fill(0))
 
-    async def start(self, term: str | None, client_env: Mapping[str, str], cols: int, rows: int
-                    ) -> tuple[asyncio.subprocess.Process, int, bool]:
-        """A console for one session on a pty of ``cols`` x ``rows``: (process, master fd, came warm)."""
-        env = console_env(term, client_env)
+    async def start(self, term: str | None, client_env: Mapping[str, str], cols: int, rows: int,
+                    session: str | None = None) -> tuple[asyncio.subprocess.Process, int, bool]:
+        """A console for one session (id ``session``) on a pty of ``cols`` x ``rows``: (process, master fd, came warm)."""
+        env = console_env(term, client_env, session)
         spare = await self._take()
         if spare is not None:
             proc, master = spare
             set_window_size(master, cols, rows)
-            passed = {k: env[k] for k in env if k in ("TERM", "COLORTERM", "LANG") or k.startswith("LC_")}
+            passed = {k: env[k] for k in env
+                      if k in ("TERM", "COLORTERM", "LANG", SERVED_SESSION_ENV) or k.startswith("LC_")}
             os.write(master, b"GO " + json.dumps(passed).encode() + b"\n")
             return proc, master, True
         proc, master = await spawn_on_pty(self._argv, env, cols, rows)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -23,6 +25,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, Static
 from textual.worker import Worker, WorkerState
 
+from core.errors import OverlayError
 from core.model import FlowStat, Frame, FrameBatch
 from tui.capture.buffer import CaptureBuffer
 from tui.capture.filter import CaptureFilter, CaptureFilterError, parse_filter
@@ -459,23 +462,34 @@ class CapturePane(Widget):
         if not frames:
             self.app.notify("nothing to save: no frames captured yet", severity="warning")
             return
+        try:
+            offered = console(self).service.save_target("capture.pcap")   # read-only: refused here, and again in core
+        except OverlayError as e:
+            self.app.notify(escape(str(e)), title="save pcap", severity="warning")
+            return
         what = f"{len(frames):,} frames" + (f" (filter: {self.filter.text})" if self.filter else "")
         everything = self.ring.total if self.index is None else None   # saving all frames held: no loss on clear
-        def save(path: str | None) -> None:
-            if path:
-                self._save(frames, path, everything)
-        self.app.push_screen(SavePcapModal(what), save)
+        served_dir = str(Path(offered.path).parent) if offered.served else None
+
+        def save(choice: tuple[str, bool] | None) -> None:
+            if choice:
+                self._save(frames, *choice, everything=everything)
+        self.app.push_screen(SavePcapModal(what, served_dir=served_dir), save)
 
     @work(group="capture-save", exit_on_error=False)
-    async def _save(self, frames: list[Frame], path: str, everything: int | None = None) -> None:
+    async def _save(self, frames: list[Frame], path: str, replace: bool = False, *,
+                    everything: int | None = None) -> None:
         try:
-            n = await console(self).service.save_pcap(frames, path)
+            target = console(self).service.save_target(path)
+            n = await console(self).service.save_pcap(frames, path, replace=replace)
         except Exception as e:  # noqa: BLE001 - a failed save is reported, the capture goes on
             self.error = f"saving {path} failed: {_describe(e)}"
-            self.app.notify(self.error, title="save pcap", severity="error", timeout=8)
+            self.app.notify(escape(self.error), title="save pcap", severity="error", timeout=8)
             self._show_status()
             return
         self.buffer.saved = everything == self.ring.total
-        self.note = f"saved {n:,} frames to {path}"
-        self.app.notify(self.note, title="save pcap")
+        self.note = f"saved {n:,} frames to {target.path}"
+        if target.fetch:
+            self.note += f" on the serving host; fetch it with: {target.fetch}"
+        self.app.notify(escape(self.note), title="save pcap", timeout=20 if target.fetch else 5)
         self._show_status()
