@@ -5,6 +5,8 @@ notifies and keeps running.
 """
 from __future__ import annotations
 
+from core.text import clean
+
 
 class OverlayError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -12,6 +14,7 @@ class OverlayError(Exception):
     exit_code = 1
 
     def __init__(self, message: str) -> None:
+        message = clean(message)       # errors quote node output, etcd keys, file names: no terminal controls
         super().__init__(message)
         self.message = message
 

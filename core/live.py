@@ -62,6 +62,7 @@ from core.pki.cluster import ClusterPKI
 from core.runbook.lock import ApplyLock
 from core.runbook.runbook import Runbook
 from core.ssh import SSHPool
+from core.text import scrub, scrubbed
 from core.trace.service import TraceService
 
 
@@ -116,42 +117,42 @@ class LiveService:
 
     # --- nodes --------------------------------------------------------------------------
     async def nodes(self) -> list[NodeStatus]:
-        return await self.node_part.nodes()
+        return scrub(await self.node_part.nodes())
 
     async def node_status(self, name: str) -> NodeStatus:
-        return await self.node_part.node_status(name)
+        return scrub(await self.node_part.node_status(name))
 
     async def run_command(self, node: str, command: str) -> CommandResult:
-        return await self.node_part.run_command(node, command)
+        return scrub(await self.node_part.run_command(node, command))
 
     def follow_log(self, node: str, source: str) -> AsyncIterator[LogLines]:
-        return self.node_part.follow_log(node, source)
+        return scrubbed(self.node_part.follow_log(node, source))
 
     # --- etcd ---------------------------------------------------------------------------
     async def etcd_cluster(self) -> EtcdCluster:
-        return await self.etcd.cluster()
+        return scrub(await self.etcd.cluster())
 
     async def etcd_plan(self) -> list[EtcdMemberPlan]:
-        return await self.etcd.plan()
+        return scrub(await self.etcd.plan())
 
     async def etcd_apply(self, force: bool = False, timeout: float = 40.0) -> EtcdApplied:
-        return await self.etcd.apply(force=force, timeout=timeout)
+        return scrub(await self.etcd.apply(force=force, timeout=timeout))
 
     async def etcd_keys(self, source: str, prefix: str = "") -> list[KeyEntry]:
-        return await self.etcd.keys(source, prefix)
+        return scrub(await self.etcd.keys(source, prefix))
 
     def watch(self) -> AsyncIterator[ClusterEvent]:
-        return self.etcd.watch()
+        return scrubbed(self.etcd.watch())
 
     # --- docker -------------------------------------------------------------------------
     async def docker_store_plan(self) -> list[DockerStoreChange]:
-        return await self.dockerd.store_plan()
+        return scrub(await self.dockerd.store_plan())
 
     async def docker_store_apply(self) -> list[DockerStoreChange]:
-        return await self.dockerd.store_apply()
+        return scrub(await self.dockerd.store_apply())
 
     async def networks(self) -> list[NetworkInfo]:
-        return await self.dockerd.networks()
+        return scrub(await self.dockerd.networks())
 
     async def network_listing(self) -> NetworkListing:
         """The networks, and why some are missing; when the store has lost its quorum, the reason says so
@@ -166,7 +167,7 @@ class LiveService:
         if why:
             listing.problems = {k: f"unknown: {why}; {v}" for k, v in listing.problems.items()}
             listing.problems["store"] = f"unknown: {why}: " + await self._store_networks_missing(listing)
-        return listing
+        return scrub(listing)
 
     async def _store_networks_missing(self, listing: NetworkListing) -> str:
         """Which of the store's networks Docker does not list (a v2 read is served by a member without quorum)."""
@@ -190,7 +191,7 @@ class LiveService:
 
     async def create_network(self, name: str, subnet: str | None = None, attachable: bool = True,
                              node: str | None = None) -> ConvergeResult:
-        return await self.dockerd.create_network(name, subnet=subnet, attachable=attachable, node=node)
+        return scrub(await self.dockerd.create_network(name, subnet=subnet, attachable=attachable, node=node))
 
     async def delete_network(self, name: str) -> None:
         await self.dockerd.delete_network(name)
@@ -202,22 +203,22 @@ class LiveService:
         return await self.dockerd.remove_probes(network)
 
     async def ping_matrix(self) -> list[PingResult]:
-        return await self.dockerd.ping_matrix()
+        return scrub(await self.dockerd.ping_matrix())
 
     # --- runbook ------------------------------------------------------------------------
     async def runbook_plan(self) -> list[StepState]:
-        return await self.runbook.plan()
+        return scrub(await self.runbook.plan())
 
     def runbook_apply(self, states: list[StepState] | None = None, *,
                       force_etcd: bool = False) -> AsyncIterator[RunbookEvent]:
-        return self.runbook.apply(states, force_etcd=force_etcd)
+        return scrubbed(self.runbook.apply(states, force_etcd=force_etcd))
 
     async def runbook_verify(self) -> list[StepState]:
-        return await self.runbook.verify()
+        return scrub(await self.runbook.verify())
 
     # --- capture ------------------------------------------------------------------------
     async def names(self) -> Names:
-        return await self.capture_part.names()
+        return scrub(await self.capture_part.names())
 
     def capture(self, nodes: list[str], **opts: object) -> AsyncIterator[FrameBatch]:
         return self.capture_part.capture(nodes, **opts)
@@ -230,10 +231,10 @@ class LiveService:
         return self.capture_part.replay(path)
 
     def frame_detail(self, frame: Frame) -> FrameDetail:
-        return self.capture_part.frame_detail(frame)
+        return scrub(self.capture_part.frame_detail(frame))
 
     def flows(self, frames: list[Frame]) -> list[FlowStat]:
-        return self.capture_part.flows(frames)
+        return scrub(self.capture_part.flows(frames))
 
     async def save_pcap(self, frames: list[Frame], path: str, *, replace: bool = False) -> int:
         return await self.capture_part.save_pcap(frames, path, replace=replace)

@@ -177,7 +177,7 @@ class OverlayApp(App[int]):
 
     # --- messages from workers -----------------------------------------------------------------
     def on_notice(self, msg: Notice) -> None:
-        self.notify(msg.text, title=msg.title, severity=msg.severity)
+        self.notify(msg.text, title=msg.title, severity=msg.severity, markup=False)
 
     def on_pane_filled(self, msg: PaneFilled) -> None:
         self._filled.add(msg.pane_id)
@@ -192,7 +192,8 @@ class OverlayApp(App[int]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The catch-all: a worker that failed anyway becomes a notification, never a crash."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.notify(describe_error(event.worker.error), title=event.worker.name or "error", severity="error")
+            self.notify(describe_error(event.worker.error), title=event.worker.name or "error", severity="error",
+                        markup=False)
 
     # --- the watch: changes mark panes dirty; a 1 s timer refreshes them -----------------------
     @work(group="watch", exclusive=True, exit_on_error=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -21,7 +22,7 @@ class HeaderBar(Horizontal):
         recorded = getattr(svc, "state_path", None)
         source = f"replay of {Path(recorded).name}" if recorded else f"inventory {inv.path}"
         yield Static("[b]overlay-tui[/b]", id="app-title")
-        yield Static(f"{len(inv.nodes)} nodes · network [b]{inv.cluster.network}[/b] · {source}", id="app-source")
+        yield Static(f"{len(inv.nodes)} nodes · network [b]{escape(inv.cluster.network)}[/b] · {escape(source)}", id="app-source")
         if recorded:
             yield Static(" RECORDED ", classes="badge", id="recorded-badge")
         if svc.read_only:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from core.model import Frame, Inventory, Names, NetworkInfo
+from core.text import clean_line, scrub
 
 
 def build_names(inventory: Inventory, networks: Iterable[NetworkInfo],
@@ -29,9 +30,9 @@ def build_names(inventory: Inventory, networks: Iterable[NetworkInfo],
         names.nodes.update(node_addresses)
     for net in networks:
         if net.vni is not None:
-            names.networks[int(net.vni)] = net.name
+            names.networks[int(net.vni)] = clean_line(net.name)
         for c in net.containers:
-            label = f"{c.name}@{c.node}" if c.node else c.name
+            label = clean_line(f"{c.name}@{c.node}" if c.node else c.name)   # Docker's names: hostile
             if c.ip:
                 names.containers[c.ip.split("/")[0]] = label
             if c.mac:
@@ -78,6 +79,6 @@ def names_to_json(names: Names) -> dict:
 
 
 def names_from_json(data: dict) -> Names:
-    """Inverse of :func:`names_to_json`."""
-    return Names(networks={int(k): v for k, v in data.get("networks", {}).items()},
-                 containers=dict(data.get("containers", {})), nodes=dict(data.get("nodes", {})))
+    """Inverse of :func:`names_to_json` (a sidecar next to a pcap is hostile too: its strings are cleaned)."""
+    return scrub(Names(networks={int(k): v for k, v in data.get("networks", {}).items()},
+                 containers=dict(data.get("containers", {})), nodes=dict(data.get("nodes", {}))))

@@ -61,6 +61,7 @@ from core.model import (
 )
 from core.paths import served_files_dir
 from core.recorded.capture import RecordedCapture
+from core.text import scrub
 
 STATE_FORMAT = 1
 
@@ -116,12 +117,12 @@ class RecordedService:
         if state.get("format") != STATE_FORMAT:
             raise UsageError(f"{state_path or 'recorded state'}: format {state.get('format')!r} is not "
                              f"{STATE_FORMAT}; record it again with `overlay-tui record --out FILE`")
-        self.state = copy.deepcopy(state)
+        self.state = scrub(copy.deepcopy(state))   # recorded from nodes: as hostile as they are
         self.state_path = Path(state_path) if state_path else None
         self.guard = WriteGuard(read_only)
         self.saves = SaveArea(self.guard, served_session, served_files_dir())
-        self.inventory = inventory_from_dict(state.get("inventory", {}))
-        self._networks = [network_from_dict(n) for n in state.get("networks", [])]
+        self.inventory = inventory_from_dict(self.state.get("inventory", {}))
+        self._networks = [network_from_dict(n) for n in self.state.get("networks", [])]
         self._watchers: list[asyncio.Queue[ClusterEvent]] = []
         self.capture_part = RecordedCapture(self.state, self.state_path, self.inventory, self.networks,
                                             saves=self.saves)

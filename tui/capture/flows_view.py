@@ -91,11 +91,12 @@ class FlowsView(Vertical):
         table = self.query_one(DataTable)
         rows = self._stats = stats[:MAX_ROWS]
         with self.app.batch_update():
-            self.query_one(".flows-summary", Static).update(summary_lines(stats))
+            self.query_one(".flows-summary", Static).update(Text(summary_lines(stats)))
             cursor = table.cursor_row
             table.clear()
             for s in rows:
-                table.add_row(_vni(s), _side(s.inner_src, s.src_name), _side(s.inner_dst, s.dst_name), s.proto,
+                table.add_row(Text(_vni(s)), Text(_side(s.inner_src, s.src_name)), Text(_side(s.inner_dst, s.dst_name)),
+                              Text(s.proto),
                               Text(str(s.packets), justify="right"), Text(human(s.bytes, "B"), justify="right"),
                               Text(f"{s.pps:.1f}", justify="right"), Text(human(s.bps), justify="right"))
             if rows:

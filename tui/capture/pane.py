@@ -208,7 +208,7 @@ class CapturePane(Widget):
     def _notice(self, text: str) -> None:
         self.note = text
         if any(w in text for w in _WARN_WORDS) and not text.startswith("recording ended"):
-            self.app.notify(text, title="capture", severity="warning")
+            self.app.notify(text, title="capture", severity="warning", markup=False)
 
     def action_pause(self) -> None:
         if self.state == "capturing":
@@ -263,7 +263,7 @@ class CapturePane(Widget):
             if self.state == "paused":
                 self._resume()
             self.error = _describe(event.worker.error) if event.worker.error else "the capture failed"
-            self.app.notify(self.error, title="capture failed", severity="error", timeout=8)
+            self.app.notify(self.error, title="capture failed", severity="error", timeout=8, markup=False)
             self._set_state("failed")
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             self.redraw(force=True)
@@ -453,7 +453,7 @@ class CapturePane(Widget):
         try:
             self.apply_filter(flow_filter(msg.stat))
         except CaptureFilterError as e:       # a label the filter cannot express: say so
-            self.app.notify(str(e), title="filter", severity="warning")
+            self.app.notify(str(e), title="filter", severity="warning", markup=False)
             return
         self.action_toggle_flows()
 

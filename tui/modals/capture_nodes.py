@@ -1,6 +1,7 @@
 """Choose the nodes to capture on before a capture starts (every node is ticked at first)."""
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -32,7 +33,7 @@ class CaptureNodesModal(ModalScreen[list[str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("Capture VXLAN frames on (space ticks, Enter on Start):")
-            yield SelectionList[str](*[(n, n, n in self.chosen) for n in self.nodes], id="capture-nodes-list")
+            yield SelectionList[str](*[(Text(n), n, n in self.chosen) for n in self.nodes], id="capture-nodes-list")
             yield Static(self.warning, classes="capture-nodes-error", markup=False)
             with Horizontal():
                 yield Button("Cancel", id="capture-nodes-cancel")

@@ -1,6 +1,7 @@
 """Run a command on one node and see its output, exit status and duration."""
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -36,7 +37,7 @@ class CommandModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="command-dialog"):
-            yield Static(f"[b]Run a command on {self.node}[/b]  (runs as the inventory's SSH user; Esc closes)",
+            yield Static(f"[b]Run a command on {escape(self.node)}[/b]  (runs as the inventory's SSH user; Esc closes)",
                          classes="dialog-title")
             yield Input(placeholder="e.g. docker network ls", id="command")
             yield RichLog(id="output", wrap=False, markup=False, highlight=False)

@@ -36,7 +36,7 @@ class NetworkForm(ModalScreen[NetworkRequest | None]):
                 yield Checkbox("attachable", value=True, id="attachable")
                 yield Select([(n, n) for n in self.nodes], value=self.nodes[0], allow_blank=False, id="node",
                              prompt="node") if self.nodes else Static("")
-            yield Static("", id="form-errors")
+            yield Static("", id="form-errors", markup=False)   # quotes what was typed: never markup
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Create", id="create", variant="primary")

@@ -102,7 +102,7 @@ class Pane(Vertical):
     def on_pane_failed(self, msg: PaneFailed) -> None:
         msg.stop()
         if msg.error != self._last_error:
-            self.app.notify(msg.error, title=self.PANE_TITLE, severity="error", timeout=8)
+            self.app.notify(msg.error, title=self.PANE_TITLE, severity="error", timeout=8, markup=False)
         self._last_error = msg.error
         self.add_class("-error")
         self.border_subtitle = Text("⚠ " + msg.error, style="bold red")
@@ -110,6 +110,7 @@ class Pane(Vertical):
 
     def show_rows(self, rows: list[tuple[str, Cells]], summary: str) -> None:
         """Replace the pane's rows (keyed) and clear any error; the table updates in place."""
+        rows = [(k, tuple(Text(c) if isinstance(c, str) else c for c in cells)) for k, cells in rows]  # never markup
         self._rows, self.summary, self._last_error = unique_keys(rows), summary, None
         self.remove_class("-error")
         self._render_rows()
@@ -144,7 +145,7 @@ class Pane(Vertical):
     def _show_summary(self) -> None:
         if self._last_error is None:
             flt = f" · filter “{self._filter}”" if self._filter else ""
-            self.border_subtitle = self.summary + flt
+            self.border_subtitle = Text(self.summary + flt)   # names a leader, the typed filter: never markup
 
     def _matches(self, cells: Cells) -> bool:
         if not self._filter:

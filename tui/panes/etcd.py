@@ -4,6 +4,7 @@ It refreshes on a timer and sooner when the watch reports a change (the App forw
 """
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from textual.binding import Binding
 
@@ -109,7 +110,7 @@ class EtcdPane(Pane):
             rows.insert(-1, ("transport", Text(self.cluster.warning, style="bold red")))
         elif self.cluster.tls:
             rows.insert(-1, ("transport", "TLS: https with client certificates"))
-        self.app.push_screen(DetailScreen(f"[b]{m.name or m.id}[/b]  etcd member", rows))
+        self.app.push_screen(DetailScreen(f"[b]{escape(m.name or m.id)}[/b]  etcd member", rows))
 
     def action_keys(self) -> None:
         from tui.screens.key_browser import KeyBrowserScreen

@@ -4,6 +4,7 @@ Actions: create an overlay network (validated form), delete one (asks first), ru
 """
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.binding import Binding
@@ -125,7 +126,7 @@ class NetworksPane(Pane):
 
     def _create_submitted(self, request) -> None:
         if request is not None:
-            self.notify(f"creating network {request.name}…", title="Networks")
+            self.notify(f"creating network {request.name}…", title="Networks", markup=False)
             self.create_network(request)
 
     @work(group="mutate", exit_on_error=False)
@@ -150,7 +151,7 @@ class NetworksPane(Pane):
         if net is None:
             self.notify("no network selected", severity="warning")
             return
-        question = (f"Delete network [b]{net.name}[/b] ({net.id[:12]}, {net.driver}, {net.scope})?\n"
+        question = (f"Delete network [b]{escape(net.name)}[/b] ({net.id[:12]}, {net.driver}, {net.scope})?\n"
                     f"Docker removes it from every node; containers attached: {len(net.containers)}.")
         def delete(ok: bool | None) -> None:
             if ok:

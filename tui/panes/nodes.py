@@ -1,6 +1,7 @@
 """The nodes pane: reachability and latency, hostname, kernel, Docker version and store mode, etcd state."""
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from textual.binding import Binding
 
@@ -87,10 +88,11 @@ class NodesPane(Pane):
         rows = [("reachable", node_cells(n)[1]), ("SSH round trip", f"{n.latency_ms} ms" if n.latency_ms else None),
                 ("SSH target", spec.ssh_target if spec else n.address), ("underlay address", spec and spec.advertise),
                 ("hostname", n.hostname), ("kernel", n.kernel), ("Docker", n.docker_version),
-                ("cluster store", n.store_mode), ("etcd", n.etcd_state), ("error", Text(n.error, style="red") if n.error else None)]
+                ("cluster store", n.store_mode), ("etcd", n.etcd_state),
+                ("error", Text(n.error, style="red") if n.error else None)]
         if n.etcd_last_error:
             rows.append(("etcd's last fatal log line", Text(n.etcd_last_error, style="red")))
-        self.app.push_screen(DetailScreen(f"[b]{n.name}[/b]  node", rows))
+        self.app.push_screen(DetailScreen(f"[b]{escape(n.name)}[/b]  node", rows))
 
     def _node(self) -> str | None:
         node = self.selected_key

@@ -18,7 +18,9 @@ def card(rows: list[Row]) -> Table:
     t.add_column(style="bold cyan", no_wrap=True)
     t.add_column(ratio=1)
     for label, value in rows:
-        t.add_row(label, value if value not in (None, "") else Text("—", style="dim"))  # type: ignore[arg-type]
+        if isinstance(value, str):
+            value = Text(value)          # values come from nodes and etcd: never markup
+        t.add_row(Text(label), value if value not in (None, "") and str(value) else Text("—", style="dim"))
     return t
 
 

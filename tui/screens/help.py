@@ -25,7 +25,7 @@ def scope_table(scope: str, rows: list[KeyAction], read_only: bool) -> Table:
         desc = Text(r.description)
         if r.mutating:
             desc.append(" ✎" if not read_only else " (read-only: unavailable)", style="yellow" if not read_only else "dim")
-        t.add_row(r.key, desc)
+        t.add_row(Text(r.key), desc)
     return t
 
 

@@ -93,8 +93,9 @@ class KeyBrowserScreen(ModalScreen[None]):
                 parent = nodes[path[:-1]]
                 leaf = depth == len(parts) and not entry.is_dir
                 data = entry if depth == len(parts) else None
-                nodes[path] = parent.add_leaf(path[-1], data=data) if leaf else parent.add(path[-1], data=data,
-                                                                                            expand=depth < 3)
+                label = Text(path[-1])           # etcd's key names: never markup
+                nodes[path] = parent.add_leaf(label, data=data) if leaf else parent.add(label, data=data,
+                                                                                         expand=depth < 3)
 
     @on(Tree.NodeHighlighted)
     def _show(self, event: Tree.NodeHighlighted) -> None:
@@ -109,11 +110,11 @@ class KeyBrowserScreen(ModalScreen[None]):
             box.update(Text.assemble(head, ("directory", "dim")))
         elif value.lstrip().startswith(("{", "[")):
             box.update(Syntax(value, "json", word_wrap=True, theme="ansi_dark", background_color="default"))
-            self.query_one("#key-value-box").border_title = f"{entry.key} ({entry.source})"
+            self.query_one("#key-value-box").border_title = Text(f"{entry.key} ({entry.source})")  # a key name: never markup
             return
         else:
             box.update(Text.assemble(head, value))
-        self.query_one("#key-value-box").border_title = f"{entry.key} ({entry.source})"
+        self.query_one("#key-value-box").border_title = Text(f"{entry.key} ({entry.source})")  # a key name: never markup
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from rich.markup import escape
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -39,7 +41,7 @@ class LogScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="log-dialog"):
-            yield Static(f"[b]{self.source} log[/b] on [b]{self.node}[/b]", classes="dialog-title")
+            yield Static(f"[b]{escape(self.source)} log[/b] on [b]{escape(self.node)}[/b]", classes="dialog-title")
             yield Log(max_lines=MAX_LINES, auto_scroll=True, id="log")
             yield Static("following…", id="log-status")
 
@@ -70,7 +72,7 @@ class LogScreen(ModalScreen[None]):
         self.flush()
         status = self.query_one("#log-status", Static)
         if msg.error:
-            status.update(f"[red]✗ {msg.error}[/]")
+            status.update(Text(f"✗ {msg.error}", style="red"))
         else:
             status.update(f"end of stream · {self.received} lines")
 

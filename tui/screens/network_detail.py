@@ -1,6 +1,7 @@
 """One network in full: where it is visible, its VNI and subnet, and every container with its address."""
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,7 +24,8 @@ def network_table(net: NetworkInfo, nodes: list[str]) -> Table:
         if not here:
             t.add_row(Text(node, style="bold"), seen, Text("—", style="dim"), "", "")
         for i, c in enumerate(here):
-            t.add_row(Text(node, style="bold") if i == 0 else "", seen if i == 0 else "", c.name, c.ip or "—", c.mac or "—")
+            t.add_row(Text(node, style="bold") if i == 0 else "", seen if i == 0 else "", Text(c.name),
+                      Text(c.ip or "—"), Text(c.mac or "—"))
     return t
 
 
@@ -38,9 +40,10 @@ class NetworkDetailScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         n = self.net
-        head = (f"[b]{n.name}[/b]  {n.driver} · scope {n.scope} · subnet {n.subnet or '—'} · "
+        head = (f"[b]{escape(n.name)}[/b]  {escape(n.driver)} · scope {escape(n.scope)} · "
+                f"subnet {escape(n.subnet or '—')} · "
                 f"VNI {n.vni if n.vni is not None else '— (none yet: Docker allocates it when a container joins)'}"
-                f" · {'attachable' if n.attachable else 'not attachable'}\n[dim]{n.id}[/dim]")
+                f" · {'attachable' if n.attachable else 'not attachable'}\n[dim]{escape(n.id)}[/dim]")
         with Vertical(classes="dialog", id="network-detail"):
             yield Static(head, classes="dialog-title")
             with VerticalScroll():

@@ -115,7 +115,7 @@ class PingGridScreen(ModalScreen[None]):
     def on_ping_loaded(self, msg: PingLoaded) -> None:
         status = self.query_one("#ping-status", Static)
         if msg.results is None:
-            status.update(f"[bold red]✗ {msg.error}[/]")
+            status.update(Text(f"✗ {msg.error}", style="bold red"))
             return
         nodes = [n.name for n in console(self).service.inventory.nodes]
         table = self.query_one(DataTable)
