@@ -46,7 +46,7 @@ def scrub(obj: T) -> T:
 
     Other objects (numbers, None, bytes, enums) are returned as they are.
     """
-    return _scrub(obj)  # type: ignore[no-any-return]
+    return _scrub(obj)
 
 
 def _scrub(obj: Any) -> Any:

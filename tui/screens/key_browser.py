@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rich.syntax import Syntax
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -110,11 +111,11 @@ class KeyBrowserScreen(ModalScreen[None]):
             box.update(Text.assemble(head, ("directory", "dim")))
         elif value.lstrip().startswith(("{", "[")):
             box.update(Syntax(value, "json", word_wrap=True, theme="ansi_dark", background_color="default"))
-            self.query_one("#key-value-box").border_title = Text(f"{entry.key} ({entry.source})")  # a key name: never markup
+            self.query_one("#key-value-box").border_title = escape(f"{entry.key} ({entry.source})")  # a key name: never markup
             return
         else:
             box.update(Text.assemble(head, value))
-        self.query_one("#key-value-box").border_title = Text(f"{entry.key} ({entry.source})")  # a key name: never markup
+        self.query_one("#key-value-box").border_title = escape(f"{entry.key} ({entry.source})")  # a key name: never markup
 
     def action_close(self) -> None:
         self.dismiss(None)
