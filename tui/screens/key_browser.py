@@ -94,9 +94,9 @@ class KeyBrowserScreen(ModalScreen[None]):
                 parent = nodes[path[:-1]]
                 leaf = depth == len(parts) and not entry.is_dir
                 data = entry if depth == len(parts) else None
-                label = Text(path[-1])           # etcd's key names: never markup
-                nodes[path] = parent.add_leaf(label, data=data) if leaf else parent.add(label, data=data,
-                                                                                         expand=depth < 3)
+                name = Text(path[-1])            # etcd's key names: never markup
+                nodes[path] = parent.add_leaf(name, data=data) if leaf else parent.add(name, data=data,
+                                                                                        expand=depth < 3)
 
     @on(Tree.NodeHighlighted)
     def _show(self, event: Tree.NodeHighlighted) -> None:
