@@ -21,18 +21,27 @@ from core.files import SERVED_SESSION_ENV
 
 # Runs first in the child (already in a new session): take the pty on fd 0 as the controlling
 # terminal, then exec the console. `python -I -S` starts in a few milliseconds.
-_BOOT = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
-         "os.execvpe(sys.argv[1], sys.argv[1:], os.environ)")
+# argv[1] is the address-space limit in bytes (0: none), so a console that runs away fails alone.
+_BOOT = ("import fcntl, os, resource, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+         "lim = int(sys.argv[1]); lim and resource.setrlimit(resource.RLIMIT_AS, (lim, lim)); "
+         "os.execvpe(sys.argv[2], sys.argv[2:], os.environ)")
+#: the largest terminal a console draws (a 65535x65535 pty made one grow without bound)
+MAX_COLS, MAX_ROWS = 1000, 500
 _TERM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _LOCALE_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # where core/ and tui/ live
 _DROP_FROM_SERVER_ENV = ("TERM", "COLORTERM", "COLUMNS", "LINES", "TERM_PROGRAM", "NO_COLOR", "TMUX", "STY")
 
 
+def clamp_size(cols: int, rows: int) -> tuple[int, int]:
+    """A window size a console may get: 80x24 for zero, at most :data:`MAX_COLS` x :data:`MAX_ROWS`."""
+    return (min(cols, MAX_COLS) if cols > 0 else 80), (min(rows, MAX_ROWS) if rows > 0 else 24)
+
+
 def set_window_size(fd: int, cols: int, rows: int) -> None:
-    """Set the pty's size; the kernel signals SIGWINCH to the terminal's foreground process group."""
-    cols, rows = cols if cols > 0 else 80, rows if rows > 0 else 24
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", min(rows, 0xFFFF), min(cols, 0xFFFF), 0, 0))
+    """Set the pty's size (clamped); the kernel signals SIGWINCH to the terminal's foreground process group."""
+    cols, rows = clamp_size(cols, rows)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def console_env(term: str | None, client_env: Mapping[str, str], session: str | None = None) -> dict[str, str]:
@@ -43,19 +52,21 @@ def console_env(term: str | None, client_env: Mapping[str, str], session: str | 
     env["TERM"] = term if term and _TERM_RE.match(term) else "xterm-256color"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     for name, value in client_env.items():
-        if name == "COLORTERM" and value in ("truecolor", "24bit") or (name == "LANG" or name.startswith("LC_")) and _LOCALE_RE.match(value):
+        locale = (name == "LANG" or name.startswith("LC_")) and _LOCALE_RE.match(value)
+        if name == "COLORTERM" and value in ("truecolor", "24bit") or locale:
             env[name] = value
     return env
 
 
-async def spawn_on_pty(argv: list[str], env: dict[str, str], cols: int, rows: int
+async def spawn_on_pty(argv: list[str], env: dict[str, str], cols: int, rows: int, memory: int = 0
                        ) -> tuple[asyncio.subprocess.Process, int]:
-    """Start ``argv`` on a new pty sized ``cols`` x ``rows``; return the process and the master fd (non-blocking)."""
+    """Start ``argv`` on a new pty sized ``cols`` x ``rows`` with at most ``memory`` bytes of address space
+    (0: no limit); return the process and the master fd (non-blocking)."""
     master, slave = os.openpty()
     try:
         set_window_size(master, cols, rows)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-S", "-c", _BOOT, *argv,
+            sys.executable, "-I", "-S", "-c", _BOOT, str(int(memory)), *argv,
             stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, close_fds=True)
     except BaseException:
         os.close(master)

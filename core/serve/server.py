@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -19,7 +18,8 @@ import asyncssh
 
 from core.errors import UsageError
 from core.paths import state_dir
-from core.serve.auth import ConsoleSSHServer
+from core.serve.accesslog import install_loop_error_gate, setup_logging  # noqa: F401 - cli/serve.py imports it here
+from core.serve.auth import ConsoleSSHServer, StartupGate
 from core.serve.keys import AccessList, load_or_create_host_key
 from core.serve.session import SessionSlots
 from core.serve.spare import ConsoleLauncher
@@ -27,6 +27,22 @@ from core.serve.spare import ConsoleLauncher
 log = logging.getLogger("overlay_tui.serve")
 
 DEFAULT_LISTEN = "127.0.0.1:2222"
+LOGIN_TIMEOUT = 15   # seconds a connection may take to authenticate
+
+#: Only modern algorithms: no SHA-1 (no ssh-rsa signatures, no hmac-sha1, no diffie-hellman-*-sha1), no DSA.
+ALGORITHMS: dict[str, list[str]] = {
+    "kex_algs": ["curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256", "ecdh-sha2-nistp384",
+                 "ecdh-sha2-nistp521", "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512",
+                 "diffie-hellman-group14-sha256"],
+    "encryption_algs": ["chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com",
+                        "aes256-ctr", "aes192-ctr", "aes128-ctr"],
+    "mac_algs": ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "umac-128-etm@openssh.com",
+                 "hmac-sha2-256", "hmac-sha2-512", "umac-128@openssh.com"],
+    "signature_algs": ["ssh-ed25519", "sk-ssh-ed25519@openssh.com", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                       "ecdsa-sha2-nistp521", "sk-ecdsa-sha2-nistp256@openssh.com", "rsa-sha2-512", "rsa-sha2-256"],
+    "server_host_key_algs": ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                             "rsa-sha2-512", "rsa-sha2-256"],
+}
 
 
 @dataclass
@@ -43,6 +59,15 @@ class ServeConfig:
     console_options: list[str] | None = None
     warm_spare: bool = True
     log_file: Path | None = None
+    #: consoles one key may hold at once (0: only ``max_sessions`` bounds them)
+    max_sessions_per_key: int = 4
+    #: seconds without a key press before a console is hung up (0: never)
+    idle_timeout: float = 3600.0
+    #: address space of each console process, bytes (0: no limit)
+    console_memory: int = 2048 * 1024 * 1024
+    #: connections not yet authenticated: in all, and from one address (sshd's MaxStartups)
+    max_startups: int = 32
+    max_startups_per_addr: int = 8
 
 
 def serve_dir() -> Path:
@@ -90,35 +115,22 @@ def console_options(inventory: str | None, read_only: bool, replay_state: str | 
     return opts
 
 
-def setup_logging(log_file: Path | None) -> None:
-    """Access log lines (admitted, refused, sessions) to stderr and, if given, appended to ``log_file``."""
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # peers and keys: not for all eyes
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    for h in handlers:
-        h.setFormatter(fmt)
-        log.addHandler(h)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
-
-
 async def run_server(config: ServeConfig, ready: asyncio.Future | None = None) -> int:
     """Serve until SIGINT/SIGTERM; then hang up every console and return 0."""
     access = AccessList(config.authorized_keys)
     nkeys = access.check()
     host_key = load_or_create_host_key(config.host_key)
-    slots = SessionSlots(config.max_sessions)
-    launcher = ConsoleLauncher(config.console_argv, config.console_options, config.warm_spare)
+    slots = SessionSlots(config.max_sessions, config.max_sessions_per_key)
+    launcher = ConsoleLauncher(config.console_argv, config.console_options, config.warm_spare, config.console_memory)
+    gate = StartupGate(config.max_startups, config.max_startups_per_addr)
+    install_loop_error_gate(asyncio.get_running_loop(), gate.errors)
     try:
         acceptor = await asyncssh.listen(
             config.host, config.port, server_host_keys=[host_key],
-            server_factory=lambda: ConsoleSSHServer(access, slots, launcher),
+            server_factory=lambda: ConsoleSSHServer(access, slots, launcher, gate, config.idle_timeout),
             encoding=None, line_editor=False, agent_forwarding=False, x11_forwarding=False,
-            allow_scp=False, login_timeout=30, keepalive_interval=30, reuse_address=True)
+            allow_scp=False, login_timeout=LOGIN_TIMEOUT, keepalive_interval=30, reuse_address=True,
+            backlog=128, **ALGORITHMS)
     except OSError as e:
         raise UsageError(f"--listen {config.host}:{config.port}: cannot listen there ({e.strerror or e})") from None
     port = acceptor.sockets[0].getsockname()[1]

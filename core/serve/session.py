@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
-from core.serve.pty import hang_up, set_window_size, signal_group
+from core.serve.accesslog import fields
+from core.serve.keys import KeyGrant
+from core.serve.pty import clamp_size, hang_up, set_window_size, signal_group
 from core.serve.spare import ConsoleLauncher
 
 log = logging.getLogger("overlay_tui.serve")
@@ -29,16 +31,21 @@ _EOF_WAIT = 0.5  # after the console exits, how long its last output may take to
 
 @dataclass
 class SessionSlots:
-    """The bound on concurrent consoles, shared by every connection of one server."""
+    """The bounds on concurrent consoles, shared by every connection of one server: ``limit`` in all and
+    ``per_key`` for any one key."""
 
     limit: int
+    per_key: int = 0            # 0: no bound per key beyond ``limit``
     active: set = field(default_factory=set)
 
-    def take(self, session: ConsoleSession) -> bool:
+    def refusal(self, session: ConsoleSession) -> str | None:
+        """Why ``session`` gets no console now, or None after taking a slot for it."""
         if len(self.active) >= self.limit:
-            return False
+            return f"all {self.limit} console sessions are in use; try again later"
+        if self.per_key and sum(1 for s in self.active if s.key == session.key) >= self.per_key:
+            return f"this key already has {self.per_key} console sessions open; close one first"
         self.active.add(session)
-        return True
+        return None
 
     def release(self, session: ConsoleSession) -> None:
         self.active.discard(session)
@@ -47,8 +54,14 @@ class SessionSlots:
 class ConsoleSession(asyncssh.SSHServerSession):
     """The asyncssh session object for one channel: runs a console on a pty and bridges it."""
 
-    def __init__(self, launcher: ConsoleLauncher, slots: SessionSlots, who: str) -> None:
+    def __init__(self, launcher: ConsoleLauncher, slots: SessionSlots, who: str, *, key: str = "?",
+                 grant: KeyGrant | None = None, idle_timeout: float = 0) -> None:
+        """``key``: the fingerprint that authenticated; ``grant``: what its authorized_keys options allow;
+        ``idle_timeout``: seconds without a key press after which the console is hung up (0: never)."""
         self._launcher, self._slots, self._who = launcher, slots, who
+        self.key, self._grant, self._idle_timeout = key, grant or KeyGrant(True), idle_timeout
+        self._last_input = time.monotonic()
+        self._idle: asyncio.TimerHandle | None = None
         self._chan: asyncssh.SSHServerChannel | None = None
         self._term: str | None = None
         self._size = (80, 24)
@@ -69,7 +82,9 @@ class ConsoleSession(asyncssh.SSHServerSession):
         self._chan = chan
 
     def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int], term_modes) -> bool:
-        self._term, self._size = term_type, (term_size[0] or 80, term_size[1] or 24)
+        if not self._grant.console:
+            return False          # no-pty / restrict: no terminal (session_started says why)
+        self._term, self._size = term_type, clamp_size(term_size[0], term_size[1])
         return True
 
     def shell_requested(self) -> bool:
@@ -84,22 +99,24 @@ class ConsoleSession(asyncssh.SSHServerSession):
         return False
 
     def session_started(self) -> None:
+        if not self._grant.console:
+            return self._refuse(f"overlay-tui: {self._grant.why_not}", f"refused: {self._grant.why_not}")
         if self._command is not None:
             return self._refuse(NO_COMMANDS if self._term else NO_TERMINAL, f"refused command {self._command!r}")
         if self._term is None:
             return self._refuse(NO_TERMINAL, "refused a session without a terminal")
-        if not self._slots.take(self):
-            limit = self._slots.limit
-            return self._refuse(f"overlay-tui: all {limit} console sessions are in use; try again later",
-                                f"refused: {limit} sessions already open")
+        refusal = self._slots.refusal(self)
+        if refusal:
+            return self._refuse(f"overlay-tui: {refusal}", f"refused: {refusal}")
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
-        self._size = (width or 80, height or 24)
+        self._size = clamp_size(width, height)
         if self._master is not None:
             set_window_size(self._master, *self._size)
 
     def data_received(self, data: bytes, datatype) -> None:
+        self._last_input = time.monotonic()
         self._pending_input += data  # kept until the console's pty exists
         self._flush_input()
 
@@ -142,10 +159,13 @@ class ConsoleSession(asyncssh.SSHServerSession):
         loop = asyncio.get_running_loop()
         loop.add_reader(self._master, self._read_output)
         self._flush_input()
+        if self._idle_timeout > 0:
+            self._idle = loop.call_later(self._idle_timeout, self._check_idle)
         if self._gone:  # the client left while the console was starting
             self._ending = loop.create_task(hang_up(self._proc))
-        log.info("%s: console started (pid %d, %s, TERM=%s, %dx%d)", self._who, self._proc.pid,
-                 "warm spare" if warm else "cold start", self._term, *self._size)
+        log.info("%s: console started (pid %d, %s, TERM=%s, %dx%d, session %s)", self._who, self._proc.pid,
+                 "warm spare" if warm else "cold start", self._term, *self._size, self.session_id,
+                 extra=fields(event="console-started", pid=self._proc.pid, session=self.session_id, key=self.key))
         try:
             status = await self._proc.wait()
             try:
@@ -158,9 +178,27 @@ class ConsoleSession(asyncssh.SSHServerSession):
         if not self._gone:
             self._chan.exit(status if status >= 0 else 128 - status)
 
+    def _check_idle(self) -> None:
+        """Hang up a console that has had no input for ``idle_timeout`` seconds; else look again when it could be."""
+        self._idle = None
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        left = self._last_input + self._idle_timeout - time.monotonic()
+        loop = asyncio.get_running_loop()
+        if left > 0:
+            self._idle = loop.call_later(left, self._check_idle)
+            return
+        log.info("%s: idle for %.0f s: hanging up its console (pid %d)", self._who, self._idle_timeout,
+                 self._proc.pid, extra=fields(event="idle", session=self.session_id))
+        if self._chan is not None and not self._gone:
+            self._chan.write(f"\r\noverlay-tui: no input for {self._idle_timeout:.0f} s: session closed\r\n".encode())
+        self._ending = loop.create_task(hang_up(self._proc))
+
     async def _close_console(self) -> None:
         assert self._proc is not None and self._master is not None
         loop = asyncio.get_running_loop()
+        if self._idle is not None:
+            self._idle.cancel()
         signal_group(self._proc.pid, signal.SIGKILL)  # anything the console left behind
         if self._proc.returncode is None:
             await hang_up(self._proc, grace=0)

@@ -48,9 +48,10 @@ Console = tuple[asyncio.subprocess.Process, int]
 class ConsoleLauncher:
     """Starts consoles for sessions: from a warm spare when one is ready, else afresh."""
 
-    def __init__(self, argv: list[str], console_args: list[str] | None, warm: bool = True) -> None:
-        """``argv`` starts a console; ``console_args`` (the console's own options) enable spares."""
-        self._argv, self._args = argv, console_args or []
+    def __init__(self, argv: list[str], console_args: list[str] | None, warm: bool = True, memory: int = 0) -> None:
+        """``argv`` starts a console; ``console_args`` (the console's own options) enable spares; ``memory``
+        bounds each console's address space in bytes (0: no bound)."""
+        self._argv, self._args, self._memory = argv, console_args or [], memory
         self._warm = warm and console_args is not None
         self._spare: Console | None = None
         self._filling: asyncio.Task | None = None
@@ -72,7 +73,7 @@ class ConsoleLauncher:
                       if k in ("TERM", "COLORTERM", "LANG", SERVED_SESSION_ENV) or k.startswith("LC_")}
             os.write(master, b"GO " + json.dumps(passed).encode() + b"\n")
             return proc, master, True
-        proc, master = await spawn_on_pty(self._argv, env, cols, rows)
+        proc, master = await spawn_on_pty(self._argv, env, cols, rows, self._memory)
         return proc, master, False
 
     async def close(self) -> None:
@@ -103,7 +104,7 @@ class ConsoleLauncher:
         try:
             env = console_env("xterm-256color", {})
             self._spare = await spawn_on_pty(
-                [self._argv[0], "-P", "-c", SPARE_CODE, *self._args], env, 80, 24)
+                [self._argv[0], "-P", "-c", SPARE_CODE, *self._args], env, 80, 24, self._memory)
         except OSError as e:
             log.warning("cannot start a warm spare console (%s); sessions start consoles afresh", e)
             self._warm = False
