@@ -127,8 +127,10 @@ class ServeProcess:
         argv = [OVERLAY_TUI, "serve", "--listen", "127.0.0.1:0",
                 "--authorized-keys", str(self.authorized_keys), "--host-key", str(self.host_key),
                 "--log", str(self.log), *self.args]
+        # PYTHONPATH: the entry point would otherwise import the editable install's tree, not the one under test
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen(argv, cwd=self.cwd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     stderr=open(self.stderr_path, "wb"), text=True)
+                                     stderr=open(self.stderr_path, "wb"), text=True, env=env)
         lines = []
         for line in self.proc.stdout:
             lines.append(line)

@@ -70,9 +70,12 @@ def _read_host_key(path: Path) -> asyncssh.SSHKey:
                              f"run `chmod 600 {path}`")
         data = f.read()
     try:
-        return asyncssh.import_private_key(data)
+        key = asyncssh.import_private_key(data)
     except (ValueError, asyncssh.KeyImportError) as e:
         raise UsageError(f"--host-key {path}: not a readable OpenSSH private key ({e})") from None
+    if key.algorithm.decode() in REFUSED_KEY_TYPES:
+        raise UsageError(f"--host-key {path}: a DSA host key is not accepted; remove it and a new ed25519 key is made")
+    return key
 
 
 def strict_mode_problem(path: Path, what: str) -> str | None:

@@ -40,8 +40,7 @@ ALGORITHMS: dict[str, list[str]] = {
                  "hmac-sha2-256", "hmac-sha2-512", "umac-128@openssh.com"],
     "signature_algs": ["ssh-ed25519", "sk-ssh-ed25519@openssh.com", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                        "ecdsa-sha2-nistp521", "sk-ecdsa-sha2-nistp256@openssh.com", "rsa-sha2-512", "rsa-sha2-256"],
-    "server_host_key_algs": ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-                             "rsa-sha2-512", "rsa-sha2-256"],
+    # the host key's own algorithms follow from signature_algs; a DSA host key is refused at load
 }
 
 
