@@ -78,6 +78,21 @@ class RemoteStream:
         self.process.close()
 
 
+def private_key_problem(path: str) -> str | None:
+    """OpenSSH's rule for a private key file: readable by its owner only. Why ``path`` is refused, or None."""
+    p = os.path.expanduser(path)
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None                      # a missing key is asyncssh's to report (it names the file)
+    if st.st_mode & 0o077:
+        return (f"private key {p} is readable or writable by others (mode {st.st_mode & 0o777:04o}); OpenSSH "
+                f"refuses such a key and so does overlay-tui: run `chmod 600 {p}`")
+    if st.st_uid not in (os.geteuid(), 0):
+        return f"private key {p} belongs to uid {st.st_uid}, not to this user; copy it and chmod 600 the copy"
+    return None
+
+
 class SSHPool:
     """One asyncssh connection per node, opened on first use and reused."""
 
@@ -115,6 +130,9 @@ class SSHPool:
             if spec.port:
                 opts["port"] = spec.port
             if spec.key:
+                problem = private_key_problem(spec.key)
+                if problem:
+                    raise AuthError(spec.name, problem)
                 opts["client_keys"] = [spec.key]
                 opts["agent_path"] = None
             try:
