@@ -190,6 +190,8 @@ def _parse_node(raw: dict[str, Any], defaults: dict[str, Any], i: int, path: str
     known_hosts = _readable(merged.get("known_hosts"), path, label, "known_hosts", base)
     advertise = merged.get("advertise")
     if advertise is not None:
+        if isinstance(advertise, str) and (problem := _zone_problem(advertise)):
+            raise InventoryError(path, problem, node=label, field="advertise")
         try:
             advertise = str(ipaddress.ip_address(advertise))
         except ValueError:
@@ -207,7 +209,22 @@ def _parse_node(raw: dict[str, Any], defaults: dict[str, Any], i: int, path: str
     )
 
 
+_ZONE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _zone_problem(s: str) -> str | None:
+    """An IPv6 zone ID (``fe80::1%eth0``) reaches commands and plans: letters, digits, '_', '.', '-' only."""
+    if "%" not in s:
+        return None
+    zone = s.split("%", 1)[1]
+    if _ZONE_RE.match(zone):
+        return None
+    return f"IPv6 zone ID {zone!r} may hold only letters, digits, '_', '.' and '-' (e.g. fe80::1%eth0), got {s!r}"
+
+
 def _is_ip(s: str) -> bool:
+    if _zone_problem(s):
+        return False
     try:
         ipaddress.ip_address(s)
         return True
@@ -223,6 +240,8 @@ def _address(val: Any, path: str, node: str, fld: str) -> str:
     if not isinstance(val, str) or not val.strip():
         raise InventoryError(path, f"must be an IP address or host name, got {val!r}", node=node, field=fld)
     s = val.strip()
+    if problem := _zone_problem(s.strip("[]")):
+        raise InventoryError(path, problem, node=node, field=fld)
     if _is_ip(s.strip("[]")):
         return s.strip("[]")
     if re.fullmatch(r"[0-9.]+", s) or not _HOST_RE.match(s):

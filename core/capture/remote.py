@@ -75,9 +75,9 @@ class CapturePlan:
 
 
 def tcpdump_command(iface: str, vxlan_port: int, snaplen: int = SNAPLEN, tcpdump: str = "tcpdump") -> str:
-    """The capture command run on a node (``iface`` may be a placeholder like ``<underlay>`` in plans)."""
-    quoted = iface if iface.startswith("<") else shlex.quote(iface)
-    return (f"{tcpdump} -U --immediate-mode -B {BUFFER_KIB} -i {quoted} -s {int(snaplen)} -w - "
+    """The capture command run on a node. ``iface`` is always quoted, so a plan's placeholder such as
+    ``<underlay>`` prints as ``'<underlay>'``: itself a valid shell word, never a redirection."""
+    return (f"{tcpdump} -U --immediate-mode -B {BUFFER_KIB} -i {shlex.quote(iface)} -s {int(snaplen)} -w - "
             f"udp port {int(vxlan_port)}")
 
 

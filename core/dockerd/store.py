@@ -38,14 +38,39 @@ STORE_OPTS = "cluster-store-opts"
 TLS_OPTS = {"kv.cacertfile": CA, "kv.certfile": CLIENT_CRT, "kv.keyfile": CLIENT_KEY}
 # The arguments of the dockerd we last started (one per line), so a dead one starts again the same way.
 ARGV_FILE = "/etc/docker/overlay-tui.dockerd-argv"
+PREV = DAEMON_JSON + ".overlay-tui.prev"        # the file as it was before this apply (for the rollback)
+ABSENT = DAEMON_JSON + ".overlay-tui.absent"    # marks that there was no daemon.json before this apply
+
+# daemon.json from stdin: never through a symlink, the old one kept (once as BACKUP, and as PREV for a
+# rollback), the new one written beside it with the old one's mode and owner (0644 root when new), fsynced,
+# then renamed over it, and the directory fsynced.
+_F, _T = shlex.quote(DAEMON_JSON), shlex.quote(DAEMON_JSON + ".overlay-tui.tmp")
+WRITE_SCRIPT = (
+    f"set -e; umask 077; mkdir -p /etc/docker; "
+    f"if [ -L {_F} ]; then echo '{DAEMON_JSON} is a symbolic link: overlay-tui does not write through links; "
+    f"replace it with the file it points to' >&2; exit 3; fi; "
+    f"if [ -e {_F} ] && [ ! -e {shlex.quote(BACKUP)} ]; then cp -p {_F} {shlex.quote(BACKUP)}; fi; "
+    f"rm -f {shlex.quote(PREV)} {shlex.quote(ABSENT)}; "
+    f"if [ -e {_F} ]; then cp -p {_F} {shlex.quote(PREV)}; else : > {shlex.quote(ABSENT)}; fi; "
+    f"rm -f {_T}; cat > {_T}; "
+    f"if [ -e {_F} ]; then chown --reference={_F} {_T}; chmod --reference={_F} {_T}; "
+    f"else chown 0:0 {_T}; chmod 644 {_T}; fi; "
+    f"sync {_T} 2>/dev/null || sync; mv -f {_T} {_F}; sync /etc/docker 2>/dev/null || sync"
+)
+# Put back the daemon.json of before this apply (or remove the one it created).
+ROLLBACK_SCRIPT = (
+    f"set -e; if [ -e {shlex.quote(PREV)} ]; then mv -f {shlex.quote(PREV)} {_F}; "
+    f"elif [ -e {shlex.quote(ABSENT)} ]; then rm -f {_F} {shlex.quote(ABSENT)}; fi; sync"
+)
 
 # One round trip: how Docker runs on the node, its daemon.json and the running dockerd's arguments.
 FACTS_SCRIPT = (
     "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 "
     "&& systemctl cat docker.service >/dev/null 2>&1; then echo systemd; else echo direct; fi; "
     f"pid=$(cat {PIDFILE} 2>/dev/null); echo \"pid=$pid\"; "
-    "[ -n \"$pid\" ] && [ -r /proc/$pid/cmdline ] && echo alive=yes && tr '\\0' '\\n' < /proc/$pid/cmdline "
-    "| sed 's/^/arg=/'; "
+    # the pidfile's process is relaunched with its arguments, as root: only if it really is dockerd
+    "[ -n \"$pid\" ] && [ \"$(cat /proc/$pid/comm 2>/dev/null)\" = dockerd ] && echo alive=yes "
+    "&& tr '\\0' '\\n' < /proc/$pid/cmdline | sed 's/^/arg=/'; "
     f"[ -r {ARGV_FILE} ] && sed 's/^/saved=/' {ARGV_FILE}; "
     f"echo '--daemon.json--'; cat {DAEMON_JSON} 2>/dev/null; true"
 )
@@ -264,11 +289,22 @@ async def write_daemon_json(pool, node: str, facts: NodeDockerFacts, store: str,
     merged.pop(STORE_OPTS, None)
     if opts is not None:
         merged[STORE_OPTS] = opts
-    f, bak, tmp = DAEMON_JSON, BACKUP, DAEMON_JSON + ".overlay-tui.tmp"
-    script = (f"set -e; umask 022; mkdir -p /etc/docker; "
-              f"if [ -e {f} ] && [ ! -e {bak} ]; then cp -p {f} {bak}; fi; "
-              f"cat > {tmp}; mv {tmp} {f}")
-    await pool.run(node, script, input=json.dumps(merged, indent=2) + "\n", check=True)
+    await pool.run(node, WRITE_SCRIPT, input=json.dumps(merged, indent=2) + "\n", check=True)
+
+
+async def dockerd_pid(pool, node: str, pid: int | None) -> int | None:
+    """``pid`` if it is a running dockerd; None if it is gone; DockerError if it is some other program
+    (a pidfile can be stale, or written by anyone who can write /var/run: never kill what it names blindly)."""
+    if not pid:
+        return None
+    res = await pool.run(node, f"cat /proc/{int(pid)}/comm 2>/dev/null", timeout=10)
+    comm = res.stdout.strip()
+    if not comm:
+        return None
+    if comm != "dockerd":
+        raise DockerError(f"{node}: {PIDFILE} names pid {pid}, which is `{comm}`, not dockerd; nothing was killed "
+                          f"or restarted: stop Docker there yourself and remove the stale {PIDFILE}")
+    return int(pid)
 
 
 async def restart_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
@@ -283,7 +319,7 @@ async def restart_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
             raise DockerError(f"{node}: `systemctl restart docker` failed ({(res.stderr or res.stdout).strip()}); "
                               f"last lines of journalctl -u docker:\n{tail}")
         return None
-    if facts.pid:
+    if await dockerd_pid(pool, node, facts.pid):
         await pool.kill(node, facts.pid, wait=60)
     args = start_args(facts)
     # a killed dockerd leaves its pid file: remove it only when the pid in it is gone; remember how we start it
@@ -291,6 +327,27 @@ async def restart_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
                    f"then rm -f {PIDFILE}; fi; mkdir -p /etc/docker; cat > {ARGV_FILE}",
                    input="\n".join(args) + "\n", check=True)
     return await pool.start_detached(node, shlex.join(args), DOCKERD_LOG)
+
+
+async def rollback_node(docker: DockerNodes, pool, node: str, facts: NodeDockerFacts) -> str:
+    """Put ``node`` back as it was before this apply: its daemon.json, and Docker restarted on it.
+
+    Returns a sentence saying what was restored (or what could not be)."""
+    try:
+        await pool.run(node, ROLLBACK_SCRIPT, check=True, timeout=30)
+        if facts.systemd:
+            await pool.run(node, "systemctl restart docker", check=True, timeout=120)
+            pid = None
+        else:
+            now = await pool.run(node, f"cat {PIDFILE} 2>/dev/null", timeout=10)
+            current = int(now.stdout.strip()) if now.stdout.strip().isdigit() else None
+            if await dockerd_pid(pool, node, current):
+                await pool.kill(node, current, wait=60)
+            pid = await pool.start_detached(node, shlex.join(facts.args or ["dockerd"]), DOCKERD_LOG)
+        await wait_for_store(docker, pool, node, facts.cluster_store, facts.systemd, pid)
+    except OverlayError as e:
+        return f"rolling {node} back failed too: {e}"
+    return f"{node} is back on its original daemon.json and Docker (store {facts.cluster_store or 'none'})"
 
 
 async def log_tail(pool, node: str, systemd: bool) -> str:
@@ -337,13 +394,19 @@ async def apply_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, in
         return change
     facts = change.facts
     assert facts is not None
+    await _change_node(docker, pool, node, change, facts)
+    return change
+
+
+async def _change_node(docker: DockerNodes, pool, node: str, change: DockerStoreChange,
+                       facts: NodeDockerFacts) -> None:
+    """Write daemon.json (when it needs it), restart Docker and wait for the store; ``change.seconds`` says how long."""
     t0 = time.monotonic()
     if change.action == "configure":
         await write_daemon_json(pool, node, facts, change.want_store, change.want_advertise, change.want_opts)
     pid = await restart_docker(pool, node, facts)
     await wait_for_store(docker, pool, node, change.want_store, facts.systemd, pid)
     change.seconds = round(time.monotonic() - t0, 2)
-    return change
 
 
 # dockerds restarted at once after the first one (see apply). 1 (host by host) until waves are proven sound:
@@ -391,14 +454,31 @@ async def apply(docker: DockerNodes, pool, addresses: UnderlayAddresses, invento
         wave = int(os.environ.get("OVERLAY_TUI_STORE_WAVE") or WAVE)
     results: list = []
 
-    async def one(name: str):
+    async def one(name: str) -> DockerStoreChange | OverlayError:
         try:
-            return await apply_node(docker, pool, addresses, inventory, name)
+            change = await plan_node(docker, pool, addresses, inventory, name)
         except OverlayError as e:
+            return e                     # nothing was changed there
+        if change.action == "none" or change.facts is None:
+            return change
+        try:
+            await _change_node(docker, pool, name, change, change.facts)
+        except OverlayError as e:
+            failed[name] = change.facts  # changed, and did not come back: rolled back below
             return e
+        return change
+    failed: dict[str, NodeDockerFacts] = {}
     ips = await addresses.all(inventory.nodes)
     seed = gossip_seed({n: f"{ip}:{ADVERTISE_PORT}" for n, ip in ips.items()})
-    for group in waves([n.name for n in inventory.nodes], max(1, wave), first=seed):
+    groups = waves([n.name for n in inventory.nodes], max(1, wave), first=seed)
+    for i, group in enumerate(groups):
         results += await asyncio.gather(*(one(n) for n in group))
+        if failed:
+            # stop at the first host that does not come back: a bad change must not take Docker down everywhere
+            undo = [await rollback_node(docker, pool, n, f) for n, f in failed.items()]
+            errors = [str(r) for r in results if isinstance(r, OverlayError)]
+            untouched = [n for g in groups[i + 1:] for n in g]
+            raise DockerError("\n".join(errors + undo) + "; stopped there: "
+                              + (f"{', '.join(untouched)} left untouched" if untouched else "no other host left"))
     raise_gathered(results, DockerError)
     return results
