@@ -244,7 +244,7 @@ class LiveService:
 
     # --- doctor -------------------------------------------------------------------------
     async def doctor(self, nodes: list[str] | None = None, *, checks: list[str] | None = None) -> DoctorReport:
-        return await self.doctor_part.run(nodes, checks)
+        return scrub(await self.doctor_part.run(nodes, checks))
 
     # --- links --------------------------------------------------------------------------
     def links(self, nodes: list[str], seconds: float | None = None, *, interval: float = 1.0,

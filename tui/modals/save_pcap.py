@@ -21,6 +21,7 @@ from textual.widgets import Button, Input, Static
 
 from core.errors import OverlayError
 from core.model import SaveTarget
+from tui.console import console
 from tui.modals.confirm import ConfirmModal
 
 SaveChoice = tuple[str, bool]   # (the name typed, replace an existing file)
@@ -88,7 +89,7 @@ class SavePcapModal(ModalScreen[SaveChoice | None]):
     def _submit(self) -> None:
         name = self.query_one(Input).value.strip()
         try:
-            target: SaveTarget = self.app.service.save_target(name)  # type: ignore[attr-defined]
+            target: SaveTarget = console(self).service.save_target(name)
         except OverlayError as e:
             self._error(str(e))
             return

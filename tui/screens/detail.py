@@ -20,7 +20,7 @@ def card(rows: list[Row]) -> Table:
     for label, value in rows:
         if isinstance(value, str):
             value = Text(value)          # values come from nodes and etcd: never markup
-        t.add_row(Text(label), value if value not in (None, "") and str(value) else Text("—", style="dim"))
+        t.add_row(Text(label), value if value not in (None, "") and str(value) else Text("—", style="dim"))  # type: ignore[arg-type]
     return t
 
 

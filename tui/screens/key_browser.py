@@ -1,8 +1,8 @@
 """Browse etcd's v3 keys and Docker's v2 tree (/docker) as a tree; JSON values shown pretty-printed."""
 from __future__ import annotations
 
-from rich.syntax import Syntax
 from rich.markup import escape
+from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
