@@ -142,7 +142,7 @@ garbled = st.lists(st.tuples(st.sampled_from(mixed_frames()), st.integers(0, 130
 @given(garbled)
 def test_batch_equals_per_frame_on_garbled_frames(tmp_path, frames):
     path = tmp_path / "fuzz.pcap"
-    with PcapWriter(path) as w:
+    with PcapWriter(path, replace=True) as w:     # hypothesis reuses tmp_path: each example replaces the file
         for seed, cut, edits, ts in frames:
             raw = bytearray(seed[:cut] if cut else seed)
             for pos, val in edits:
