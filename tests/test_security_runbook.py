@@ -3,6 +3,7 @@ rollback, and the pidfile's process checked before it is killed. The shell scrip
 /etc/docker under a temporary directory."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -157,3 +158,50 @@ async def test_apply_stops_at_the_first_host_that_fails_and_rolls_it_back(monkey
         await store.apply(None, None, None, inventory)
     assert planned == ["n1", "n2"] and changed == ["n1", "n2"] and rolled == ["n2"]
     assert "n2 is back on its original daemon.json" in str(e.value) and "n3 left untouched" in str(e.value)
+
+
+# --- on the lab: one host refuses the change; it is rolled back and the next host is never touched --------
+@pytest.mark.lab
+async def test_a_host_that_does_not_come_back_is_rolled_back_and_the_others_are_untouched(classic2, monkeypatch):
+    from core.live import LiveService
+
+    svc = LiveService(classic2.inventory)
+    first, second = (n.name for n in classic2.inventory.nodes)
+    spec = {n.name: n for n in classic2.nodes}
+
+    async def sh(node: str, cmd: str, **kw) -> str:
+        return (await svc.pool.run(spec[node], cmd, check=True, **kw)).stdout
+
+    originals = {n: await sh(n, f"cat {store.DAEMON_JSON}") for n in (first, second)}
+    try:
+        for n in (first, second):        # each file now lacks a store key: both hosts need the change again
+            cfg = {k: v for k, v in json.loads(originals[n]).items() if k != "cluster-advertise"}
+            await sh(n, f"cat > {store.DAEMON_JSON}", input=json.dumps(cfg))
+        before = {n: await sh(n, f"cat {store.DAEMON_JSON}") for n in (first, second)}
+        pids = {n: (await sh(n, f"cat {store.PIDFILE}")).strip() for n in (first, second)}
+        real_write = store.write_daemon_json
+
+        async def refused_on_first(pool, node, facts, st, adv, *rest):
+            if node == first:            # a change dockerd refuses to start with
+                facts = dataclasses.replace(facts, daemon_json={**(facts.daemon_json or {}), "bogus-key-for-test": 1})
+            await real_write(pool, node, facts, st, adv, *rest)
+
+        monkeypatch.setattr(store, "write_daemon_json", refused_on_first)
+        with pytest.raises(DockerError) as e:
+            await store.apply(svc.docker, svc.pool, svc.addresses, classic2.inventory)
+        text = str(e.value)
+        assert f"{first} is back on its original daemon.json" in text and f"{second} left untouched" in text
+        assert await sh(first, f"cat {store.DAEMON_JSON}") == before[first]          # restored as it was
+        new_pid = (await sh(first, f"cat {store.PIDFILE}")).strip()
+        assert (await sh(first, f"cat /proc/{new_pid}/comm")).strip() == "dockerd"   # Docker is back on it
+        info = await svc.docker.call(first, lambda cl: cl.info())
+        assert info.get("ClusterStore") == f"etcd://{spec[first].address}:2379"
+        assert await sh(second, f"cat {store.DAEMON_JSON}") == before[second]        # never touched
+        assert (await sh(second, f"cat {store.PIDFILE}")).strip() == pids[second]
+    finally:
+        monkeypatch.undo()
+        for n in (first, second):
+            await sh(n, f"cat > {store.DAEMON_JSON}", input=originals[n])
+        await store.apply(svc.docker, svc.pool, svc.addresses, classic2.inventory)   # the lab as it was
+        assert [c.action for c in await svc.docker_store_plan()] == ["none", "none"]
+        await svc.close()
