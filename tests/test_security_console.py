@@ -59,6 +59,9 @@ def hostile_state() -> dict:
     s["runbook"]["plan"][0]["detail"] = f"{CRASH} {LIT} {CLEAR}"
     s["ping_matrix"][0]["error"] = f"{CRASH} {LIT} {OSC_TITLE}"
     s["ping_matrix"][0]["received"] = 0
+    s["doctor"] = {"seconds": 1.0, "checks": [
+        {"id": "ports.udp4789", "status": "fail", "nodes": ["docker-node1"], "summary": f"{CRASH} {LIT} {OSC_TITLE}",
+         "evidence": [f"docker-node1: `x` -> {CLEAR}{LIT}"], "fix": f"{CRASH} fix {OSC_CLIP}"}]}
     first_ip = s["networks"][0]["containers"][0]["ip"]
     s["names"]["containers"][first_ip] = f"{LIT}{CRASH}{OSC_TITLE}"
     return s
@@ -139,6 +142,9 @@ async def test_every_pane_screen_and_modal_survives_hostile_strings():
         form.query_one("#subnet", Input).value = f"{CRASH}{LIT}"
         await press(pilot, "enter")
         await check(pilot, app, "[/bold]abc", LIT)
+        await press(pilot, "escape", "exclamation_mark")                       # doctor report
+        await check(pilot, app, f"{CRASH} {LIT}")
+        assert type(app.screen).__name__ == "DoctorScreen"
         await press(pilot, "escape", "4")                                      # capture list + frame detail
         await press(pilot, "s")
         await press(pilot, "ctrl+s")
