@@ -243,6 +243,7 @@ def test_stalled_connections_are_capped_per_address_and_a_real_login_still_works
                 s.close()
         refusals = [line for line in _log_lines(srv) if line.get("reason") == "startups"]
         assert 1 <= len(refusals) <= 2                                   # rate-limited, not one line each
+        assert len(_log_lines(srv)) < 20                                 # and no other line per refused one
 
 
 async def test_at_most_six_keys_may_fail_on_one_connection(keys):
@@ -361,3 +362,23 @@ def test_an_rsa_key_signs_with_sha2_only(keys):
             t.expect(r"READY")
             t.send("q")
             assert t.wait_exit() == 0
+
+
+def test_accept_errors_are_rate_limited(caplog):
+    """79,147 "Too many open files" tracebacks in a minute: now one line per 10 s, with the count left out."""
+    import errno
+    import logging
+
+    from core.serve.accesslog import ErrorGate, install_loop_error_gate
+
+    loop = asyncio.new_event_loop()
+    try:
+        install_loop_error_gate(loop, ErrorGate(every=10.0))
+        with caplog.at_level(logging.ERROR, logger="overlay_tui.serve"):
+            for _ in range(1000):
+                loop.call_exception_handler({"message": "socket.accept() out of system resource",
+                                             "exception": OSError(errno.EMFILE, "Too many open files")})
+    finally:
+        loop.close()
+    lines = [r for r in caplog.records if "out of system resource" in r.getMessage()]
+    assert len(lines) == 1

@@ -61,6 +61,7 @@ class ConsoleSSHServer(asyncssh.SSHServer):
         self._grant = KeyGrant(False, "not authenticated")
         self._admitted = False
         self._gated = False
+        self._turned_away = False      # refused by the gate: logged there (rate-limited), not again here
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
@@ -69,6 +70,7 @@ class ConsoleSSHServer(asyncssh.SSHServer):
         if self._gate.enter(self._addr):
             self._gated = True
             return
+        self._turned_away = True
         dropped = self._gate.errors.allow(f"startups {self._addr}")
         if dropped is not None:
             log.warning("REFUSED %s: too many connections not yet authenticated (at most %d, %d per address)%s",
@@ -82,8 +84,8 @@ class ConsoleSSHServer(asyncssh.SSHServer):
         if self._admitted:
             log.info("%s: disconnected", self._who(), extra=fields(event="disconnected", peer=self._peer))
             return
-        if not self._gated and self._user is None and exc is None:
-            return   # refused by the gate: already logged (rate-limited)
+        if self._turned_away:
+            return
         reason = "no key on the access list was offered (only public keys are accepted)"
         if self._failures >= MAX_AUTH_TRIES:
             reason = f"too many keys refused (at most {MAX_AUTH_TRIES})"
