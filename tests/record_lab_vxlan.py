@@ -30,7 +30,7 @@ async def record(inventory: str, out: Path, limit: int) -> dict:
         net = next(n for n in await svc.networks() if n.name == svc.inventory.cluster.network)
         frames, _ = await collect_frames(svc, [], svc.ping_matrix())
         frames = frames[:limit]
-        await svc.save_pcap(frames, str(out))
+        await svc.save_pcap(frames, str(out), replace=True)     # re-recording the fixture replaces it
         names = await svc.names()
         side = {"vni": net.vni, "network": net.name, "subnet": net.subnet, "frames": len(frames),
                 "nodes": {n.name: n.advertise for n in svc.inventory.nodes},
