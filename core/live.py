@@ -249,10 +249,10 @@ class LiveService:
     # --- links --------------------------------------------------------------------------
     def links(self, nodes: list[str], seconds: float | None = None, *, interval: float = 1.0,
               active: bool = False) -> AsyncIterator[LinksSnapshot]:
-        return self.links_part.links(nodes, seconds, interval=interval, active=active)
+        return scrubbed(self.links_part.links(nodes, seconds, interval=interval, active=active))
 
     async def trace(self, src: str, dst: str, count: int = 3) -> TraceResult:
-        return await self.trace_part.trace(src, dst, count)
+        return scrub(await self.trace_part.trace(src, dst, count))
 
     # --- membership ---------------------------------------------------------------------
     async def remove_node(self, name: str) -> list[str]:

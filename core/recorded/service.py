@@ -126,10 +126,10 @@ class RecordedService:
         self._watchers: list[asyncio.Queue[ClusterEvent]] = []
         self.capture_part = RecordedCapture(self.state, self.state_path, self.inventory, self.networks,
                                             saves=self.saves)
-        links_pcap = (state.get("capture") or {}).get("links_pcap") or "links_lab.pcap"
+        links_pcap = (self.state.get("capture") or {}).get("links_pcap") or "links_lab.pcap"
         base = self.state_path.parent if self.state_path else Path.cwd()
         self.links_replay = TwoEndedReplay(base / links_pcap, self.inventory,
-                                           names_from_dict(state.get("names") or {}))
+                                           names_from_dict(self.state.get("names") or {}))
         self.links_part = LinksService(self.links_replay.sightings, self.links_replay.node_names, settle=0.0)
 
     @property
