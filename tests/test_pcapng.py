@@ -139,7 +139,10 @@ def test_gzip_files_of_either_format_read_the_same(tmp_path):
 def test_write_pcapng_by_extension_round_trips(tmp_path):
     frames = [VxlanDecoder().decode(r, 1_700_000_000.25 + i, len(r) + 3) for i, r in enumerate(FRAMES)]
     out = tmp_path / "o.pcapng"
-    assert isinstance(open_writer(out), PcapngWriter)
+    probe = open_writer(tmp_path / "probe.pcapng")
+    assert isinstance(probe, PcapngWriter)
+    probe.abort()                                   # a writer creates its file (0600, never over one): drop it
+    assert not (tmp_path / "probe.pcapng").exists()
     write_pcap(out, frames)
     assert out.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
     assert [(r[0], r[2], r[3]) for r in iter_pcap(out)] == [(f.ts, f.wire_len, f.raw) for f in frames]
