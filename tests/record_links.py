@@ -46,7 +46,7 @@ async def record(inventory: str, lab: str, percent: int, out: Path, pings: int) 
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         frames = [f for f in frames if f.vni is not None]
-        await svc.save_pcap(frames, str(out))
+        await svc.save_pcap(frames, str(out), replace=True)     # re-recording the fixture replaces it
         names = await svc.names()
         out.with_suffix(".json").write_text(json.dumps({"frames": len(frames), "dropped_percent": percent,
                                                         "dropped_from": node1.name,
