@@ -135,6 +135,11 @@ def test_the_facts_read_arguments_only_from_a_dockerd():
 # --- host by host, stop and roll back ----------------------------------------------------------------------
 async def test_apply_stops_at_the_first_host_that_fails_and_rolls_it_back(monkeypatch):
     inventory = SimpleNamespace(nodes=[SimpleNamespace(name=n) for n in ("n1", "n2", "n3")])
+
+    class Addresses:                 # n1's store key sorts last: it is the gossip seed, applied first
+        async def all(self, nodes):
+            return {"n1": "198.18.0.9", "n2": "198.18.0.2", "n3": "198.18.0.3"}
+
     planned, changed, rolled = [], [], []
 
     async def plan_node(docker, pool, addresses, inv, node):
@@ -155,7 +160,7 @@ async def test_apply_stops_at_the_first_host_that_fails_and_rolls_it_back(monkey
     monkeypatch.setattr(store, "_change_node", change_node)
     monkeypatch.setattr(store, "rollback_node", rollback_node)
     with pytest.raises(DockerError) as e:
-        await store.apply(None, None, None, inventory)
+        await store.apply(None, None, Addresses(), inventory, wave=1)
     assert planned == ["n1", "n2"] and changed == ["n1", "n2"] and rolled == ["n2"]
     assert "n2 is back on its original daemon.json" in str(e.value) and "n3 left untouched" in str(e.value)
 
@@ -166,7 +171,9 @@ async def test_a_host_that_does_not_come_back_is_rolled_back_and_the_others_are_
     from core.live import LiveService
 
     svc = LiveService(classic2.inventory)
-    first, second = (n.name for n in classic2.inventory.nodes)
+    ips = await svc.addresses.all(classic2.inventory.nodes)
+    first = store.gossip_seed({n: f"{ip}:{store.ADVERTISE_PORT}" for n, ip in ips.items()})   # applied first
+    second = next(n.name for n in classic2.inventory.nodes if n.name != first)
     spec = {n.name: n for n in classic2.nodes}
 
     async def sh(node: str, cmd: str, **kw) -> str:
@@ -188,7 +195,7 @@ async def test_a_host_that_does_not_come_back_is_rolled_back_and_the_others_are_
 
         monkeypatch.setattr(store, "write_daemon_json", refused_on_first)
         with pytest.raises(DockerError) as e:
-            await store.apply(svc.docker, svc.pool, svc.addresses, classic2.inventory)
+            await store.apply(svc.docker, svc.pool, svc.addresses, classic2.inventory, wave=1)
         text = str(e.value)
         assert f"{first} is back on its original daemon.json" in text and f"{second} left untouched" in text
         assert await sh(first, f"cat {store.DAEMON_JSON}") == before[first]          # restored as it was
