@@ -97,7 +97,7 @@ async def test_every_pane_screen_and_modal_survives_hostile_strings():
     app = hostile_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await check(pilot, app, "[/bold]boom", LIT, URL)                       # nodes, etcd, networks panes
+        await check(pilot, app, "[/bold]boom", LIT)                            # nodes, etcd, networks panes
         await press(pilot, "1", "enter")                                       # node detail (docker-node1)
         await check(pilot, app, f"host-{LIT}", CRASH)
         await press(pilot, "escape", "2", "down", "enter")                     # member detail: the error whole
