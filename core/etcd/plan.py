@@ -187,10 +187,13 @@ def marker_transport_only(marker_text: str | None, plan: EtcdMemberPlan) -> bool
     except ValueError:
         return False
     want = plan.marker()
-    return (isinstance(found, dict) and found != want and found.get("name") == want["name"]
-            and found.get("token") == want["token"]
-            and str(found.get("initial_cluster", "")).replace("https://", "http://")
-            == want["initial_cluster"].replace("https://", "http://"))
+    return (isinstance(found, dict) and found.get("name") == want["name"] and found.get("token") == want["token"]
+            and _scheme(found.get("initial_cluster")) != _scheme(want["initial_cluster"]))
+
+
+def _scheme(initial_cluster: object) -> str:
+    """The URL scheme a marker's initial cluster was made with ("https" or "http")."""
+    return "https" if "https://" in str(initial_cluster or "") else "http"
 
 
 def marker_matches(marker_text: str | None, plan: EtcdMemberPlan) -> tuple[bool, str]:
@@ -204,8 +207,11 @@ def marker_matches(marker_text: str | None, plan: EtcdMemberPlan) -> tuple[bool,
     if not isinstance(found, dict):
         return False, f"an unreadable marker {MARKER_NAME}"
     want = plan.marker()
-    # the initial cluster is not compared: it changes as the cluster grows (a joined member records its own)
+    # the initial cluster's members are not compared: they change as the cluster grows (a joined member
+    # records its own); its transport is: a plaintext member's data dir is migrated, never just restarted
     diffs = [f"{k} {found.get(k)!r}" for k in ("name", "token") if found.get(k) != want[k]]
     if diffs:
         return False, "a member of another cluster (" + ", ".join(diffs) + ")"
+    if _scheme(found.get("initial_cluster")) != _scheme(want["initial_cluster"]):
+        return False, f"a member of this cluster made with {_scheme(found.get('initial_cluster'))} URLs"
     return True, "a member of this cluster"
