@@ -17,7 +17,7 @@ class Console(Protocol):
     """The console app as its widgets see it."""
 
     service: Service
-    deterministic: bool
+    refresh_timers: bool
 
     def writable(self, action: str) -> bool: ...
     def refresh_panes(self, *pane_ids: str) -> None: ...

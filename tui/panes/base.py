@@ -3,6 +3,7 @@ DataTable that is updated in place, a `/` filter, and a refresh worker that neve
 """
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 from rich.text import Text
@@ -18,12 +19,19 @@ from tui.console import console
 from tui.messages import PaneFailed, PaneFilled
 
 Cells = tuple[object, ...]
+log = logging.getLogger("tui")
 
 
 def describe_error(err: BaseException) -> str:
-    """One sentence for the operator: typed errors speak for themselves, anything else is named."""
+    """One sentence for the operator: typed errors speak for themselves, anything else is named.
+
+    Every caller has caught ``err`` in a worker; it goes to the log file with its traceback here
+    (a typed error at WARNING, anything else, a bug, at ERROR).
+    """
     if isinstance(err, OverlayError):
+        log.warning("%s", err, exc_info=err)
         return str(err)
+    log.error("unexpected error in the console: %s: %s", type(err).__name__, err, exc_info=err)
     return f"{type(err).__name__}: {err}"
 
 
@@ -48,7 +56,7 @@ class Pane(Vertical):
     PANE_TITLE: ClassVar[str] = ""
     #: (column key, label) of the table, in order
     COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()
-    #: seconds between refreshes (no timer in a deterministic app)
+    #: seconds between refreshes (no timer when the app's refresh_timers is off)
     REFRESH_SECONDS: ClassVar[float] = 5.0
 
     BINDINGS = [Binding("slash", "filter", "Filter", id="pane.filter"),
@@ -76,7 +84,7 @@ class Pane(Vertical):
             self.table.add_column(label, key=key)
         self.border_subtitle = "loading…"
         self.fetch()
-        if not console(self).deterministic:
+        if console(self).refresh_timers:
             self.set_interval(self.REFRESH_SECONDS, self._tick)
 
     def _tick(self) -> None:

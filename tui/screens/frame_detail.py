@@ -18,6 +18,7 @@ from textual.widgets import Footer, Static
 from core.model import Frame, FrameDetail
 from tui.capture.frame_row import cells
 from tui.console import console
+from tui.panes.base import describe_error
 
 #: (seq, step) -> the (seq, frame) ``step`` rows away in the list, or None at either end
 Neighbour = Callable[[int, int], "tuple[int, Frame] | None"]
@@ -90,7 +91,7 @@ class FrameDetailScreen(Screen):
         try:
             detail = console(self).service.frame_detail(self.frame)
         except Exception as e:  # noqa: BLE001 - shown on the screen, the app goes on
-            self.post_message(self.Dissected(None, f"{type(e).__name__}: {e}"))
+            self.post_message(self.Dissected(None, describe_error(e)))
             return
         self.post_message(self.Dissected(detail))
 
