@@ -190,7 +190,7 @@ async def flood(seconds: float, rate: int) -> dict:
 
     service = FloodService.load(STATE)
     service.rate = rate
-    app = OverlayApp(service, deterministic=False, watch=False)
+    app = OverlayApp(service, watch=False)
     out: dict = {"memory": [], "latency": []}
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause()
@@ -265,7 +265,7 @@ async def first_paint(inventory: str | None) -> tuple[str, float, float]:
         service, where = LiveService.open(inventory), f"lab ({inventory})"
     else:
         service, where = RecordedService.load(STATE), "recorded state"
-    app = OverlayApp(service, deterministic=False, watch=False)
+    app = OverlayApp(service, watch=False)
     seen: list[FirstPaint] = []
     async with app.run_test(size=(120, 36), message_hook=lambda m: seen.append(m) if isinstance(m, FirstPaint) else None) as pilot:
         for _ in range(3000):

@@ -50,12 +50,38 @@ SCENES: tuple[Scene, ...] = (
 )
 
 
+#: seconds a notification stays in a test (a toast's own 5-8 s timeout is a clock a loaded machine loses to)
+TOAST_HOLD = 3600.0
+
+
+def _cursor_stays(self) -> None:
+    self._cursor_visible = True
+
+
+def steady(app):
+    """Take the clocks out of what the test sees: Inputs' cursors never blink off (the blink is a
+    0.5 s timer: a snapshot taken later than that after the last key, on a loaded machine, caught the
+    cursor hidden; command_output flaked so), notifications stay until the test ends (a pilot test
+    reading them after the toast's timeout failed so), and the theme is fixed."""
+    from textual.widgets import Input
+
+    Input._toggle_cursor = _cursor_stays
+    app.theme = "textual-dark"       # whatever $TEXTUAL_THEME says
+    notify = app.notify
+
+    def held(message, *, timeout=None, **kw):
+        return notify(message, timeout=TOAST_HOLD, **kw)
+
+    app.notify = held
+    return app
+
+
 def scene_app(scene: Scene, state: Path = DEFAULT_STATE):
-    """The console on recorded state, deterministic (no timers, clocks or watch, fixed theme)."""
+    """The console on recorded state, deterministic: no timers or watch (refresh_timers off), see :func:`steady`."""
     from core.recorded.service import RecordedService
     from tui.app import OverlayApp
 
-    return OverlayApp(RecordedService.load(state, read_only=scene.read_only), deterministic=True)
+    return steady(OverlayApp(RecordedService.load(state, read_only=scene.read_only), refresh_timers=False))
 
 
 async def settle(pilot) -> None:

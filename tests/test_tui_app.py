@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tui_fixtures import SIZE, STATE, press, recorded_app, settle, table_cells, table_rows
+from tui_fixtures import SIZE, STATE, press, recorded_app, settle, steady, table_cells, table_rows
 
 from core.errors import NodeUnreachable
 from core.recorded.service import RecordedService
@@ -170,7 +170,7 @@ class FailingService(RecordedService):
 
 
 async def test_failures_show_in_their_pane_and_the_app_keeps_running():
-    app = OverlayApp(FailingService.load(STATE), deterministic=True)
+    app = steady(OverlayApp(FailingService.load(STATE), refresh_timers=False))
     messages = []
     async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
         await settle(pilot)
@@ -264,7 +264,7 @@ async def test_a_slow_refresh_is_not_cut_off_by_the_timer():
 
     SlowNodesService.release = asyncio.Event()
     SlowNodesService.calls = 0
-    app = OverlayApp(SlowNodesService.load(STATE), deterministic=True)
+    app = steady(OverlayApp(SlowNodesService.load(STATE), refresh_timers=False))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         pane = app.query_one("#nodes")

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from scenes import steady
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Footer, Input
 
@@ -57,7 +58,7 @@ class CaptureHost(App):
     def __init__(self, service) -> None:
         super().__init__()
         self.service = service
-        self.deterministic = True
+        self.refresh_timers = False
         self.theme = "textual-dark"
 
     def compose(self) -> ComposeResult:
@@ -374,7 +375,7 @@ async def test_a_failing_save_is_reported(tmp_path):
 async def test_the_console_captures_from_its_capture_pane():
     from tui.app import OverlayApp
 
-    app = OverlayApp(RecordedService.load(STATE), deterministic=True)
+    app = steady(OverlayApp(RecordedService.load(STATE), refresh_timers=False))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("4")
         pane = await start_recorded(pilot)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from scenes import steady
 
 from core.live import LiveService
 from tui.app import OverlayApp
@@ -37,7 +38,7 @@ async def test_capture_pane_on_the_live_lab(lab2):
     steps = await _apply(lab2.inventory)
     assert steps["probes"].ok, steps["probes"].detail
     service = LiveService(lab2.inventory)
-    app = OverlayApp(service, deterministic=True)
+    app = steady(OverlayApp(service, refresh_timers=False))
     nodes = [n.name for n in lab2.inventory.nodes]
     async with app.run_test(size=SIZE) as pilot:
         net = next(n for n in await service.networks() if n.name == lab2.inventory.cluster.network)

@@ -3,7 +3,7 @@ nodes, members and networks, and a network created from the form appears on ever
 from __future__ import annotations
 
 import pytest
-from tui_fixtures import SIZE, press, settle, table_cells, table_rows
+from tui_fixtures import SIZE, press, settle, steady, table_cells, table_rows
 
 from core.live import LiveService
 from tui.app import OverlayApp
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.lab
 
 async def test_console_on_the_live_lab(lab2):
     service = LiveService(lab2.inventory)
-    app = OverlayApp(service, deterministic=True)  # no timers or watch: the test decides when to refresh
+    app = steady(OverlayApp(service, refresh_timers=False))  # no timers or watch: the test decides when to refresh
     nodes = [n.name for n in lab2.inventory.nodes]
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -96,7 +96,7 @@ def test_record_writes_state_the_console_replays(lab2, tmp_path):
         assert all(p.loss == 0 for p in await svc.ping_matrix())
         events = [e async for e in svc.runbook_apply()]
         assert events and all(e.step.ok is not False for e in events)
-        app = OverlayApp(svc, deterministic=True)
+        app = steady(OverlayApp(svc, refresh_timers=False))
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot)
             assert [r[0] for r in table_rows(app, "#nodes-table")] == nodes

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenes import settle
+from scenes import settle, steady
 
 from core.recorded.service import RecordedService
 from tui.app import OverlayApp
@@ -14,7 +14,7 @@ SIZE = (120, 36)
 
 def recorded_app(read_only: bool = False, **kw) -> OverlayApp:
     """The console on the recorded lab state, with timers, clocks and the watch switched off."""
-    return OverlayApp(RecordedService.load(STATE, read_only=read_only), deterministic=True, **kw)
+    return steady(OverlayApp(RecordedService.load(STATE, read_only=read_only), refresh_timers=False, **kw))
 
 
 async def press(pilot, *keys: str) -> None:

@@ -5,7 +5,9 @@ the widgets. ``run_app`` is what ``overlay-tui`` (no subcommand) runs.
 """
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import time
 import tomllib
 from pathlib import Path
@@ -14,6 +16,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.dom import DOMNode
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -35,7 +38,12 @@ DATA_PANES = frozenset({"nodes", "etcd", "networks"})
 
 
 class OverlayApp(App[int]):
-    """The operator console. ``deterministic`` switches off timers, clocks and the watch (tests, screenshots)."""
+    """The operator console.
+
+    ``refresh_timers=False`` switches off the periodic refreshes, redraw timers, live rates and (unless
+    ``watch`` says otherwise) the etcd watch: the screens then change only on keys and on what the
+    workers they start post. ``exit_signals`` end the app cleanly (the service is closed on unmount).
+    """
 
     CSS_PATH = "app.tcss"
     TITLE = "overlay-tui"
@@ -55,19 +63,18 @@ class OverlayApp(App[int]):
         Binding("exclamation_mark", "doctor", "Doctor (what breaks the overlay)", show=False, id="app.doctor"),
     ]
 
-    def __init__(self, service: Service, *, deterministic: bool = False, watch: bool | None = None,
-                 keymap: dict[str, str] | None = None) -> None:
+    def __init__(self, service: Service, *, refresh_timers: bool = True, watch: bool | None = None,
+                 keymap: dict[str, str] | None = None, exit_signals: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.service = service            #: the engine; panes read it as ``self.app.service``
-        self.deterministic = deterministic  #: no timers, clocks or watch: for tests and screenshots
-        self.use_watch = (not deterministic) if watch is None else watch
+        self.refresh_timers = refresh_timers  #: periodic refreshes, redraw timers and live rates
+        self.use_watch = refresh_timers if watch is None else watch
+        self._exit_signals = exit_signals
         self.created_at = time.monotonic()
         self.first_paint_seconds: float | None = None  #: app creation to every data pane filled once
         self._filled: set[str] = set()
         self._dirty: set[str] = set()
         self._keymap_overrides = keymap or {}
-        if deterministic:
-            self.theme = "textual-dark"
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header-bar")
@@ -85,8 +92,11 @@ class OverlayApp(App[int]):
         self.action_focus_pane("nodes")
         if self.use_watch:
             self.watch_cluster()
-        if not self.deterministic:
+        if self.refresh_timers:
             self.set_interval(1.0, self._refresh_dirty)
+        loop = asyncio.get_running_loop()
+        for sig in self._exit_signals:       # SIGHUP/SIGTERM: leave through on_unmount, which closes the service
+            loop.add_signal_handler(sig, self.exit)
         if self.service.read_only:
             self.notify("read-only console: creating or deleting networks, applying the runbook and running "
                         "commands are unavailable", title="read-only", timeout=6)
@@ -94,15 +104,15 @@ class OverlayApp(App[int]):
     async def on_unmount(self) -> None:
         try:
             await self.service.close()
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
+        except Exception as e:  # noqa: BLE001 - on the way out: log it (with its traceback), don't crash the exit
+            describe_error(e)
 
     # --- panes -----------------------------------------------------------------------------------
     def main_pane(self, pane_id: str) -> Widget | None:
         """A pane of the main screen by id (works while a modal is on top)."""
         try:
             return self.screen_stack[0].query_one(f"#{pane_id}")
-        except Exception:  # noqa: BLE001 - no such pane
+        except NoMatches:
             return None
 
     def focused_pane_id(self) -> str | None:
@@ -194,6 +204,7 @@ class OverlayApp(App[int]):
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             self.notify(describe_error(event.worker.error), title=event.worker.name or "error", severity="error",
                         markup=False)
+            # (describe_error has written it and its traceback to the log file)
 
     # --- the watch: changes mark panes dirty; a 1 s timer refreshes them -----------------------
     @work(group="watch", exclusive=True, exit_on_error=False)
@@ -210,7 +221,7 @@ class OverlayApp(App[int]):
         self._dirty.add("etcd")
         if ev.kind == "network" or "/network" in ev.key:
             self._dirty.add("networks")
-        if self.deterministic:
+        if not self.refresh_timers:
             self._refresh_dirty()
 
     def _refresh_dirty(self) -> None:
@@ -252,7 +263,6 @@ def run_app(inventory: str | None = None, read_only: bool = False, replay_state:
         from core.live import LiveService  # loads the SDKs: only when the console really opens
 
         service = LiveService.open(inventory, read_only=read_only, served_session=served_session)
-    app = OverlayApp(service, deterministic=os.environ.get("OVERLAY_TUI_DETERMINISTIC") == "1",
-                     keymap=load_keymap())
+    app = OverlayApp(service, keymap=load_keymap(), exit_signals=(signal.SIGHUP, signal.SIGTERM))
     app.run()
     return app.return_code or 0

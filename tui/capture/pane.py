@@ -299,7 +299,7 @@ class CapturePane(Widget):
         if self.nodes:
             parts.append(", ".join(self.nodes))
         parts.append(f"{self.ring.total:,} frames")
-        if self.state == "capturing" and not getattr(self.app, "deterministic", False):
+        if self.state == "capturing" and console(self).refresh_timers:   # a rate only where a timer keeps it fresh
             parts.append(f"{self._frames_per_second():,.0f}/s")
         parts.append(f"{self.buffer.dropped:,} dropped")
         if self.malformed:

@@ -47,7 +47,7 @@ class LogScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.follow()
-        if not console(self).deterministic:
+        if console(self).refresh_timers:
             self.set_interval(0.1, self.flush)
 
     @work(exclusive=True, exit_on_error=False)
