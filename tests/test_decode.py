@@ -104,6 +104,7 @@ SEEDS = mixed_frames()
 
 def _check(dec: VxlanDecoder, raw: bytes) -> Frame:
     f = dec.decode(raw, 1.0, None)
+    assert dec.bugs == 0, f.error          # bad input is malformed or not VXLAN, never a decoder bug
     assert isinstance(f, Frame)
     assert (f.error is None) == (f.proto not in (MALFORMED, NOT_VXLAN))
     assert f.length >= 0 and f.wire_len >= len(raw)
@@ -117,7 +118,19 @@ def test_every_truncation_of_every_seed_never_raises():
         for cut in range(len(seed) + 1):
             _check(dec, seed[:cut])
             n += 1
-    assert dec.frames == n and dec.malformed + dec.not_vxlan > 0
+    assert dec.frames == n and dec.malformed + dec.not_vxlan > 0 and dec.bugs == 0
+
+
+def test_a_decoder_bug_is_counted_apart_from_malformed_traffic(monkeypatch):
+    dec = VxlanDecoder()
+
+    def broken(self, f, raw):
+        raise IndexError("a bug")
+
+    monkeypatch.setattr(VxlanDecoder, "_decode", broken)
+    f = dec.decode(b"\x00" * 20, 1.0, None)
+    assert (dec.bugs, dec.malformed, dec.frames) == (1, 0, 1)
+    assert f.proto == MALFORMED and f.error == "decoder bug: IndexError: a bug"
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

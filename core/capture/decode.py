@@ -14,6 +14,7 @@ formatting costs 2-3x the decode itself.
 """
 from __future__ import annotations
 
+import logging
 import socket
 from struct import Struct
 
@@ -116,13 +117,14 @@ class VxlanDecoder:
     ``frames``, ``malformed`` and ``not_vxlan`` are running counts since creation.
     """
 
-    __slots__ = ("port", "frames", "malformed", "not_vxlan", "fmt", "udp_ports")
+    __slots__ = ("port", "frames", "malformed", "not_vxlan", "fmt", "udp_ports", "bugs")
 
     def __init__(self, port: int = DEFAULT_VXLAN_PORT, formatter: AddressFormatter | None = None) -> None:
         if not 0 < int(port) < 65536:
             raise ValueError(f"VXLAN port {port} is not a UDP port (1-65535)")
         self.port = int(port)
         self.frames = self.malformed = self.not_vxlan = 0
+        self.bugs = 0           #: frames the decoder itself failed on (a bug, not bad traffic): kept apart
         self.udp_ports: dict[int, int] = {}       # UDP destination ports of non-VXLAN frames (for hints)
         self.fmt = formatter or AddressFormatter()
 
@@ -156,9 +158,18 @@ class VxlanDecoder:
             self._decode(f, raw)
         except _Bad as e:
             self._mark(f, e.kind, e.why)
-        except Exception as e:  # noqa: BLE001 - a bug must not take the capture down: show the frame as malformed
-            self._mark(f, MALFORMED, f"decoder error: {type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - a decoder bug must not take the capture down: counted apart
+            self._bug(f, e)
         return f
+
+    def _bug(self, f: Frame, e: Exception) -> None:
+        """The decoder failed on a frame: count it in ``bugs`` (not ``malformed``), log the first one."""
+        self.bugs += 1
+        if self.bugs == 1:
+            logging.getLogger(__name__).error("decoder bug on a %d-byte frame", len(f.raw), exc_info=e)
+        f.proto, f.error = MALFORMED, f"decoder bug: {type(e).__name__}: {e}"
+        if not f.length:
+            f.length = f.wire_len
 
     def _common(self, raw: bytes, ts: float, wire_len: int, node: str, n: int) -> Frame | None:
         """The most common shape in one unpack: untagged Ethernet/IPv4 (no options) outside and inside,
