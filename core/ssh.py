@@ -34,6 +34,11 @@ def map_ssh_error(node: NodeSpec, exc: BaseException) -> SSHError:
         return HostKeyError(node.name, f"host key of {where} is not trusted by {_known_hosts_path(node)} "
                             "(unknown or changed); check the host, then add its key with "
                             f"`ssh-keyscan -p {node.port or 22} {node.address} >> {_known_hosts_path(node)}`")
+    if isinstance(exc, asyncssh.KeyImportError) or (isinstance(exc, OSError) and node.key
+                                                      and exc.filename == node.key):
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return AuthError(node.name, f"cannot use the key {node.key}: {why}; check the "
+                         "inventory's `key` for this node")
     if isinstance(exc, asyncssh.PermissionDenied):
         return AuthError(node.name, f"{where} refused our key{' ' + node.key if node.key else ''} for user "
                          f"{node.user or 'default'}; add its public key to the node's authorized_keys")
@@ -102,6 +107,7 @@ class SSHPool:
         self._locks: dict[str, asyncio.Lock] = {}
         self._failed: dict[str, tuple[float, SSHError]] = {}   # node -> (when, why) of its last failed connect
         self._forward_dir: str | None = None
+        self._listeners: dict[str | int, asyncssh.SSHListener] = {}   # local socket path or port -> listener
 
     def spec(self, node: NodeSpec | str) -> NodeSpec:
         return node if isinstance(node, NodeSpec) else self.nodes[node]
@@ -137,9 +143,7 @@ class SSHPool:
                 opts["agent_path"] = None
             try:
                 conn = await asyncio.wait_for(asyncssh.connect(spec.address, **opts), spec.connect_timeout + 1)
-            except BaseException as e:
-                if isinstance(e, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
-                    raise
+            except (OSError, asyncssh.Error, asyncssh.KeyImportError, TimeoutError) as e:
                 err = map_ssh_error(spec, e)
                 self._failed[spec.name] = (time.monotonic(), err)
                 raise err from None
@@ -222,10 +226,11 @@ class SSHPool:
         if self._forward_dir is None:
             self._forward_dir = tempfile.mkdtemp(prefix="overlay-tui-fwd-")
         local = str(Path(self._forward_dir) / f"{spec.name}-{abs(hash(remote_path)) & 0xffff:x}.sock")
+        self.close_forward(local)                 # a forward being replaced: stop its listener first
         if os.path.exists(local):
             os.unlink(local)
         try:
-            await conn.forward_local_path(local, remote_path)
+            self._listeners[local] = await conn.forward_local_path(local, remote_path)
         except (OSError, asyncssh.Error) as e:
             raise map_ssh_error(spec, e) from None
         return local
@@ -241,9 +246,23 @@ class SSHPool:
             listener = await conn.forward_local_port("127.0.0.1", 0, host, int(port))
         except (OSError, asyncssh.Error) as e:
             raise map_ssh_error(spec, e) from None
+        self._listeners[listener.get_port()] = listener
         return listener.get_port()
 
+    def close_forward(self, local: str | int) -> None:
+        """Stop the listener of a forward made here (a local socket path or port); unknown: nothing."""
+        listener = self._listeners.pop(local, None)
+        if listener is not None:
+            listener.close()
+
+    @property
+    def forwards(self) -> int:
+        """How many forward listeners are open (the soak bench watches it stay flat)."""
+        return len(self._listeners)
+
     async def close(self) -> None:
+        for local in list(self._listeners):
+            self.close_forward(local)
         conns, self._conns = list(self._conns.values()), {}
         for c in conns:
             c.close()

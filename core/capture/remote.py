@@ -15,6 +15,7 @@ connection broke, or the node stopped answering while silent) gives a notice
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shlex
 import time
@@ -29,6 +30,7 @@ from core.model import NodeSpec
 from core.nodes.address import literal_ip
 from core.ssh import RemoteStream, SSHPool
 
+log = logging.getLogger(__name__)
 SNAPLEN = 128
 BUFFER_KIB = 8192              # tcpdump -B: the kernel's capture buffer rides out a busy node's scheduling gaps
 HEALTH_INTERVAL = 5.0          # seconds of silence after which a node is asked whether it still answers
@@ -177,8 +179,9 @@ class NodeCapture:
             if self.lost is None:
                 raise
             reason = self.lost                 # cancelled by the health check: end this node only
-        except Exception as e:  # noqa: BLE001 - one node's failure must not end the others
-            reason = f"{e.__class__.__name__}: {e}"
+        except Exception as e:  # one node's failure (even a bug) must not end the others' capture
+            log.error("capture on %s failed", self.node.name, exc_info=e)
+            reason = f"{e.__class__.__name__}: {e} (a bug: its traceback is in the log file)"
         finally:
             health.cancel()
             again = self.resumable and not self.stopping

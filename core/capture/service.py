@@ -57,9 +57,8 @@ class CaptureService:
     async def names_or_notice(self, timeout: float | None = None) -> tuple[Names, str | None]:
         try:
             return await asyncio.wait_for(self.names(), timeout), None
-        except Exception as e:  # noqa: BLE001 - names are a nicety: never let them stop a capture
-            why = (str(e) if isinstance(e, (OverlayError, OSError)) else "") or \
-                (f"no answer within {timeout:g} s" if isinstance(e, asyncio.TimeoutError) else f"{type(e).__name__}: {e}")
+        except (OverlayError, OSError, TimeoutError) as e:  # names are a nicety: never let them stop a capture
+            why = (str(e) if isinstance(e, (OverlayError, OSError)) else "") or f"no answer within {timeout:g} s"
             return build_names(self.inventory, [], self.node_addresses), \
                 f"names unavailable (raw values shown): {why}"
 

@@ -3,12 +3,16 @@
 No TCP port of dockerd is ever opened or used: the SDK talks to a local unix socket that
 asyncssh forwards to ``/var/run/docker.sock`` on the node (see FACTS). The SDK is blocking, so
 every call goes through :meth:`DockerNodes.call`, which runs it in a thread and turns SDK and
-transport errors into :class:`core.errors.DockerError` naming the node.
+transport errors into :class:`core.errors.DockerError` naming the node. The threads are this
+part's own (a bounded pool, shut down by :meth:`DockerNodes.close`): a daemon that stalls past a
+caller's timeout ties up Docker threads only, never the threads etcd or the rest of core use.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import docker
@@ -18,6 +22,10 @@ import requests.exceptions
 from core.errors import DockerError, OverlayError
 
 DOCKER_SOCKET = "/var/run/docker.sock"
+#: threads for SDK calls: a few per node run at once (a listing inspects each overlay network)
+THREADS = 8
+#: what an SDK call raises when the daemon refuses or cannot be reached; anything else is a bug
+SDK_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 T = TypeVar("T")
 
 
@@ -35,15 +43,18 @@ def docker_error(node: str, exc: BaseException) -> DockerError:
                            "socket (is dockerd running on the node?)")
     if isinstance(exc, requests.exceptions.Timeout):
         return DockerError(f"{node}: the Docker daemon did not answer in time")
-    return DockerError(f"{node}: Docker SDK error: {exc!r}")
+    if isinstance(exc, docker.errors.DockerException):     # e.g. a container that exited non-zero
+        return DockerError(f"{node}: Docker: {exc}")
+    return DockerError(f"{node}: talking to the Docker daemon failed: {exc}")
 
 
 class DockerNodes:
     """Lazily opened SDK clients, one per node, over the pool's SSH connections."""
 
-    def __init__(self, pool, timeout: float = 30.0) -> None:
+    def __init__(self, pool, timeout: float = 30.0, threads: int = THREADS) -> None:
         self.pool = pool
         self.timeout = timeout
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="overlay-tui-docker")
         self._clients: dict[str, docker.DockerClient] = {}
         self._sockets: dict[str, str] = {}       # node -> local end of the forwarded docker socket
         self._locks: dict[str, asyncio.Lock] = {}
@@ -56,12 +67,12 @@ class DockerNodes:
             if cl is not None:
                 return cl
             local = self._sockets.get(node)
-            if local is None:
+            if local is None:       # forward_unix closes the listener of the forward it replaces
                 local = self._sockets[node] = await self.pool.forward_unix(node, DOCKER_SOCKET)
             try:
-                cl = await asyncio.to_thread(docker.DockerClient, base_url="unix://" + local,
-                                             version="auto", timeout=self.timeout)
-            except Exception as e:  # noqa: BLE001 - mapped to a typed error
+                cl = await self._thread(docker.DockerClient, base_url="unix://" + local,
+                                        version="auto", timeout=self.timeout)
+            except SDK_ERRORS as e:
                 raise docker_error(node, e) from None
             self._clients[node] = cl
             return cl
@@ -70,10 +81,10 @@ class DockerNodes:
         """Run ``fn(client, *args, **kwargs)`` in a thread with the node's client."""
         cl = await self.client(node)
         try:
-            return await asyncio.to_thread(fn, cl, *args, **kwargs)
+            return await self._thread(fn, cl, *args, **kwargs)
         except OverlayError:
             raise
-        except Exception as e:  # noqa: BLE001 - mapped to a typed error
+        except SDK_ERRORS as e:
             if isinstance(e, (requests.exceptions.ConnectionError, ConnectionError)):
                 self._clients.pop(node, None)    # the next call reconnects (and re-forwards if needed)
                 self._sockets.pop(node, None)
@@ -86,8 +97,13 @@ class DockerNodes:
         """
         cl = self._clients.pop(node, None)
         if cl is not None:
-            await asyncio.to_thread(cl.close)
+            await self._thread(cl.close)
+
+    async def _thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     async def close(self) -> None:
+        """Close every client, then let the threads go (a call still stuck in one is not waited for)."""
         for node in list(self._clients):
             await self.reset(node)
+        self.executor.shutdown(wait=False, cancel_futures=True)

@@ -105,7 +105,7 @@ class OverlayNetworks:
 
     def __init__(self, docker: DockerNodes, pool, inventory) -> None:
         self.docker, self.pool, self.inventory = docker, pool, inventory
-        self.vni_reader = ClassicVniReader(pool, context_for(inventory))     # https when etcd runs TLS
+        self.vni_reader = ClassicVniReader(pool, context_for(inventory), docker.executor)  # https when etcd runs TLS
         self._stores: dict[str, str] = {}      # node -> its etcd:// ClusterStore, once seen
 
     def forget_stores(self) -> None:

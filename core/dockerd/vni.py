@@ -22,6 +22,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import Executor
 from urllib.parse import urlparse
 
 from core.errors import DockerError, OverlayError
@@ -71,8 +72,9 @@ def store_endpoint(cluster_store: str) -> tuple[str, int] | None:
 class ClassicVniReader:
     """Reads VNIs from etcd's v2 store through one SSH TCP forward per node (opened once)."""
 
-    def __init__(self, pool, tls: TlsContext | None = None) -> None:
+    def __init__(self, pool, tls: TlsContext | None = None, executor: Executor | None = None) -> None:
         self.pool, self.tls = pool, tls
+        self.executor = executor        #: threads for the blocking HTTP read (None: asyncio's default)
         self._ports: dict[tuple[str, str, int], int] = {}
 
     async def _local_port(self, node: str, host: str, port: int) -> int:
@@ -113,9 +115,11 @@ class ClassicVniReader:
                     raise
                 return fetch(f"http://{path}", None)      # a plaintext member (not migrated to TLS yet)
         try:
-            body = await asyncio.to_thread(get)
+            body = await asyncio.get_running_loop().run_in_executor(self.executor, get)
         except (OSError, urllib.error.URLError) as e:
-            self._ports.pop((node, *ep), None)
+            stale = self._ports.pop((node, *ep), None)
+            if stale is not None:
+                self.pool.close_forward(stale)      # the next read forwards afresh
             raise DockerError(f"{where}: {e}") from None
         try:
             return parse_overlay_dir(body) if body else {}

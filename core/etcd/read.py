@@ -1,7 +1,8 @@
 """Read an etcd cluster: members, per-member status and health, v3 keys (python-etcd3), v2 keys (HTTP).
 
-python-etcd3 is blocking: every call runs in ``asyncio.to_thread`` with a timeout, so a stopped
-member shows up as unhealthy with an error, never as a hang. Each endpoint is reached through an
+python-etcd3 is blocking: every call runs in a thread of the reader's own bounded pool with a
+timeout, so a stopped member shows up as unhealthy with an error, never as a hang (and a call that
+outlives its caller ties up an etcd thread, not a thread the rest of core needs). Each endpoint is reached through an
 SSH local port forward from the node that owns it (:meth:`core.ssh.SSHPool.forward_tcp`), so the same
 code works where the operator cannot route to the nodes' client URLs; ``via_ssh=False`` connects
 directly (the lab's operator seat can). ``status()`` answers only for the member connected to, so
@@ -14,16 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import etcd3
+import etcd3.exceptions
 import grpc
 from etcd3 import etcdrpc
 
@@ -32,6 +38,11 @@ from core.model import EtcdCluster, EtcdMember, KeyEntry
 from core.pki.cluster import OperatorCerts, ssl_context
 
 Credentials = Callable[[], OperatorCerts | None]
+#: what a gRPC call to a member raises when it is down, slow or refuses; anything else is a bug
+RPC_ERRORS = (grpc.RpcError, etcd3.exceptions.Etcd3Exception)
+#: threads for blocking etcd calls (a probe per endpoint at once, plus a key read and the watch's cancel)
+THREADS = 8
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ def _probe_blocking(client: etcd3.Etcd3Client, probe: Probe, timeout: float) -> 
     t0 = time.monotonic()
     try:
         status = client.maintenancestub.Status(etcdrpc.StatusRequest(), timeout)
-    except Exception as e:  # noqa: BLE001 - any failure means unreachable
+    except RPC_ERRORS as e:
         probe.error = f"no answer from {probe.endpoint.url} (via {probe.endpoint.via}): {rpc_error_text(e)}"
         return probe
     probe.member_id, probe.leader_id = status.header.member_id, status.leader
@@ -116,13 +127,13 @@ def _probe_blocking(client: etcd3.Etcd3Client, probe: Probe, timeout: float) -> 
         resp = client.clusterstub.MemberList(etcdrpc.MemberListRequest(), timeout)
         probe.members = [EtcdMember(id=hex_id(m.ID), name=m.name, peer_urls=list(m.peerURLs),
                                     client_urls=list(m.clientURLs)) for m in resp.members]
-    except Exception as e:  # noqa: BLE001
+    except RPC_ERRORS as e:
         probe.error = f"member list failed: {rpc_error_text(e)}"
     t1 = time.monotonic()
     try:
         client.kvstub.Range(etcdrpc.RangeRequest(key=b"health"), timeout)
         probe.healthy = True
-    except Exception as e:  # noqa: BLE001 - e.g. no quorum: the get times out
+    except RPC_ERRORS as e:             # e.g. no quorum: the get times out
         probe.healthy, probe.error = False, (
             "knows no leader: a leader election is in progress (or too few members are up for a quorum)"
             if probe.extra.get("election") else f"unhealthy: {rpc_error_text(e) or 'no answer'}")
@@ -131,16 +142,32 @@ def _probe_blocking(client: etcd3.Etcd3Client, probe: Probe, timeout: float) -> 
     return probe
 
 
+class _Held:
+    """A cached client and how many calls use it now: a dropped one is closed when its last call ends."""
+
+    def __init__(self, port: int, client: etcd3.Etcd3Client) -> None:
+        self.port, self.client, self.users, self.dropped = port, client, 0, False
+
+
 class EtcdReader:
-    """Clients and forwards per endpoint, cached; closed by :meth:`close`."""
+    """Clients and forwards per endpoint, cached; its own threads; all closed by :meth:`close`."""
 
     def __init__(self, pool, *, via_ssh: bool = True, timeout: float = 2.0,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, threads: int = THREADS) -> None:
         self.pool, self.via_ssh, self.timeout = pool, via_ssh, timeout
         self.credentials = credentials or (lambda: None)   # the operator's CA and client pair, if made
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="overlay-tui-etcd")
         self._forwards: dict[Endpoint, tuple[object, int]] = {}   # endpoint -> (ssh conn, local port)
-        self._clients: dict[Endpoint, tuple[int, etcd3.Etcd3Client]] = {}
-        self._retired: list[etcd3.Etcd3Client] = []
+        self._clients: dict[Endpoint, _Held] = {}
+
+    async def thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call in one of the reader's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+
+    @property
+    def open_clients(self) -> int:
+        """Clients cached now (the soak bench watches it stay flat)."""
+        return len(self._clients)
 
     async def local_address(self, ep: Endpoint) -> tuple[str, int]:
         """Where this machine connects to reach ``ep`` (a forwarded 127.0.0.1 port, or the endpoint)."""
@@ -149,21 +176,35 @@ class EtcdReader:
         conn = await self.pool.connection(ep.via)
         cached = self._forwards.get(ep)
         if cached is None or cached[0] is not conn:
+            if cached is not None:
+                self.pool.close_forward(cached[1])        # it rode on a connection that is gone
             port = await self.pool.forward_tcp(ep.via, ep.host, ep.port)
             self._forwards[ep] = (conn, port)
         return "127.0.0.1", self._forwards[ep][1]
 
-    async def client(self, ep: Endpoint) -> etcd3.Etcd3Client:
+    async def _held(self, ep: Endpoint) -> _Held:
         host, port = await self.local_address(ep)
-        cached = self._clients.get(ep)
-        if cached is not None and cached[0] == port:
-            return cached[1]
-        if cached is not None:
-            self._retired.append(cached[1])
-        client = etcd3.client(host, port, timeout=self.timeout, **self._tls_args(ep), grpc_options=[
-            ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)])
-        self._clients[ep] = (port, client)
-        return client
+        held = self._clients.get(ep)
+        if held is not None and held.port == port:
+            return held
+        if held is not None:
+            self.drop(ep)
+        held = _Held(port, etcd3.client(host, port, timeout=self.timeout, **self._tls_args(ep), grpc_options=[
+            ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]))
+        self._clients[ep] = held
+        return held
+
+    @asynccontextmanager
+    async def using(self, ep: Endpoint) -> AsyncIterator[etcd3.Etcd3Client]:
+        """``ep``'s cached client, held for the block: :meth:`drop` never closes it under a call."""
+        held = await self._held(ep)
+        held.users += 1
+        try:
+            yield held.client
+        finally:
+            held.users -= 1
+            if held.dropped and held.users == 0:
+                held.client.close()
 
     def _certs(self, ep: Endpoint) -> OperatorCerts:
         op = self.credentials()
@@ -190,21 +231,23 @@ class EtcdReader:
     def drop(self, ep: Endpoint) -> None:
         """Forget ``ep``'s client (after an error), so the next call reconnects at once.
 
-        It is closed only with the reader: a concurrent call (a refresh beside the watch's poll)
-        may still be using it, and closing under it fails that call with "closed channel".
+        Its channel is closed now, or when the last call still using it (a refresh beside the
+        watch's poll) ends: closing under a call would fail it with "closed channel".
         """
-        cached = self._clients.pop(ep, None)
-        if cached is not None:
-            self._retired.append(cached[1])
+        held = self._clients.pop(ep, None)
+        if held is not None:
+            held.dropped = True
+            if held.users == 0:
+                held.client.close()
 
     async def probe(self, ep: Endpoint) -> Probe:
         probe = Probe(ep)
         try:
-            client = await self.client(ep)
+            async with self.using(ep) as client:
+                probe = await self.thread(_probe_blocking, client, probe, self.timeout)
         except OverlayError as e:
             probe.error, probe.ssh_error = str(e), True
             return probe
-        probe = await asyncio.to_thread(_probe_blocking, client, probe, self.timeout)
         if probe.error:
             self.drop(ep)
         return probe
@@ -247,32 +290,33 @@ class EtcdReader:
             return q
         return list(await asyncio.gather(*(again(p) for p in probes)))
 
-    async def first_client(self, endpoints: list[Endpoint]) -> tuple[Endpoint, etcd3.Etcd3Client]:
-        """A client of the first endpoint that answers a status call."""
+    async def first_ready(self, endpoints: list[Endpoint]) -> Endpoint:
+        """The first endpoint whose member answers a status call."""
         errors = []
         for ep in endpoints:
             try:
-                client = await self.client(ep)
-                await asyncio.to_thread(client.maintenancestub.Status, etcdrpc.StatusRequest(), self.timeout)
-                return ep, client
+                async with self.using(ep) as client:
+                    await self.thread(client.maintenancestub.Status, etcdrpc.StatusRequest(), self.timeout)
+                return ep
             except OverlayError as e:
                 errors.append(str(e))
-            except Exception as e:  # noqa: BLE001
+            except RPC_ERRORS as e:
                 self.drop(ep)
                 errors.append(f"{ep.via} ({ep.url}): {rpc_error_text(e)}")
         raise EtcdError("no etcd member answered: " + "; ".join(errors or ["no endpoints"]))
 
     async def keys_v3(self, endpoints: list[Endpoint], prefix: str = "") -> list[KeyEntry]:
-        _, client = await self.first_client(endpoints)
+        ep = await self.first_ready(endpoints)
 
-        def read() -> list[KeyEntry]:
+        def read(client: etcd3.Etcd3Client) -> list[KeyEntry]:
             pairs = client.get_prefix(prefix) if prefix else client.get_all()
             return [KeyEntry(key=meta.key.decode(errors="replace"), value=pretty_value(value), source="v3")
                     for value, meta in pairs]
 
         try:
-            entries = await asyncio.to_thread(read)
-        except Exception as e:  # noqa: BLE001
+            async with self.using(ep) as client:
+                entries = await self.thread(read, client)
+        except RPC_ERRORS as e:
             raise EtcdError(f"reading v3 keys failed: {rpc_error_text(e)}") from None
         return sorted(entries, key=lambda k: k.key)
 
@@ -290,17 +334,20 @@ class EtcdReader:
             scheme = "https" if ep.tls else "http"
             url = f"{scheme}://{host}:{port}/v2/keys{urllib.parse.quote(path)}?recursive=true&sorted=true"
             try:
-                return await asyncio.to_thread(_get_v2_tree, url, self.timeout, context)
+                return await self.thread(_get_v2_tree, url, self.timeout, context)
             except _Unreachable as e:
                 errors.append(f"{ep.via} ({ep.url}): {e}")
         raise EtcdError("no etcd member answered the v2 API: " + "; ".join(errors or ["no endpoints"]))
 
     async def close(self) -> None:
-        for client in [c for _, c in self._clients.values()] + self._retired:
-            client.close()
-        self._clients.clear()
-        self._retired.clear()
+        """Close every client and forward, then let the threads go (a call stuck in one is not waited for)."""
+        clients, self._clients = list(self._clients.values()), {}
+        for held in clients:             # on the way out: a call still using one fails, as it should
+            held.client.close()
+        for _, port in self._forwards.values():
+            self.pool.close_forward(port)
         self._forwards.clear()
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class _Unreachable(Exception):

@@ -24,7 +24,7 @@ from core.etcd.plan import EtcdMemberPlan, plan_cluster
 from core.etcd.read import Endpoint, EtcdReader, rpc_error_text
 from core.etcd.sizing import sizing
 from core.etcd.tls import OPEN_STORE_WARNING, PLAINTEXT_WHILE_TLS_WANTED, push
-from core.etcd.watch import KeyWatchThread, diff_keys, diff_members
+from core.etcd.watch import EventQueue, KeyWatchThread, diff_keys, diff_members
 from core.model import ClusterEvent, EtcdCluster, Inventory, KeyEntry
 from core.nodes.address import UnderlayAddresses
 from core.pki.cluster import ClusterPKI
@@ -181,8 +181,10 @@ class EtcdService:
         "error" when it broke (it resumes on another member from the last revision seen, so no put
         is lost) or a poll failed.
         """
-        out: asyncio.Queue = asyncio.Queue()
+        out = EventQueue()
         tasks = [asyncio.create_task(self._watch_v3(out)), asyncio.create_task(self._poll_cluster(out))]
+        for t in tasks:                  # a bug in either ends the stream with its exception, not silently
+            t.add_done_callback(lambda t: out.fail(t.exception()) if not t.cancelled() and t.exception() else None)
         try:
             while True:
                 yield await out.get()
@@ -191,7 +193,7 @@ class EtcdService:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _watch_v3(self, out: asyncio.Queue) -> None:
+    async def _watch_v3(self, out: EventQueue) -> None:
         """Keep one v3 watch running, moving to another member when the one watched fails."""
         loop = asyncio.get_running_loop()
         reader = self.reader
@@ -199,7 +201,7 @@ class EtcdService:
         while True:
             watcher = client = None
             try:
-                ep, _ = await reader.first_client(await self.endpoints())
+                ep = await reader.first_ready(await self.endpoints())
                 client = await reader.dedicated_client(ep)      # its own channel: reads never close it
                 watcher = KeyWatchThread(client, loop, out, start_revision=revision + 1 if revision else 0,
                                          where=f"{ep.via} ({ep.url})")
@@ -209,13 +211,13 @@ class EtcdService:
                 out.put_nowait(ClusterEvent("watch", "error", "v3", str(e)))
             finally:
                 if watcher is not None:
-                    await asyncio.to_thread(watcher.cancel)
+                    await reader.thread(watcher.cancel)
                     revision = max(revision, watcher.revision)
                 if client is not None:
                     client.close()
             await asyncio.sleep(POLL_SECONDS)
 
-    async def _poll_cluster(self, out: asyncio.Queue) -> None:
+    async def _poll_cluster(self, out: EventQueue) -> None:
         members: dict = {}
         v2: dict | None = None
         while True:
@@ -233,8 +235,8 @@ class EtcdService:
                     v2, events = diff_keys(v2 or {}, entries, "v2")
                     for ev in [] if baseline else events:
                         out.put_nowait(ev)
-            except Exception as e:  # noqa: BLE001 - a poll failure is reported, the stream goes on
-                out.put_nowait(ClusterEvent("watch", "error", "poll", f"{e.__class__.__name__}: {e}"))
+            except OverlayError as e:    # a poll failure is reported, the stream goes on
+                out.put_nowait(ClusterEvent("watch", "error", "poll", str(e)))
             await asyncio.sleep(POLL_SECONDS)
 
 
