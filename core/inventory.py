@@ -27,6 +27,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from core.dockerd.validation import name_problem, subnet_problem
 from core.errors import InventoryError
 from core.model import ClusterSpec, Inventory, NodeSpec
 
@@ -152,18 +153,16 @@ def _parse_cluster(raw: Any, path: str) -> ClusterSpec:
 _CLUSTER_STRINGS = {
     "etcd_token": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), "letters, digits, '.', '_' or '-'"),
     "etcd_data_dir": (re.compile(r"^/[A-Za-z0-9._/-]*$"), "an absolute path of letters, digits, '.', '_', '-' and '/'"),
-    "network": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), "a Docker network name (letters, digits, '_', '.', '-')"),
     "probe_image": (re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"), "an image name like repo/name:tag"),
 }
 
 
 def _cluster_string(key: str, val: str, path: str) -> str:
-    if key == "network_subnet":
-        try:
-            return str(ipaddress.ip_network(val, strict=True))
-        except ValueError as e:
-            raise InventoryError(path, f"must be a subnet in CIDR form like 10.10.0.0/24 ({e})",
-                                 node="[cluster]", field=key) from None
+    if key in ("network", "network_subnet"):         # the rules `network create` applies (one place)
+        problem = name_problem(val) if key == "network" else subnet_problem(val)
+        if problem:
+            raise InventoryError(path, problem.split(": ", 1)[1], node="[cluster]", field=key)
+        return val
     pattern, what = _CLUSTER_STRINGS[key]
     if not pattern.match(val):
         raise InventoryError(path, f"must be {what}, got {val!r}", node="[cluster]", field=key)

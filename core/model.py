@@ -287,7 +287,7 @@ class ClusterEvent:
     says why)."""
 
     kind: str
-    action: str                       # "put", "delete", "added", "removed", "changed", "started", "error"
+    action: str                       # "put", "delete", "added", "removed", "changed", "started", "error", "dropped"
     key: str
     value: str | None = None
     source: str = ""                  # for kind "key": "v3" or "v2" (Docker's classic store)

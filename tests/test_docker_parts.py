@@ -7,11 +7,13 @@ import tarfile
 
 import pytest
 
-from core.dockerd.networks import merge_networks, validate_name, validate_subnet
+from core.dockerd.networks import merge_networks
 from core.dockerd.probes import parse_ping, probe_rootfs_tar, static_elf_arch
 from core.dockerd.store import _parse_facts, engine_supports_classic, restart_args
+from core.dockerd.validation import require_valid
 from core.dockerd.vni import parse_overlay_dir, store_endpoint, swarm_vni
-from core.errors import DockerError
+from core.errors import DockerError, UsageError
+from core.model import NetworkInfo
 
 BUSYBOX_OK = """PING probe-docker-node2 (198.19.2.3): 56 data bytes
 64 bytes from 198.19.2.3: seq=0 ttl=64 time=0.310 ms
@@ -34,27 +36,38 @@ def test_parse_ping_reads_busybox_summary():
 
 @pytest.mark.parametrize("name", ["demo", "a", "net_1.x-2", "A" * 100])
 def test_valid_network_names(name):
-    assert validate_name(name) == name
+    assert require_valid(name, None) is None
 
 
-@pytest.mark.parametrize("name,why", [("", "invalid network name"), ("-x", "starting with"), ("a b", "letters"),
-                                      ("a/b", "letters"), ("bridge", "predefined"), ("host", "predefined")])
-def test_invalid_network_names_say_why(name, why):
-    with pytest.raises(DockerError, match=why):
-        validate_name(name)
+@pytest.mark.parametrize("name,why", [("", "name: required"), ("-x", "start with a letter"), ("a b", "letters"),
+                                      ("a/b", "letters"), ("bridge", "predefines"), ("host", "predefines")])
+def test_invalid_network_names_are_usage_errors_that_say_why(name, why):
+    with pytest.raises(UsageError, match=why) as err:
+        require_valid(name, None)
+    assert err.value.exit_code == 2
 
 
-@pytest.mark.parametrize("subnet,why", [("10.0.0.1/24", "did you mean 10.0.0.0/24"), ("foo", "IPv4 CIDR"),
+@pytest.mark.parametrize("subnet,why", [("10.0.0.1/24", "did you mean 10.0.0.0/24"), ("foo", "prefix length"),
                                         ("10.0.0.0/33", "IPv4 CIDR"), ("fd00::/64", "IPv4"),
-                                        ("10.0.0.0/31", "no room.*/8 to /30"), ("10.0.0.0/7", "too large"),
-                                        ("198.19.10.0", "IPv4 CIDR such as")])
-def test_invalid_subnets_say_why(subnet, why):
-    with pytest.raises(DockerError, match=why):
-        validate_subnet(subnet)
+                                        ("10.0.0.0/31", "too small.*/8 to /30"), ("10.0.0.0/7", "too large"),
+                                        ("198.19.10.0", "prefix length, e.g. 198.19.10.0/24")])
+def test_invalid_subnets_are_usage_errors_that_say_why(subnet, why):
+    with pytest.raises(UsageError, match=why):
+        require_valid("demo", subnet)
 
 
-def test_valid_subnet():
-    assert str(validate_subnet("198.19.40.0/24")) == "198.19.40.0/24"
+def test_valid_subnet_and_clashes_with_existing_networks():
+    assert require_valid("demo", " 198.19.40.0/24 ") == "198.19.40.0/24"
+    existing = [NetworkInfo(id="abc" * 10, name="demo", driver="overlay", scope="global", subnet="198.19.40.0/24",
+                            vni=256, nodes=["n1"])]
+    with pytest.raises(UsageError, match="already exists") as err:
+        require_valid("demo", None, existing)
+    assert "subnet" not in str(err.value)
+    with pytest.raises(UsageError, match="overlaps 198.19.40.0/24 of network demo"):
+        require_valid("other", "198.19.0.0/16", existing)
+    both = "name: 'a b' is not a valid Docker name"
+    with pytest.raises(UsageError, match=f"{both}.*; subnet: 10.0.0.1/24 has host bits"):
+        require_valid("a b", "10.0.0.1/24")
 
 
 def test_engine_23_and_later_is_refused_with_the_way_out():

@@ -43,9 +43,10 @@ def test_create_ls_delete_round_trip(classic2):
 
 def test_bad_input_gives_one_clear_line(classic2):
     cases = [
-        (("create", "bad name"), 1, "invalid network name 'bad name'"),
-        (("create", "x1", "--subnet", "198.19.191.5/24"), 1, "did you mean 198.19.191.0/24"),
-        (("create", "x1", "--subnet", "nonsense"), 1, "give an IPv4 CIDR"),
+        (("create", "bad name"), 2, "'bad name' is not a valid Docker name"),
+        (("create", "x1", "--subnet", "198.19.191.5/24"), 2, "did you mean 198.19.191.0/24"),
+        (("create", "x1", "--subnet", "nonsense/x"), 2, "give an IPv4 CIDR"),
+        (("create", "x1", "--subnet", "198.19.191.0/31"), 2, "the prefix must be /8 to /30"),
         (("create", "x1", "--node", "docker-node9"), 2, "unknown node 'docker-node9'"),
         (("delete", "no-such-net", "--yes"), 1, "no overlay network named 'no-such-net'"),
     ]
@@ -60,7 +61,7 @@ def test_duplicate_name_is_refused(classic2):
     assert cli(classic2, "create", "cli-dup", "--subnet", "198.19.189.0/24").returncode == 0
     try:
         res = cli(classic2, "create", "cli-dup")
-        assert res.returncode == 1 and "a network named 'cli-dup' already exists" in res.stderr
+        assert res.returncode == 2 and "a network named 'cli-dup' already exists" in res.stderr
     finally:
         assert cli(classic2, "delete", "cli-dup", "--yes").returncode == 0
 

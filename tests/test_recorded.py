@@ -48,7 +48,7 @@ async def test_create_and_delete_change_the_state_and_tell_watchers(svc):
     assert (await again.create_network("blue")).id == res.id  # deterministic id
     blue = next(n for n in await svc.networks() if n.name == "blue")
     assert blue.vni == 258 and blue.scope == "global" and blue.subnet == "198.19.9.0/24"
-    with pytest.raises(DockerError, match="already exists"):
+    with pytest.raises(UsageError, match="already exists"):
         await svc.create_network("blue")
     await svc.delete_network("blue")
     assert "blue" not in [n.name for n in await svc.networks()]

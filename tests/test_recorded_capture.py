@@ -52,7 +52,7 @@ async def test_capture_is_deterministic():
 
 
 async def test_unknown_node_and_missing_recording_are_clear_errors(tmp_path):
-    with pytest.raises(UsageError, match="unknown node docker-node9; known nodes: docker-node1"):
+    with pytest.raises(UsageError, match="unknown node docker-node9 .*; known nodes: docker-node1"):
         await collect(RecordedService.load(STATE).capture(["docker-node9"]))
     state = json.loads(STATE.read_text())
     state["capture"] = {"pcap": "nowhere.pcap"}

@@ -7,11 +7,11 @@ import re
 from textual.widgets import Input, Log, RichLog, Static, Tree
 from tui_fixtures import SIZE, press, recorded_app, settle, table_cells, table_rows
 
+from core.dockerd.validation import validate
 from tui.messages import ClusterChanged
 from tui.modals.command import CommandModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.network_form import NetworkForm
-from tui.network_validation import validate
 from tui.screens.key_browser import KeyBrowserScreen
 from tui.screens.log import LogScreen
 from tui.screens.network_detail import NetworkDetailScreen

@@ -7,20 +7,14 @@ from __future__ import annotations
 
 import time
 
+from core.capture.names import apply_names
 from core.model import FlowStat, Frame, Names
 
 
-def apply_names(frame: Frame, names: Names | None) -> Frame:
-    """Fill the frame's network, container and node names from ``names`` (in place; returns it)."""
-    if names is None:
-        return frame
-    if frame.vni is not None:
-        frame.network = names.networks.get(frame.vni, frame.network)
-    c = names.containers
-    frame.src_name = c.get(frame.inner_src) or c.get(frame.inner_src_mac) or frame.src_name
-    frame.dst_name = c.get(frame.inner_dst) or c.get(frame.inner_dst_mac) or frame.dst_name
-    frame.outer_src_name = names.nodes.get(frame.outer_src, frame.outer_src_name)
-    frame.outer_dst_name = names.nodes.get(frame.outer_dst, frame.outer_dst_name)
+def _with_names(frame: Frame, names: Names | None) -> Frame:
+    """``frame`` with names filled in from ``names`` (in place) when given."""
+    if names is not None:
+        apply_names((frame,), names)
     return frame
 
 
@@ -37,7 +31,7 @@ def _named(addr: str, name: str | None) -> str:
 
 def frame_line(frame: Frame, names: Names | None = None) -> str:
     """One line: time, node, outer src > dst, VNI and network, inner src > dst, proto, info, length."""
-    f = apply_names(frame, names)
+    f = _with_names(frame, names)
     vni = "-" if f.vni is None else str(f.vni)
     net = f" ({f.network})" if f.network else ""
     info = f" {f.info}" if f.info else ""
@@ -49,7 +43,7 @@ def frame_line(frame: Frame, names: Names | None = None) -> str:
 
 def frame_json(frame: Frame, names: Names | None = None) -> dict:
     """A JSON-ready dict of the frame (no raw bytes)."""
-    f = apply_names(frame, names)
+    f = _with_names(frame, names)
     return {"ts": f.ts, "node": f.node, "outer_src": f.outer_src, "outer_dst": f.outer_dst,
             "outer_src_name": f.outer_src_name, "outer_dst_name": f.outer_dst_name,
             "outer_sport": f.outer_sport, "outer_dport": f.outer_dport, "vni": f.vni, "network": f.network,

@@ -41,14 +41,15 @@ def build_names(inventory: Inventory, networks: Iterable[NetworkInfo],
 
 
 def apply_names(frames: Iterable[Frame], names: Names) -> None:
-    """Fill ``network``, ``src_name``, ``dst_name``, ``outer_src_name``, ``outer_dst_name`` in place."""
+    """Fill ``network``, ``src_name``, ``dst_name``, ``outer_src_name``, ``outer_dst_name`` in place
+    (a name ``names`` does not know leaves what the frame already has)."""
     nets, conts, nodes = names.networks, names.containers, names.nodes
     for f in frames:
-        f.network = nets.get(f.vni) if f.vni is not None else None
-        f.src_name = conts.get(f.inner_src) or conts.get(f.inner_src_mac)
-        f.dst_name = conts.get(f.inner_dst) or conts.get(f.inner_dst_mac)
-        f.outer_src_name = nodes.get(f.outer_src)
-        f.outer_dst_name = nodes.get(f.outer_dst)
+        f.network = (nets.get(f.vni) if f.vni is not None else None) or f.network
+        f.src_name = conts.get(f.inner_src) or conts.get(f.inner_src_mac) or f.src_name
+        f.dst_name = conts.get(f.inner_dst) or conts.get(f.inner_dst_mac) or f.dst_name
+        f.outer_src_name = nodes.get(f.outer_src) or f.outer_src_name
+        f.outer_dst_name = nodes.get(f.outer_dst) or f.outer_dst_name
 
 
 def learn_names(names: Names, frames: Iterable[Frame]) -> None:

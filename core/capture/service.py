@@ -10,12 +10,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from core import checks
 from core.access import WriteGuard
 from core.capture.decode import VxlanDecoder
 from core.capture.names import apply_names, build_names
 from core.capture.pcap import PcapFileReader, write_pcap
 from core.capture.remote import LiveCapture
-from core.errors import OverlayError, UsageError
+from core.errors import OverlayError
 from core.files import SaveArea
 from core.model import FlowStat, Frame, FrameBatch, FrameDetail, Inventory, Names, NetworkInfo, NodeSpec, SaveTarget
 from core.ssh import SSHPool
@@ -39,14 +40,7 @@ class CaptureService:
 
     def capture_nodes(self, nodes: list[str] | None) -> list[NodeSpec]:
         """The inventory entries of ``nodes`` (all when empty); an unknown name is a usage error."""
-        if not nodes:
-            return list(self.inventory.nodes)
-        known = {n.name: n for n in self.inventory.nodes}
-        unknown = [n for n in nodes if n not in known]
-        if unknown:
-            raise UsageError(f"unknown node {', '.join(unknown)} in {self.inventory.path}; "
-                             f"known nodes: {', '.join(known)}")
-        return [known[n] for n in dict.fromkeys(nodes)]
+        return checks.nodes(self.inventory, nodes)
 
     async def names(self) -> Names:
         """VNI -> network, container IP/MAC -> container@node, underlay IP -> node."""

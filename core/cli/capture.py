@@ -67,14 +67,9 @@ def run(args: argparse.Namespace) -> int:
     raise UsageError("capture needs --read FILE or --node NAME")
 
 
-# ---------------------------------------------------------------------------------------------------
-# LIVE CAPTURE HOOK: the live-capture work replaces this body (SSH tcpdump per node, merged in time
-# order; use core.capture.pcap.PcapStreamParser, core.capture.decode.VxlanDecoder, core.capture.format,
-# core.capture.flows.FlowTable and core.capture.pcap.PcapWriter as read_file does).
 async def _live(args: argparse.Namespace) -> int:
     from core.cli.capture_live import run_live
     return await run_live(args)
-# ---------------------------------------------------------------------------------------------------
 
 
 NAMES_TIMEOUT = 30.0

@@ -12,53 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import time
 
 import docker.errors
 import docker.types
 
+from core import checks
 from core.dockerd.clients import DockerNodes
+from core.dockerd.validation import require_valid
 from core.dockerd.vni import ClassicVniReader, swarm_vni
 from core.errors import DockerError, OverlayError, UsageError
 from core.model import ContainerInfo, ConvergeResult, NetworkInfo, NetworkListing
 from core.pki.cluster import context_for
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")   # Docker's restrictedNamePattern (as tui/network_validation)
-PREDEFINED = {"bridge", "host", "none", "ingress", "docker_gwbridge"}
 POLL_INTERVAL = 0.05
 NODE_BUDGET = 8.0          # seconds one node may take to list its networks before it is reported missing
-
-
-def validate_name(name: str) -> str:
-    """Docker's rule for names ([a-zA-Z0-9][a-zA-Z0-9_.-]*), not a predefined one."""
-    if not NAME_RE.match(name or ""):
-        raise DockerError(f"invalid network name {name!r}: use letters, digits, '_', '.' or '-', "
-                          "starting with a letter or digit")
-    if name in PREDEFINED:
-        raise DockerError(f"invalid network name {name!r}: it is one of Docker's predefined networks "
-                          f"({', '.join(sorted(PREDEFINED))})")
-    return name
-
-
-def validate_subnet(subnet: str) -> ipaddress.IPv4Network:
-    """An IPv4 CIDR with no host bits set and room for containers (prefix /8 to /30)."""
-    try:
-        if "/" not in subnet:
-            raise ValueError("no prefix length")
-        net = ipaddress.ip_network(subnet, strict=False)
-    except ValueError:
-        raise DockerError(f"invalid subnet {subnet!r}: give an IPv4 CIDR such as 198.19.10.0/24") from None
-    if net.version != 4:
-        raise DockerError(f"invalid subnet {subnet!r}: overlay-tui creates IPv4 overlay networks only")
-    if str(net) != subnet.strip():
-        raise DockerError(f"invalid subnet {subnet!r}: host bits are set; did you mean {net}?")
-    if net.prefixlen > 30:
-        raise DockerError(f"invalid subnet {subnet!r}: a /{net.prefixlen} leaves no room for containers; "
-                          "the prefix must be /8 to /30")
-    if net.prefixlen < 8:
-        raise DockerError(f"invalid subnet {subnet!r}: a /{net.prefixlen} is too large; the prefix must be /8 to /30")
-    return net
 
 
 def _inspect(cl, net_id: str) -> dict | None:
@@ -180,12 +148,7 @@ class OverlayNetworks:
         return [n for n in nets if n.name == name] or [n for n in nets if len(name) >= 12 and n.id.startswith(name)]
 
     def _check_node(self, node: str | None) -> str:
-        names = [n.name for n in self.inventory.nodes]
-        if node is None:
-            return names[0]
-        if node not in names:
-            raise UsageError(f"unknown node {node!r}; the inventory has {', '.join(names)}")
-        return node
+        return self.inventory.nodes[0].name if node is None else checks.node(self.inventory, node).name
 
     async def create(self, name: str, subnet: str | None = None, attachable: bool = True,
                      node: str | None = None, timeout: float = 30.0) -> ConvergeResult:
@@ -194,17 +157,16 @@ class OverlayNetworks:
         The runbook's network (inventory ``[cluster] network``) defaults to ``network_subnet``; any
         other network without ``subnet`` gets Docker's choice.
         """
-        validate_name(name)
         cluster = self.inventory.cluster
         if subnet is None and name == cluster.network and cluster.network_subnet:
             subnet = cluster.network_subnet
-        net = validate_subnet(subnet) if subnet else None
+        require_valid(name, subnet)                   # bad input fails before any node is asked
         node = self._check_node(node)
-        existing, underlay = await asyncio.gather(self.every(), self._addresses() if net else _nothing())
-        _refuse_duplicates(name, net, existing)
-        if net is not None:
-            refuse_underlay_overlap(net, underlay)
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(net))]) if net else None
+        existing, underlay = await asyncio.gather(self.every(), self._addresses() if subnet else _nothing())
+        subnet = require_valid(name, subnet, existing)
+        if subnet is not None:
+            refuse_underlay_overlap(ipaddress.IPv4Network(subnet), underlay)
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)]) if subnet else None
         try:
             res = await self.docker.call(node, lambda cl: cl.api.create_network(
                 name, driver="overlay", ipam=ipam, attachable=attachable, check_duplicate=True))
@@ -279,25 +241,6 @@ class OverlayNetworks:
             except docker.errors.NotFound:
                 return False
         return await self.docker.call(node, inspect)
-
-
-def _refuse_duplicates(name: str, net: ipaddress.IPv4Network | None, existing: list[NetworkInfo]) -> None:
-    for other in existing:
-        if other.name == name:
-            raise DockerError(f"a network named {name!r} already exists ({other.driver}, id {other.id[:12]}, "
-                              f"on {', '.join(other.nodes)}); pick another name or delete it first")
-    if net is None:
-        return
-    for other in existing:
-        if not other.subnet:
-            continue
-        try:
-            theirs = ipaddress.ip_network(other.subnet, strict=False)
-        except ValueError:
-            continue
-        if theirs.version == 4 and net.overlaps(theirs):
-            raise UsageError(f"subnet {net} overlaps {theirs} of network {other.name!r} ({other.driver}, on "
-                             f"{', '.join(other.nodes)}); choose a subnet that overlaps no other network")
 
 
 async def _nothing() -> list:

@@ -16,8 +16,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from core import checks
 from core.access import WriteGuard
-from core.errors import EtcdError, OverlayError, UsageError
+from core.errors import EtcdError, OverlayError
 from core.etcd.decide import EtcdAction
 from core.etcd.launch import apply_cluster
 from core.etcd.plan import EtcdMemberPlan, plan_cluster
@@ -156,8 +157,7 @@ class EtcdService:
 
     async def keys(self, source: str = "v3", prefix: str = "") -> list[KeyEntry]:
         """v3 keys (``prefix`` "" = all), or Docker's v2 tree (``prefix`` "" = /docker)."""
-        if source not in ("v3", "v2"):
-            raise UsageError(f"unknown key source {source!r}; choose v3 or v2")
+        checks.key_source(source)
         try:
             return await self._keys(await self.endpoints(), source, prefix)
         except EtcdError as e:

@@ -5,9 +5,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+from core import checks
 from core.access import WriteGuard
 from core.dockerd.clients import DockerNodes
-from core.errors import CommandTimeout, OverlayError, UsageError
+from core.errors import CommandTimeout, OverlayError
 from core.etcd.sizing import sizing
 from core.model import CommandResult, Inventory, LogLines, NodeStatus
 from core.ssh import SSHPool
@@ -29,10 +30,7 @@ FACTS_SCRIPT = (
 # on the next refresh): a hung node must not hold its row, or the console, for the 30 s command timeout.
 STATUS_TIMEOUT = 5.0
 
-LOG_SOURCES = {
-    "etcd": "/var/log/etcd.log",
-    "dockerd": "/var/log/dockerd.log",
-}
+LOG_SOURCES = checks.LOG_SOURCES    # (kept importable here: the record command reads it)
 
 
 def store_mode(info: dict) -> str:
@@ -87,16 +85,13 @@ class NodeService:
 
     async def run_command(self, node: str, command: str) -> CommandResult:
         self.guard.require("running commands on nodes")
-        if not command.strip():
-            raise UsageError("the command is empty")
-        return await self.pool.run(node, command)
+        checks.command(command)
+        return await self.pool.run(checks.node(self.inventory, node), command)
 
     async def follow_log(self, node: str, source: str) -> AsyncIterator[LogLines]:
         """Tail a node's etcd or dockerd log; lines arrive in batches (about 10 a second at most)."""
-        path = LOG_SOURCES.get(source)
-        if path is None:
-            raise UsageError(f"unknown log {source!r}; choose one of {', '.join(LOG_SOURCES)}")
-        stream = await self.pool.stream(node, f"tail -n 200 -F {path} 2>&1")
+        path = checks.log_source(source)
+        stream = await self.pool.stream(checks.node(self.inventory, node), f"tail -n 200 -F {path} 2>&1")
         buf = b""
         try:
             async for chunk in stream.chunks():

@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from core import checks
 from core.access import WriteGuard
 from core.capture.decode import VxlanDecoder
 from core.capture.detail import frame_detail as scapy_detail
 from core.capture.flows import FlowTable
 from core.capture.names import apply_names, build_names, merge_names, names_from_json
 from core.capture.pcap import PcapFileReader, write_pcap
-from core.errors import CaptureError, OverlayError, UsageError
+from core.errors import CaptureError, OverlayError
 from core.files import SaveArea
 from core.model import FlowStat, Frame, FrameBatch, FrameDetail, Inventory, Names, NetworkInfo, SaveTarget
 
@@ -66,11 +67,7 @@ class RecordedCapture:
 
     async def capture(self, nodes: list[str], **_opts) -> AsyncIterator[FrameBatch]:
         """Replay the recording as a capture on ``nodes`` (every node when empty)."""
-        known = [n.name for n in self.inventory.nodes]
-        unknown = [n for n in nodes if n not in known]
-        if unknown:
-            raise UsageError(f"unknown node {', '.join(unknown)}; known nodes: {', '.join(known)}")
-        chosen = list(dict.fromkeys(nodes)) or known
+        chosen = [n.name for n in checks.nodes(self.inventory, nodes)]
         path = self.capture_pcap_path()
         if not path.is_file():
             raise CaptureError(f"{path}: no recorded capture to replay (record one with `overlay-tui record`)")

@@ -25,7 +25,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from core import checks
 from core.access import WriteGuard
+from core.dockerd.validation import require_valid
 from core.errors import DockerError, OverlayError, UsageError
 from core.files import SaveArea
 from core.links.replay import TwoEndedReplay
@@ -163,9 +165,8 @@ class RecordedService:
 
     async def run_command(self, node: str, command: str) -> CommandResult:
         self.guard.require("running commands on nodes")
-        if not command.strip():
-            raise UsageError("the command is empty")
-        self.inventory.node(node)
+        checks.command(command)
+        checks.node(self.inventory, node)
         rec = self.state.get("commands", {}).get(f"{node}/{command.strip()}")
         if rec:
             return CommandResult(**rec)
@@ -173,8 +174,8 @@ class RecordedService:
                              "", 0.0)
 
     async def follow_log(self, node: str, source: str) -> AsyncIterator[LogLines]:
-        if source not in ("etcd", "dockerd"):
-            raise UsageError(f"unknown log {source!r}; choose one of etcd, dockerd")
+        checks.log_source(source)
+        checks.node(self.inventory, node)
         lines = self.state.get("logs", {}).get(f"{node}/{source}", [])
         for i in range(0, len(lines), 50):
             yield LogLines(node, source, list(lines[i:i + 50]))
@@ -185,8 +186,7 @@ class RecordedService:
         return cluster_from_dict(self.state.get("etcd", {}))
 
     async def etcd_keys(self, source: str, prefix: str = "") -> list[KeyEntry]:
-        if source not in ("v3", "v2"):
-            raise UsageError(f"unknown key space {source!r}; choose v3 or v2")
+        checks.key_source(source)
         self._fail(f"keys_{source}")
         return [KeyEntry(**k) for k in self.state.get("keys", {}).get(source, []) if k["key"].startswith(prefix)]
 
@@ -215,8 +215,9 @@ class RecordedService:
     async def create_network(self, name: str, subnet: str | None = None, attachable: bool = True,
                              node: str | None = None) -> ConvergeResult:
         self.guard.require("creating networks")
-        if any(n.name == name for n in self._networks):
-            raise DockerError(f"network {name} already exists")
+        subnet = require_valid(name, subnet, self._networks)
+        if node is not None:
+            checks.node(self.inventory, node)
         net_id = hashlib.sha256(f"recorded:{name}".encode()).hexdigest()
         used = [n.vni for n in self._networks if n.vni is not None]
         nodes = [n.name for n in self.inventory.nodes]

@@ -1,6 +1,7 @@
 """The create-network form: name, subnet, attachable and the node to create it on.
 
-Nothing is sent until :func:`tui.network_validation.validate` passes; problems show in the form.
+Nothing is sent until :func:`core.dockerd.validation.validate` passes (the rules the CLI and the
+services apply too); problems show in the form.
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from core.dockerd.validation import NetworkRequest, validate
 from core.model import NetworkInfo
-from tui.network_validation import NetworkRequest, validate
 
 
 class NetworkForm(ModalScreen[NetworkRequest | None]):
