@@ -5,8 +5,9 @@ capture interface (``NodeSpec.capture_interface``, else the one holding the node
 address, else the one the SSH session came in on); then
 ``tcpdump -U --immediate-mode -B 8192 -i IFACE -s 128 -w - udp port PORT`` (under a small sh
 watchdog, so it also stops when the SSH channel goes away) streams pcap bytes back over the pooled
-connection (FACTS: "Live capture over SSH"). The bytes go through the incremental pcap parser and
-the fast decoder, are labelled with the node and handed to a :class:`core.capture.merge.FrameMerger`.
+connection (``--immediate-mode``: without it libpcap holds packets for its buffer timeout). The
+bytes go through the incremental pcap parser and the fast decoder, are labelled with the node and
+handed to a :class:`core.capture.merge.FrameMerger`.
 Stopping kills every remote tcpdump by pid; a node whose stream ends on its own (tcpdump died, the
 connection broke, or the node stopped answering while silent) gives a notice
 "NODE: capture ended: REASON (retrying)" while the others go on, and is tried again with a backoff

@@ -1,7 +1,7 @@
 """One Docker SDK client per node, riding on the node's docker socket forwarded over SSH.
 
 No TCP port of dockerd is ever opened or used: the SDK talks to a local unix socket that
-asyncssh forwards to ``/var/run/docker.sock`` on the node (see FACTS). The SDK is blocking, so
+asyncssh forwards to ``/var/run/docker.sock`` on the node. The SDK is blocking, so
 every call goes through :meth:`DockerNodes.call`, which runs it in a thread and turns SDK and
 transport errors into :class:`core.errors.DockerError` naming the node. The threads are this
 part's own (a bounded pool, shut down by :meth:`DockerNodes.close`): a daemon that stalls past a

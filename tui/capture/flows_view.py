@@ -1,6 +1,6 @@
 """The capture pane's flows view: per-flow packets, bytes and rates, per-VNI totals, top talkers.
 
-Tens of rows that change in place, so a DataTable fits (FACTS). The pane computes the
+Tens of rows that change in place, so a DataTable fits. The pane computes the
 :class:`core.model.FlowStat` list off the event loop and hands it to :meth:`FlowsView.show`.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The live frame list: a Line API widget (ScrollView + render_line) over a :class:`FrameRing`.
 
 It never formats a frame that is not on screen, so its cost per redraw is constant whatever the
-ring holds (FACTS: ~45k rows/s absorbed, where a DataTable manages ~870). The owner appends to
+ring holds (a DataTable's grows with its rows; bench/ui.py prints what this list absorbs). The owner appends to
 the ring and calls :meth:`FrameList.sync` on a timer; the list then follows the tail, or, once the
 operator scrolled or moved the cursor up, keeps its place until ``end`` resumes following.
 """

@@ -1,6 +1,6 @@
 """Columns of the live frame list and the formatting of one frame into one line of segments.
 
-Only rows on screen are ever formatted (FACTS: formatting costs more than decoding), so this
+Only rows on screen are ever formatted (formatting an address costs more than decoding it), so this
 module is free to build strings; :func:`layout` fits the columns to the list's width.
 """
 from __future__ import annotations
