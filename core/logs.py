@@ -62,7 +62,7 @@ class _Formatter(logging.Formatter):
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """A RotatingFileHandler whose files (the live one and each rotation) are created 0600."""
 
-    def _open(self):  # type: ignore[no-untyped-def]  # the base class's signature
+    def _open(self):  # the base class calls it to open (and, after a rollover, reopen) the file
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)          # an existing file made by an older version: tighten it
         return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors="backslashreplace")
