@@ -34,6 +34,11 @@ _STATE = os.environ.get("OVERLAY_TUI_TEST_SESSION_STATE") or tempfile.mkdtemp(pr
 os.environ["OVERLAY_TUI_TEST_SESSION_STATE"] = _STATE
 Path(_STATE, "pytest.pid").write_text(str(os.getpid()))
 os.environ["OVERLAY_TUI_STATE"] = _STATE
+# `overlay-tui` run as a subprocess (the venv's entry point) imports this checkout's code, also where the
+# venv's editable install points at another checkout (a worktree sharing a venv).
+_ROOT = str(Path(__file__).resolve().parents[1])
+if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != _ROOT:
+    os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
 _REASON: list[str | None] = []        # cached answer of lab_unavailable_reason()
 
 
