@@ -91,7 +91,10 @@ async def apply_runbook(inventory_path: str) -> None:
         await svc.close()
 
 
-async def soak(inventory_path: str, minutes: float, interval: float, down: float, victim: str) -> None:
+async def soak(inventory_path: str, minutes: float, interval: float, down: float, victim: str,
+               trace: bool = False) -> None:
+    import tracemalloc
+
     from tui.app import OverlayApp
 
     svc = LiveService(load_inventory(inventory_path))
@@ -102,6 +105,9 @@ async def soak(inventory_path: str, minutes: float, interval: float, down: float
             await asyncio.sleep(0.1)
         await asyncio.sleep(10)                        # the first refresh cycles and the watch settle
         print(line("start", svc, t0), flush=True)
+        if trace:
+            tracemalloc.start(8)
+            first = tracemalloc.take_snapshot()
         end = t0 + minutes * 60
         cycle = 0
         while time.monotonic() < end:
@@ -111,6 +117,12 @@ async def soak(inventory_path: str, minutes: float, interval: float, down: float
             await asyncio.sleep(max(0.0, min(interval - (time.monotonic() - started), end - time.monotonic())))
             print(line(f"cycle {cycle}", svc, t0) + f"  [{said}]", flush=True)
         print(line("end", svc, t0), flush=True)
+        if trace:
+            growth = tracemalloc.take_snapshot().compare_to(first, "traceback")
+            print("largest growth of Python allocations since the start (tracemalloc):")
+            for stat in growth[:8]:
+                print(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  "
+                      + " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in stat.traceback[:4]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--victim", default=VICTIM, help=f"the node whose daemons are killed (default {VICTIM})")
     p.add_argument("--name", default="soak", help="lab name (default soak)")
     p.add_argument("--keep-lab", action="store_true", help="leave the lab up afterwards")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="also print where Python allocations grew (slows the console; figures then differ)")
     p.add_argument("--inject", metavar="INVENTORY", help=argparse.SUPPRESS)   # the child process's mode
     args = p.parse_args(argv)
     if args.inject:
@@ -132,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(apply_runbook(info.inventory_path))
         print(f"lab {args.name} up with the runbook applied in {time.monotonic() - t0:.0f} s; console for "
               f"{args.minutes:g} min, {args.victim}'s dockerd and etcd killed every {args.interval:g} s", flush=True)
-        asyncio.run(soak(info.inventory_path, args.minutes, args.interval, args.down, args.victim))
+        asyncio.run(soak(info.inventory_path, args.minutes, args.interval, args.down, args.victim, args.tracemalloc))
     finally:
         if not args.keep_lab:
             lab_down(args.name)
