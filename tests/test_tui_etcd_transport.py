@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from tui_fixtures import SIZE, STATE, press, settle
+from tui_fixtures import SIZE, STATE, press, settle, steady
 
 from core.etcd.tls import OPEN_STORE_WARNING
 from core.recorded.service import RecordedService
@@ -30,7 +30,7 @@ class TlsService(RecordedService):
 
 
 async def test_a_plaintext_store_is_said_in_the_pane_title_and_the_member_card():
-    app = OverlayApp(PlaintextService.load(STATE), deterministic=True)
+    app = steady(OverlayApp(PlaintextService.load(STATE), refresh_timers=False))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert title(app).startswith("etcd members · ⚠ PLAINTEXT: store open to the underlay")
@@ -41,13 +41,13 @@ async def test_a_plaintext_store_is_said_in_the_pane_title_and_the_member_card()
 
 
 async def test_a_tls_store_says_tls_and_an_unknown_one_nothing():
-    app = OverlayApp(TlsService.load(STATE), deterministic=True)
+    app = steady(OverlayApp(TlsService.load(STATE), refresh_timers=False))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert title(app) == "etcd members · TLS"
         await press(pilot, "2", "enter")
         assert dict((k, str(v)) for k, v in app.screen.rows)["transport"] == "TLS: https with client certificates"
-    app = OverlayApp(RecordedService.load(STATE), deterministic=True)
+    app = steady(OverlayApp(RecordedService.load(STATE), refresh_timers=False))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert title(app) == "etcd members"
@@ -61,7 +61,7 @@ class RenewService(RecordedService):
 
 
 async def test_certificates_due_are_said_without_calling_the_store_plaintext():
-    app = OverlayApp(RenewService.load(STATE), deterministic=True)
+    app = steady(OverlayApp(RenewService.load(STATE), refresh_timers=False))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert title(app) == "etcd members · TLS ⚠ certificates need renewing (Enter: details)"

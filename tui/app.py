@@ -40,9 +40,9 @@ DATA_PANES = frozenset({"nodes", "etcd", "networks"})
 class OverlayApp(App[int]):
     """The operator console.
 
-    ``refresh_timers=False`` switches off the periodic refreshes, redraw timers, live rates and (unless
-    ``watch`` says otherwise) the etcd watch: the screens then change only on keys and on what the
-    workers they start post. ``exit_signals`` end the app cleanly (the service is closed on unmount).
+    ``refresh_timers=False`` switches off the periodic refreshes, redraw timers, live rates, the doctor's
+    run after the first paint and (unless ``watch`` says otherwise) the etcd watch: the screens then
+    change only on keys and on what the workers they start post. ``exit_signals`` end the app cleanly (the service is closed on unmount).
     """
 
     CSS_PATH = "app.tcss"
@@ -196,7 +196,7 @@ class OverlayApp(App[int]):
             self.post_message(FirstPaint(self.first_paint_seconds))
             # After the first paint (it must not slow the panes down); never on its own in a read-only
             # console: the port test briefly adds a counting nft table on the nodes.
-            if not self.deterministic and not self.service.read_only:
+            if self.refresh_timers and not self.service.read_only:
                 self.first_doctor()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
