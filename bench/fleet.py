@@ -44,7 +44,7 @@ async def first_paint(inventory: str) -> float:
     from tui.messages import FirstPaint
 
     seen: list[FirstPaint] = []
-    app = OverlayApp(LiveService.open(inventory), deterministic=False, watch=False)
+    app = OverlayApp(LiveService.open(inventory), watch=False)
     hook = lambda m: seen.append(m) if isinstance(m, FirstPaint) else None  # noqa: E731
     async with app.run_test(size=(120, 36), message_hook=hook) as pilot:
         for _ in range(6000):

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from core import checks
 from core.access import WriteGuard
-from core.errors import EtcdError, OverlayError
+from core.errors import EtcdError, OverlayError, UsageError
 from core.etcd.decide import EtcdAction
 from core.etcd.launch import apply_cluster
 from core.etcd.plan import EtcdMemberPlan, plan_cluster
-from core.etcd.read import Endpoint, EtcdReader, rpc_error_text
+from core.etcd.read import RPC_ERRORS, Endpoint, EtcdReader, rpc_error_text
 from core.etcd.sizing import sizing
 from core.etcd.tls import OPEN_STORE_WARNING, PLAINTEXT_WHILE_TLS_WANTED, push
 from core.etcd.watch import EventQueue, KeyWatchThread, diff_keys, diff_members
@@ -121,11 +121,12 @@ class EtcdService:
         """
         deadline = time.monotonic() + 30.0
         while True:
-            _, client = await self.reader.first_client(await self.endpoints())
+            ep = await self.reader.first_ready(await self.endpoints())
             try:
-                await asyncio.to_thread(client.add_member, [peer_url])
+                async with self.reader.using(ep) as client:
+                    await self.reader.thread(client.add_member, [peer_url])
                 return
-            except Exception as e:  # noqa: BLE001 - mapped to a typed error
+            except RPC_ERRORS as e:
                 if time.monotonic() > deadline:
                     raise EtcdError(f"member-add of {peer_url} failed: {rpc_error_text(e)}") from None
             await asyncio.sleep(1.0)
@@ -148,10 +149,11 @@ class EtcdService:
             raise UsageError(f"removing {node}'s etcd member would leave {healthy} healthy of {len(rest)} members, "
                              "no quorum: heal the cluster first (`overlay-tui runbook apply`); nothing was changed")
         endpoints = [ep for ep in await self.endpoints() if ep.via != node] or await self.endpoints()
-        _, client = await self.reader.first_client(endpoints)
+        ep = await self.reader.first_ready(endpoints)
         try:
-            await asyncio.to_thread(client.remove_member, int(member.id, 16))
-        except Exception as e:  # noqa: BLE001 - mapped to a typed error
+            async with self.reader.using(ep) as client:
+                await self.reader.thread(client.remove_member, int(member.id, 16))
+        except RPC_ERRORS as e:
             raise EtcdError(f"member-remove of {node} ({member.id}) failed: {rpc_error_text(e)}") from None
         return member.id
 
