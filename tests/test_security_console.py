@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from textual.widgets import DataTable, Input, Tree
-from tui_fixtures import SIZE, press, settle
+from tui_fixtures import SIZE, press, settle, steady
 
 from core.recorded.service import RecordedService
 from core.text import clean, scrub
@@ -68,7 +68,7 @@ def hostile_state() -> dict:
 
 
 def hostile_app() -> OverlayApp:
-    return OverlayApp(RecordedService(hostile_state(), state_path=STATE), deterministic=True)
+    return steady(OverlayApp(RecordedService(hostile_state(), state_path=STATE), refresh_timers=False))
 
 
 def drawn(app) -> str:
