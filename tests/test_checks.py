@@ -64,7 +64,7 @@ def test_apply_names_and_the_network_rules_exist_once():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    for pattern in ("def apply_names", "def name_problem", "def subnet_problem", "def validate(", "PREDEFINED = "):
+    for pattern in ("def apply_names", "def subnet_problem", "def validate(", "PREDEFINED = "):
         hits = subprocess.run(["grep", "-rln", "--include=*.py", pattern, "core", "tui"], cwd=root,
                               capture_output=True, text=True).stdout.split()
         assert len(hits) == 1, (pattern, hits)
