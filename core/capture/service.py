@@ -14,8 +14,9 @@ from core import checks
 from core.access import WriteGuard
 from core.capture.decode import VxlanDecoder
 from core.capture.names import apply_names, build_names
-from core.capture.pcap import PcapFileReader, write_pcap
+from core.capture.pcap import PcapFileReader
 from core.capture.remote import LiveCapture
+from core.capture.tools import FrameTools
 from core.errors import OverlayError
 from core.files import SaveArea
 from core.model import FlowStat, Frame, FrameBatch, FrameDetail, Inventory, Names, NetworkInfo, NodeSpec, SaveTarget
@@ -35,6 +36,7 @@ class CaptureService:
         """``saves`` says where saved pcaps may go (the service's; a local, writable area when not given)."""
         self.inventory, self.pool, self.list_networks = inventory, pool, list_networks
         self.saves = saves or SaveArea(WriteGuard())
+        self.tools = FrameTools(inventory.cluster.vxlan_port, self.saves)
         self.node_addresses: dict[str, str] = {}     # underlay address -> node, learnt by live captures
         self.last_names: Names | None = None          # the names last read, for flows
 
@@ -107,25 +109,17 @@ class CaptureService:
             notices = []
 
     def frame_detail(self, frame: Frame) -> FrameDetail:
-        """Every layer and field (scapy) and a hex dump of one frame."""
-        from core.capture.detail import frame_detail
-        return frame_detail(frame.raw, self.inventory.cluster.vxlan_port)
+        return self.tools.detail(frame)
 
     def flows(self, frames: list[Frame]) -> list[FlowStat]:
         """Per-flow counters of ``frames`` (named with the names last read, if any)."""
-        from core.capture.flows import FlowTable
-        table = FlowTable()
-        table.add_many(frames)
-        return table.flows(self.last_names)
+        return self.tools.flows(frames, self.last_names)
 
     def save_target(self, name: str) -> SaveTarget:
-        """Where saving as ``name`` would write (ReadOnlyError / UsageError when it may not)."""
-        return self.saves.target(name)
+        return self.tools.save_target(name)
 
     async def save_pcap(self, frames: list[Frame], path: str, *, replace: bool = False) -> int:
-        """Write ``frames`` to a pcap that tcpdump and Wireshark open, where :class:`SaveArea` allows; returns how many."""
-        out = self.saves.open(path, replace=replace)
-        return await asyncio.to_thread(write_pcap, out, list(frames))
+        return await self.tools.save_pcap(frames, path, replace=replace)
 
 
 def _take(records, n: int) -> list:

@@ -19,10 +19,9 @@ from typing import Any
 from core import checks
 from core.access import WriteGuard
 from core.capture.decode import VxlanDecoder
-from core.capture.detail import frame_detail as scapy_detail
-from core.capture.flows import FlowTable
 from core.capture.names import apply_names, build_names, merge_names, names_from_json
-from core.capture.pcap import PcapFileReader, write_pcap
+from core.capture.pcap import PcapFileReader
+from core.capture.tools import FrameTools
 from core.errors import CaptureError, OverlayError
 from core.files import SaveArea
 from core.model import FlowStat, Frame, FrameBatch, FrameDetail, Inventory, Names, NetworkInfo, SaveTarget
@@ -43,6 +42,7 @@ class RecordedCapture:
                  batch: int = BATCH, saves: SaveArea | None = None) -> None:
         self.state, self.state_path, self.inventory, self.list_networks = state, state_path, inventory, list_networks
         self.saves = saves or SaveArea(WriteGuard())
+        self.tools = FrameTools(inventory.cluster.vxlan_port, self.saves)
         self.realtime, self.batch = realtime, batch
         self.last_names: Names | None = None
 
@@ -124,23 +124,16 @@ class RecordedCapture:
 
     # --- one frame, flows, files ---------------------------------------------------------------
     def frame_detail(self, frame: Frame) -> FrameDetail:
-        """Every layer (scapy) and a hex dump of one frame."""
-        return scapy_detail(frame.raw, self.inventory.cluster.vxlan_port)
+        return self.tools.detail(frame)
 
     def flows(self, frames: list[Frame]) -> list[FlowStat]:
-        """Per-flow packets, bytes and current rates of ``frames``, most bytes first."""
-        table = FlowTable()
-        table.add_many(frames)
-        return table.flows(self.last_names)
+        return self.tools.flows(frames, self.last_names)
 
     def save_target(self, name: str) -> SaveTarget:
-        """Where saving as ``name`` would write (ReadOnlyError / UsageError when it may not)."""
-        return self.saves.target(name)
+        return self.tools.save_target(name)
 
     async def save_pcap(self, frames: list[Frame], path: str, *, replace: bool = False) -> int:
-        """Write ``frames`` to a pcap where :class:`SaveArea` allows; returns how many."""
-        out = self.saves.open(path, replace=replace)
-        return await asyncio.to_thread(write_pcap, out, list(frames))
+        return await self.tools.save_pcap(frames, path, replace=replace)
 
 
 def _capturing_node(f: Frame, by_addr: dict[str, str], wanted: set[str], fallback: str) -> str | None:
