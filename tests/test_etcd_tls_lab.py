@@ -165,7 +165,8 @@ def test_plaintext_is_said_and_an_earlier_plaintext_cluster_migrates_to_tls_only
     plain_inv.write_text(Path(lab.inventory_path).read_text().replace("[cluster]\n", "[cluster]\netcd_tls = false\n"))
     plan = json.loads(cli(str(plain_inv), "runbook", "plan", "--json").stdout)
     etcd = next(s for s in plan["steps"] if s["id"] == "etcd")
-    for node, cmd in zip(lab.nodes, etcd["commands"]):
+    assert etcd["commands"][0].startswith("members: ")
+    for node, cmd in zip(lab.nodes, etcd["commands"][1:]):
         assert cmd.startswith(f"{node.name}: etcd --name {node.name} ")
         assert f"--listen-client-urls http://{node.address}:2379,http://127.0.0.1:2379" in cmd
         assert "https" not in cmd and "--cert-file" not in cmd and "--client-cert-auth" not in cmd

@@ -83,8 +83,12 @@ def test_cli_up_status_idempotent_up_down():
         again = cli("lab", "up", "--name", name)
         assert again.returncode == 0 and "already up" in again.stdout
         assert lab_mod.lab_state(name) == info          # same pids, namespaces, index: nothing rebuilt
-        other = cli("lab", "up", "--name", name, "--nodes", "3")
-        assert other.returncode == 1 and "is up with 2 nodes" in other.stderr
+        grown = cli("lab", "up", "--name", name, "--nodes", "3")      # a bigger count adds nodes, keeps the others
+        assert grown.returncode == 0 and "docker-node3: added" in grown.stdout, grown.stderr
+        assert [n["name"] for n in json.loads(cli("lab", "status", "--name", name, "--json").stdout)["nodes"]] == \
+            ["docker-node1", "docker-node2", "docker-node3"]
+        assert [n for n in lab_mod.lab_state(name).nodes if n.name != "docker-node3"] == list(info.nodes)
+        info = lab_mod.lab_state(name)
         down = cli("lab", "down", "--name", name)
         assert down.returncode == 0, down.stderr
         assert leftovers(info) == []

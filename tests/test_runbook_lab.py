@@ -81,8 +81,10 @@ def test_plan_lists_the_exact_commands_per_node(lab2):
     plan = json.loads(cli(lab2.inventory_path, "runbook", "plan", "--json").stdout)
     assert [s["id"] for s in plan["steps"]] == STEP_IDS
     etcd = next(s for s in plan["steps"] if s["id"] == "etcd")
-    assert len(etcd["commands"]) == 4          # per node: install the TLS certificates, then start etcd
-    for node, install, cmd in zip(lab2.nodes, etcd["commands"][::2], etcd["commands"][1::2]):
+    sizing, *per_node = etcd["commands"]
+    assert sizing.startswith("members: docker-node1, docker-node2 (default sizing")
+    assert len(per_node) == 4          # per node: install the TLS certificates, then start etcd
+    for node, install, cmd in zip(lab2.nodes, per_node[::2], per_node[1::2]):
         assert install.startswith(f"{node.name}: install the cluster CA") and "/etc/etcd/pki" in install
         assert cmd.startswith(f"{node.name}: etcd --name {node.name} ")
         assert f"--advertise-client-urls https://{node.address}:2379" in cmd and "--enable-v2=true" in cmd
