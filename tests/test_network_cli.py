@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,13 @@ def test_create_ls_delete_round_trip(classic2):
     assert res.returncode == 0, res.stderr
     assert "created overlay network cli-test" in res.stdout and "docker-node1, docker-node2" in res.stdout
     try:
-        res = cli(classic2, "ls", "--json")
-        assert res.returncode == 0, res.stderr
-        net = next(n for n in json.loads(res.stdout) if n["name"] == "cli-test")
+        deadline = time.monotonic() + 30       # the classic store is eventually consistent: poll, bounded
+        while True:
+            res = cli(classic2, "ls", "--json")
+            assert res.returncode == 0, res.stderr
+            net = next(n for n in json.loads(res.stdout) if n["name"] == "cli-test")
+            if len(net["nodes"]) == 2 or time.monotonic() > deadline:
+                break
         assert (net["driver"], net["scope"], net["subnet"], net["nodes"], net["attachable"]) == \
             ("overlay", "global", "198.19.190.0/24", ["docker-node1", "docker-node2"], True)
         table = cli(classic2, "ls")

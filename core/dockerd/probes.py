@@ -160,12 +160,25 @@ class Probes:
             return "started"
         return await self.docker.call(node, run)
 
-    async def start(self, network: str) -> dict[str, str]:
-        """One probe per node on ``network``, concurrently; node -> "started"/"kept"."""
+    async def start(self, network: str, attempts: int = 3, pause: float = 1.0) -> dict[str, str]:
+        """One probe per node on ``network``, concurrently; node -> "started"/"kept".
+
+        Docker 20.10's classic store was seen refusing an endpoint just after the network was made
+        ("failed to get network from store during join: network ... not found" on a node that lists it
+        a moment later), so a node whose start Docker refused is tried again, ``attempts`` times in all.
+        """
         nodes = [n.name for n in self.inventory.nodes]
-        results = await asyncio.gather(*(self.start_one(n, network) for n in nodes), return_exceptions=True)
+        done: dict[str, str] = {}
+        results: list[str | BaseException] = []
+        for attempt in range(attempts):
+            todo = [n for n in nodes if n not in done]
+            results = await asyncio.gather(*(self.start_one(n, network) for n in todo), return_exceptions=True)
+            done.update({n: r for n, r in zip(todo, results) if isinstance(r, str)})
+            if len(done) == len(nodes) or attempt == attempts - 1:
+                break
+            await asyncio.sleep(pause)
         raise_gathered(results, DockerError)
-        return {n: r for n, r in zip(nodes, results) if isinstance(r, str)}
+        return {n: done[n] for n in nodes}
 
     async def remove(self, network: str | None = None) -> list[str]:
         """Remove the probe containers (of ``network``, or all) on every node; the names removed as name@node."""
