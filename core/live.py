@@ -128,6 +128,9 @@ class LiveService:
     def follow_log(self, node: str, source: str) -> AsyncIterator[LogLines]:
         return scrubbed(self.node_part.follow_log(node, source))
 
+    def node_statuses(self, names: list[str] | None = None) -> AsyncIterator[NodeStatus]:
+        return scrubbed(self.node_part.statuses(names))
+
     # --- etcd ---------------------------------------------------------------------------
     async def etcd_cluster(self) -> EtcdCluster:
         return scrub(await self.etcd.cluster())

@@ -1,16 +1,15 @@
 """Pilot tests of the console's main screen on recorded lab state: panes, layout, keys, palette, read-only."""
 from __future__ import annotations
 
-import asyncio
-
 from tui_fixtures import SIZE, STATE, press, recorded_app, settle, steady, table_cells, table_rows
 
 from core.errors import NodeUnreachable
 from core.recorded.service import RecordedService
 from tui.app import OverlayApp
 from tui.commands import MUTATING, key_table
-from tui.messages import FirstPaint, NodesLoaded, PaneFilled
+from tui.messages import FirstPaint, PaneFilled
 from tui.modals.network_form import NetworkForm
+from tui.panes.nodes import NodeAnswered
 from tui.screens.help import HelpScreen
 from tui.screens.ping_grid import PingGridScreen
 
@@ -184,7 +183,7 @@ async def test_failures_show_in_their_pane_and_the_app_keeps_running():
         assert any("connection refused" in n.message for n in app._notifications)
         assert app.first_paint_seconds is not None  # errors count as filled: the screen is complete
         await press(pilot, "1", "r")
-        assert any(isinstance(m, NodesLoaded) for m in messages)
+        assert any(isinstance(m, NodeAnswered) for m in messages)
         assert app.is_running
 
 
@@ -245,44 +244,6 @@ def test_keymap_file_is_read_and_bad_files_are_named(tmp_path, monkeypatch):
     bad.write_text("[keymap\n")
     with pytest.raises(UsageError, match=str(bad)):
         load_keymap(str(bad))
-
-
-class SlowNodesService(RecordedService):
-    """nodes() waits until released: a node that answers slower than the refresh period."""
-
-    calls = 0
-    release: asyncio.Event
-
-    async def nodes(self):
-        type(self).calls += 1
-        await self.release.wait()
-        return await super().nodes()
-
-
-async def test_a_slow_refresh_is_not_cut_off_by_the_timer():
-    import asyncio
-
-    SlowNodesService.release = asyncio.Event()
-    SlowNodesService.calls = 0
-    app = steady(OverlayApp(SlowNodesService.load(STATE), refresh_timers=False))
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        pane = app.query_one("#nodes")
-        assert SlowNodesService.calls == 1
-        pane._tick()                 # what the 5 s timer does while the first refresh still runs
-        pane._tick()
-        await pilot.pause()
-        assert SlowNodesService.calls == 1
-        assert app.is_running and pane.border_subtitle == "loading…"   # the UI is not blocked meanwhile
-        await pilot.press("2")
-        await pilot.pause()
-        assert app.focused_pane_id() == "etcd"
-        SlowNodesService.release.set()
-        await settle(pilot)
-        assert len(table_rows(app, "#nodes-table")) == 3
-        pane._tick()
-        await settle(pilot)
-        assert SlowNodesService.calls == 2
 
 
 async def test_a_long_error_stays_a_short_word_and_the_column_shrinks_back_when_the_members_recover():

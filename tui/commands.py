@@ -16,7 +16,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from tui.console import Console
 
 #: binding ids of the actions that change something; read-only consoles refuse them
-MUTATING = {"nodes.run-command", "networks.create", "networks.delete", "runbook.apply"}
+MUTATING = {"nodes.run-command", "networks.create", "networks.delete", "runbook.apply", "nodes.remove"}
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,7 @@ from __future__ import annotations
 from textual.message import Message
 from textual.notifications import SeverityLevel
 
-from core.model import ClusterEvent, DoctorReport, EtcdCluster, NetworkInfo, NodeStatus
-
-
-class NodesLoaded(Message):
-    """The nodes' status arrived."""
-
-    def __init__(self, nodes: list[NodeStatus]) -> None:
-        super().__init__()
-        self.nodes = nodes  #: one status per inventory node
+from core.model import ClusterEvent, DoctorReport, EtcdCluster, NetworkInfo
 
 
 class EtcdLoaded(Message):

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from core import checks
 from core.access import WriteGuard
 from core.dockerd.clients import DockerNodes
-from core.errors import CommandTimeout, OverlayError
+from core.errors import CommandTimeout, NodeUnreachable, OverlayError
 from core.etcd.sizing import sizing
-from core.model import CommandResult, Inventory, LogLines, NodeStatus
+from core.model import CommandResult, Inventory, LogLines, NodeSpec, NodeStatus
+from core.nodes.answers import ANSWER_TIMEOUT, GRACE, as_they_answer
 from core.ssh import SSHPool
 
 # One round trip gathers the host's facts; each line is KEY=VALUE so a missing tool leaves a blank.
@@ -28,7 +29,11 @@ FACTS_SCRIPT = (
 
 # A status answer that takes longer than this marks the node down (its connection is dropped and made again
 # on the next refresh): a hung node must not hold its row, or the console, for the 30 s command timeout.
-STATUS_TIMEOUT = 5.0
+# It is below the console's 5 s refresh (core.nodes.answers), so a node that stops is down within two refreshes.
+STATUS_TIMEOUT = ANSWER_TIMEOUT
+#: seconds beyond the status timeout a connect may take before the node is called unreachable (the command's
+#: own timeout fires first when a connection is open)
+CONNECT_GRACE = 0.25
 
 LOG_SOURCES = checks.LOG_SOURCES    # (kept importable here: the record command reads it)
 
@@ -49,18 +54,19 @@ class NodeService:
     def __init__(self, inventory: Inventory, pool: SSHPool, docker: DockerNodes, guard: WriteGuard) -> None:
         self.inventory, self.pool, self.docker, self.guard = inventory, pool, docker, guard
 
-    async def node_status(self, name: str) -> NodeStatus:
+    async def node_status(self, name: str, timeout: float | None = None) -> NodeStatus:
+        """One node's status within about ``timeout`` s (STATUS_TIMEOUT): its SSH facts and Docker's info are
+        asked at once."""
         spec = self.inventory.node(name)
-        limit = min(spec.command_timeout, STATUS_TIMEOUT)
-        t0 = time.monotonic()
-        try:
-            res = await self.pool.run(spec, FACTS_SCRIPT, timeout=limit)
-        except CommandTimeout as e:
-            self.pool.forget(spec)
-            return NodeStatus(name=spec.name, address=spec.address, reachable=False, error=str(e))
-        except OverlayError as e:
-            return NodeStatus(name=spec.name, address=spec.address, reachable=False, error=str(e))
-        latency = round((time.monotonic() - t0) * 1000, 1)
+        limit = min(spec.command_timeout, timeout or STATUS_TIMEOUT)
+        facts_answer, info_answer = await asyncio.gather(self._facts(spec, limit), self._docker_info(spec, limit),
+                                                         return_exceptions=True)
+        if isinstance(facts_answer, OverlayError):
+            return NodeStatus(name=spec.name, address=spec.address, reachable=False, error=str(facts_answer))
+        if isinstance(facts_answer, BaseException):
+            raise facts_answer
+        res, took = facts_answer
+        latency = round(took * 1000, 1)
         facts = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
         etcd_state = facts.get("etcd") or None
         if etcd_state != "running" and not sizing(self.inventory).is_member(spec.name):
@@ -69,19 +75,42 @@ class NodeService:
                             hostname=facts.get("hostname") or None, kernel=facts.get("kernel") or None,
                             etcd_state=etcd_state,
                             etcd_last_error=facts.get("etcd_fatal", "").strip()[:300] or None)
-        try:
-            info = await asyncio.wait_for(self.docker.call(spec.name, lambda c: c.info()), limit)
-        except TimeoutError:
+        if isinstance(info_answer, TimeoutError):
             status.error = f"{spec.name}: the Docker daemon did not answer within {limit:g} s"
-        except OverlayError as e:
-            status.error = str(e)
+        elif isinstance(info_answer, OverlayError):
+            status.error = str(info_answer)
+        elif isinstance(info_answer, BaseException):
+            raise info_answer
         else:
-            status.docker_version, status.store_mode = info.get("ServerVersion"), store_mode(info)
+            status.docker_version, status.store_mode = info_answer.get("ServerVersion"), store_mode(info_answer)
         return status
+
+    async def _facts(self, spec: NodeSpec, limit: float) -> tuple[CommandResult, float]:
+        """The facts script's result and its round trip; connecting counts against ``limit`` too (a link
+        down under no open connection hangs in the connect), and a node that hangs has its connection dropped."""
+        t0 = time.monotonic()
+        try:
+            res = await asyncio.wait_for(self.pool.run(spec, FACTS_SCRIPT, timeout=limit), limit + CONNECT_GRACE)
+        except CommandTimeout:
+            self.pool.forget(spec)
+            raise
+        except TimeoutError:
+            self.pool.forget(spec)
+            raise NodeUnreachable(spec.name, f"no SSH answer from {spec.address} within {limit:g} s") from None
+        return res, time.monotonic() - t0
+
+    async def _docker_info(self, spec: NodeSpec, limit: float) -> dict:
+        return await asyncio.wait_for(self.docker.call(spec.name, lambda c: c.info()), limit)
 
     async def nodes(self) -> list[NodeStatus]:
         """Every node's status, gathered concurrently (one round trip, not N)."""
         return list(await asyncio.gather(*(self.node_status(n.name) for n in self.inventory.nodes)))
+
+    def statuses(self, names: list[str] | None = None, timeout: float | None = None) -> AsyncIterator[NodeStatus]:
+        """Each node's status (every node when ``names`` is None) as it answers; a silent node comes as down."""
+        limit = timeout or STATUS_TIMEOUT
+        specs = list(self.inventory.nodes) if names is None else [checks.node(self.inventory, n) for n in names]
+        return as_they_answer(specs, lambda s: self.node_status(s.name, limit), limit + GRACE)
 
     async def run_command(self, node: str, command: str) -> CommandResult:
         self.guard.require("running commands on nodes")

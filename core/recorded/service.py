@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -61,6 +62,7 @@ from core.model import (
     StepState,
     TraceResult,
 )
+from core.nodes.answers import ANSWER_TIMEOUT, as_they_answer
 from core.paths import served_files_dir
 from core.recorded.capture import RecordedCapture
 from core.text import scrub
@@ -133,6 +135,7 @@ class RecordedService:
         self.links_replay = TwoEndedReplay(base / links_pcap, self.inventory,
                                            names_from_dict(self.state.get("names") or {}))
         self.links_part = LinksService(self.links_replay.sightings, self.links_replay.node_names, settle=0.0)
+        self.status_timeout = ANSWER_TIMEOUT    #: seconds a node's status may take in node_statuses
 
     @property
     def read_only(self) -> bool:
@@ -179,6 +182,18 @@ class RecordedService:
         lines = self.state.get("logs", {}).get(f"{node}/{source}", [])
         for i in range(0, len(lines), 50):
             yield LogLines(node, source, list(lines[i:i + 50]))
+
+    async def node_status(self, name: str) -> NodeStatus:
+        """One node's recorded status (as :meth:`nodes` holds it; a node recorded without one: down, saying so)."""
+        spec = checks.node(self.inventory, name)
+        found = next((n for n in await self.nodes() if n.name == name), None)
+        return found or NodeStatus(name=name, address=spec.address, reachable=False,
+                                   error=f"{name}: no status was recorded for this node")
+
+    def node_statuses(self, names: list[str] | None = None) -> AsyncIterator[NodeStatus]:
+        """Each node's status as :meth:`node_status` gives it, each bounded by ``status_timeout`` (as live)."""
+        specs = list(self.inventory.nodes) if names is None else [checks.node(self.inventory, n) for n in names]
+        return as_they_answer(specs, lambda s: self.node_status(s.name), self.status_timeout)
 
     # etcd
     async def etcd_cluster(self) -> EtcdCluster:
@@ -312,5 +327,33 @@ class RecordedService:
 
     # membership
     async def remove_node(self, name: str) -> list[str]:
+        """In memory, as :mod:`core.nodes.remove` does on live nodes (same refusals: unknown, last node, quorum)."""
         self.guard.require("removing a node")
-        raise UsageError("a recording cannot remove nodes: run `overlay-tui node remove` against live nodes")
+        names = [n.name for n in self.inventory.nodes]
+        checks.node(self.inventory, name)
+        if len(names) == 1:
+            raise UsageError(f"{name} is the only node of the inventory: there would be no cluster left")
+        members = self.state.setdefault("etcd", {}).setdefault("members", [])
+        member = next((m for m in members if m.get("name") == name), None)
+        if member is not None:
+            rest = [m for m in members if m is not member]
+            healthy = sum(bool(m.get("healthy")) for m in rest)
+            if not rest or healthy * 2 <= len(rest):
+                raise UsageError(f"removing {name}'s etcd member would leave {healthy} healthy of {len(rest)} "
+                                 "members, no quorum: heal the cluster first (`overlay-tui runbook apply`); "
+                                 "nothing was changed")
+        done = []
+        for net in self._networks:
+            for c in [c for c in net.containers if c.node == name and c.name.startswith("probe-")]:
+                net.containers.remove(c)
+                done.append(f"{name}: probe container {c.name} removed")
+        if member is not None:
+            members.remove(member)
+            done.append(f"etcd member {member.get('id')} of {name} removed (member-remove)")
+        done.append(f"{name}: cluster-store and cluster-advertise taken out of /etc/docker/daemon.json; "
+                    "dockerd restarted (recorded state: in memory only)")
+        self.state["nodes"] = [n for n in self.state.get("nodes", []) if n.get("name") != name]
+        self.inventory = dataclasses.replace(self.inventory, nodes=tuple(n for n in self.inventory.nodes
+                                                                         if n.name != name))
+        done.append(f"{name} removed from the inventory {self.inventory.path}")
+        return done
