@@ -47,6 +47,7 @@ SCENES: tuple[Scene, ...] = (
     Scene("help", ("question_mark",)),
     Scene("doctor", ("exclamation_mark",)),
     Scene("links_grid", ("4", "l")),
+    Scene("node_remove_confirm", ("1", "down", "down", "D")),
 )
 
 

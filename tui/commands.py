@@ -46,6 +46,7 @@ def _scopes(app_class: type) -> list[tuple[str, type, str | None]]:
     from tui.screens.key_browser import KeyBrowserScreen
     from tui.screens.links import LinksScreen
     from tui.screens.log import LogScreen
+    from tui.screens.node_removal import NodeRemovalScreen
     from tui.screens.ping_grid import PingGridScreen
     from tui.screens.runbook import RunbookScreen
     from tui.screens.trace import TraceScreen
@@ -57,6 +58,7 @@ def _scopes(app_class: type) -> list[tuple[str, type, str | None]]:
                ("Ping matrix", PingGridScreen, "ping"), ("Log", LogScreen, "log"),
                ("Confirm (before anything destructive)", ConfirmModal, "confirm"), ("Doctor", DoctorScreen, "doctor"),
                ("Links", LinksScreen, "links"), ("Trace", TraceScreen, "trace")]
+    scopes += [("Node removal", NodeRemovalScreen, "node-removal")]
     return scopes
 
 

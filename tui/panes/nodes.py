@@ -1,6 +1,8 @@
 """The nodes pane: reachability and latency, hostname, kernel, Docker version and store mode, etcd state."""
 from __future__ import annotations
 
+import asyncio
+
 from rich.markup import escape
 from rich.text import Text
 from textual import work
@@ -13,6 +15,8 @@ from tui.messages import PaneFailed
 from tui.panes.base import Pane, describe_error
 
 DASH = Text("—", style="dim")
+#: seconds the etcd read before asking about a node's removal may take (the removal itself checks again)
+PREVIEW_SECONDS = 6.0
 
 
 def _cell(value: str | None, good: str | None = None) -> Text:
@@ -227,13 +231,15 @@ class NodesPane(Pane):
         if not console(self).writable("removing a node"):
             return
         if (node := self._node()) is not None:
-            self.app.notify(f"reading etcd before asking about removing {node}…", timeout=2, markup=False)
             self._before_removal(node)
 
     @work(group="node-remove-ask", exclusive=True, exit_on_error=False)
     async def _before_removal(self, node: str) -> None:
         try:
-            cluster = await console(self).service.etcd_cluster()
+            cluster = await asyncio.wait_for(console(self).service.etcd_cluster(), PREVIEW_SECONDS)
+        except TimeoutError:
+            self.post_message(RemovalAsked(node, None, f"no answer within {PREVIEW_SECONDS:g} s"))
+            return
         except Exception as e:  # noqa: BLE001 - the question says etcd is unread; the removal checks again
             self.post_message(RemovalAsked(node, None, describe_error(e)))
             return

@@ -54,7 +54,7 @@ def removal_question(name: str, inventory_path: str, cluster: EtcdCluster | None
         "• its probe container is removed",
         etcd_line(name, cluster, error),
         "• cluster-store and cluster-advertise are taken out of its daemon.json and its [b]dockerd restarts[/b] "
-        "(it leaves the store and the gossip; its containers stop)",
+        "(it leaves the store and the overlay's gossip)",
         f"• its \\[\\[node]] table is dropped from the inventory {escape(inventory_path)}",
         "A node that does not answer SSH is removed from etcd and the inventory only. To add a node: add it to the "
         "inventory and apply the runbook."])
