@@ -24,6 +24,10 @@ from core.errors import DockerError, OverlayError
 DOCKER_SOCKET = "/var/run/docker.sock"
 #: threads for SDK calls: a few per node run at once (a listing inspects each overlay network)
 THREADS = 8
+#: SDK calls one node may have in threads at once (more wait their turn): a daemon that stalls (a link down
+#: under its socket forward) ties up this many threads at most, never the other nodes' (the pool has at least
+#: this many threads per node)
+PER_NODE = 3
 #: what an SDK call raises when the daemon refuses or cannot be reached; anything else is a bug
 SDK_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 T = TypeVar("T")
@@ -51,10 +55,12 @@ def docker_error(node: str, exc: BaseException) -> DockerError:
 class DockerNodes:
     """Lazily opened SDK clients, one per node, over the pool's SSH connections."""
 
-    def __init__(self, pool, timeout: float = 30.0, threads: int = THREADS) -> None:
+    def __init__(self, pool, timeout: float = 30.0, threads: int | None = None) -> None:
         self.pool = pool
         self.timeout = timeout
+        threads = threads or max(THREADS, PER_NODE * len(getattr(pool, "nodes", None) or ()))
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="overlay-tui-docker")
+        self._slots: dict[str, asyncio.Semaphore] = {}    # node -> its share of the threads (PER_NODE)
         self._clients: dict[str, docker.DockerClient] = {}
         self._sockets: dict[str, str] = {}       # node -> local end of the forwarded docker socket
         self._locks: dict[str, asyncio.Lock] = {}
@@ -81,7 +87,7 @@ class DockerNodes:
         """Run ``fn(client, *args, **kwargs)`` in a thread with the node's client."""
         cl = await self.client(node)
         try:
-            return await self._thread(fn, cl, *args, **kwargs)
+            return await self._node_thread(node, fn, cl, *args, **kwargs)
         except OverlayError:
             raise
         except SDK_ERRORS as e:
@@ -98,6 +104,26 @@ class DockerNodes:
         cl = self._clients.pop(node, None)
         if cl is not None:
             await self._thread(cl.close)
+
+    async def _node_thread(self, node: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn`` in a thread, within the node's share: the share is given back when the thread ends, not when
+        a caller stops waiting for it (a call stuck on a silent daemon keeps its thread until its own timeout)."""
+        slots = self._slots.setdefault(node, asyncio.Semaphore(PER_NODE))
+        await slots.acquire()
+        loop = asyncio.get_running_loop()
+
+        def given_back(_: object) -> None:
+            try:
+                loop.call_soon_threadsafe(slots.release)
+            except RuntimeError:         # the loop has closed (the console exited): nobody waits for the share
+                pass
+        try:
+            done = self.executor.submit(functools.partial(fn, *args, **kwargs))
+        except BaseException:
+            slots.release()
+            raise
+        done.add_done_callback(given_back)
+        return await asyncio.wrap_future(done)
 
     async def _thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))

@@ -93,10 +93,13 @@ class NodeService:
             res = await asyncio.wait_for(self.pool.run(spec, FACTS_SCRIPT, timeout=limit), limit + CONNECT_GRACE)
         except CommandTimeout:
             self.pool.forget(spec)
-            raise
+            raise NodeUnreachable(spec.name, f"its status command did not finish within {limit:g} s (no answer over "
+                                  f"SSH from {spec.address}: the host, its sshd or the link to it is down, or it is "
+                                  "overloaded)") from None
         except TimeoutError:
             self.pool.forget(spec)
-            raise NodeUnreachable(spec.name, f"no SSH answer from {spec.address} within {limit:g} s") from None
+            raise NodeUnreachable(spec.name, f"no answer over SSH from {spec.address} within {limit:g} s (the host, "
+                                  "its sshd or the link to it is down, or it is overloaded)") from None
         return res, time.monotonic() - t0
 
     async def _docker_info(self, spec: NodeSpec, limit: float) -> dict:

@@ -1,0 +1,75 @@
+"""The console on the live lab with one node's link taken down (issue 12): that node's row is shown down,
+with why, within two refreshes of its link going down, while the other rows keep updating on their period;
+when the link comes back the row is up again.
+
+The pane's own 5 s timer drives the refreshes (a read-only console: no doctor run, no watch); every wait
+is a bounded poll of what the console shows.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from tui_fixtures import SIZE, steady, table_cells
+
+from core.live import LiveService
+from tui.app import OverlayApp
+from tui.panes.nodes import NodeAnswered, NodesPane
+
+pytestmark = pytest.mark.lab
+
+
+async def until(pilot, cond, what: str, seconds: float) -> float:
+    """Let the console run until ``cond()`` holds; the monotonic time it held (fails after ``seconds``)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if cond():
+            return time.monotonic()
+        await pilot.pause(0.05)
+    raise AssertionError(f"not within {seconds:g} s: {what}")
+
+
+def link(netns: str, state: str) -> None:
+    subprocess.run(["ip", "-n", netns, "link", "set", "eth0", state], check=True)
+
+
+async def test_a_node_whose_link_goes_down_is_down_within_two_refreshes_and_the_others_keep_updating(lab3):
+    names = [n.name for n in lab3.inventory.nodes]
+    silent, others = names[2], names[:2]
+    netns = lab3.info.nodes[2].netns
+    period = NodesPane.REFRESH_SECONDS
+    seen: list[tuple[float, object]] = []
+    app = steady(OverlayApp(LiveService(lab3.inventory, read_only=True), watch=False))
+
+    def answers(name: str, since: float) -> list[float]:
+        return [t for t, m in seen if isinstance(m, NodeAnswered) and m.status.name == name and t >= since]
+
+    def state(name: str) -> str:
+        return {r["node"]: r["state"] for r in table_cells(app, "#nodes-table")}.get(name, "")
+
+    async with app.run_test(size=SIZE, message_hook=lambda m: seen.append((time.monotonic(), m))) as pilot:
+        await until(pilot, lambda: all(state(n) == "● up" for n in names), "every node up", 30)
+        link(netns, "down")
+        try:
+            down_at = time.monotonic()
+            shown = await until(pilot, lambda: state(silent) == "✗ down", f"{silent} shown down", 2 * period + 3)
+            took = shown - down_at
+            print(f"{silent} shown down {took:.1f} s after its link went down")
+            assert took <= 2 * period + 1.0, f"{silent} shown down {took:.1f} s after its link went down"
+            subtitle = str(app.query_one("#nodes").border_subtitle)
+            assert f"{silent}: " in subtitle and "no answer" in subtitle and "2/3 reachable" in subtitle, subtitle
+            assert "echo hostname" not in subtitle, subtitle        # a sentence, not the command that hung
+            # the others: answered on their period all along, never waiting for the silent node
+            await until(pilot, lambda: all(len(answers(n, down_at)) >= 3 for n in others),
+                        "three refreshes of the other rows while the link is down", 3 * period + 5)
+            for n in others:
+                times = [down_at, *answers(n, down_at)]
+                gaps = [b - a for a, b in zip(times, times[1:])]
+                print(f"{n}: seconds between answers while the link was down: {[round(g, 1) for g in gaps]}")
+                assert max(gaps) <= period + 2.0, f"{n}'s row waited {max(gaps):.1f} s between answers: {gaps}"
+                assert state(n) == "● up"
+            assert state(silent) == "✗ down"
+        finally:
+            link(netns, "up")
+        await until(pilot, lambda: state(silent) == "● up", f"{silent} up again once its link is back", 60)
