@@ -278,3 +278,18 @@ async def test_read_only_refuses_node_remove_and_the_palette_says_so():
         await press(pilot, "enter")
         assert isinstance(writable.screen, ConfirmModal)
         assert "Remove docker-node1 from the cluster?" in confirm_text(writable)
+
+
+async def test_a_node_added_to_the_inventory_is_shown_as_joining_with_the_next_apply():
+    app = recorded_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "not in the cluster yet" not in str(app.query_one("#nodes").border_subtitle)
+        app.service.state["nodes"][2].update(store_mode="local", etcd_state="not installed")
+        await press(pilot, "1", "r")
+        assert (str(app.query_one("#nodes").border_subtitle)
+                == "3/3 reachable · docker-node3 not in the cluster yet: joins with the next runbook apply (b)")
+        for n in app.service.state["nodes"]:
+            n["store_mode"] = "local"
+        await press(pilot, "r")
+        assert "no node uses the cluster store yet: apply the runbook (b)" in str(app.query_one("#nodes").border_subtitle)

@@ -50,6 +50,18 @@ def waiting_cells(name: str) -> tuple[object, ...]:
     return (Text(name, style="bold"), Text("… asking", style="dim"), *([DASH] * 6))
 
 
+def joining_note(known: list[NodeStatus]) -> str:
+    """Nodes whose dockerd is not on the cluster store yet (a node just added to the inventory): the runbook's
+    next apply makes them members or store clients."""
+    classic = "etcd (classic)"
+    outside = [n.name for n in known if n.reachable and n.store_mode is not None and n.store_mode != classic]
+    if not outside:
+        return ""
+    if not any(n.store_mode == classic for n in known):
+        return " · no node uses the cluster store yet: apply the runbook (b)"
+    return f" · {', '.join(outside)} not in the cluster yet: joins with the next runbook apply (b)"
+
+
 def with_node(name: str, error: str | None) -> str:
     """``NAME: error``, without doubling the name when the error already starts with it."""
     text = error or "unreachable"
@@ -178,6 +190,7 @@ class NodesPane(Pane):
         summary = f"{up}/{len(names)} reachable"
         if len(known) < len(names):
             summary += f" · {len(names) - len(known)} not answered yet"
+        summary += joining_note(known)
         self.show_rows([(n, node_cells(self.statuses[n]) if n in self.statuses else waiting_cells(n))
                         for n in names], summary)
         down = [with_node(n.name, n.error) for n in known if not n.reachable or n.docker_version is None]
