@@ -293,3 +293,22 @@ async def test_a_node_added_to_the_inventory_is_shown_as_joining_with_the_next_a
             n["store_mode"] = "local"
         await press(pilot, "r")
         assert "no node uses the cluster store yet: apply the runbook (b)" in str(app.query_one("#nodes").border_subtitle)
+
+
+async def test_a_node_asked_by_r_just_before_a_tick_gets_a_whole_period_before_it_is_called_down():
+    app, svc = gated_app()
+    svc.open_all()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pane = app.query_one(NodesPane)
+        svc.gates["docker-node2"].clear()
+        await pilot.press("1", "r")                   # asked now, between two ticks
+        await until(pilot, lambda: svc.asked["docker-node2"] == 2 and "docker-node1" not in pane.asking, "the r")
+        pane._tick()                                  # the timer fires right after: not a whole period yet
+        await until(pilot, lambda: svc.asked["docker-node1"] == 3, "the tick's asking")
+        assert states(app)["docker-node2"] == "● up"
+        pane._tick()
+        await until(pilot, lambda: states(app)["docker-node2"] == "✗ down", "down at the next tick")
+        assert svc.asked["docker-node2"] == 2          # one asking in flight, never a second
+        svc.gates["docker-node2"].set()
+        await settle(pilot)

@@ -132,14 +132,17 @@ class NodesPane(Pane):
         return [n.name for n in console(self).service.inventory.nodes if n.name not in self.removed]
 
     # --- refresh: one asking in flight per node ----------------------------------------------
-    def fetch(self) -> None:  # type: ignore[override]  # a per-node asking, not the base's one worker
-        """Ask every node that is not being asked already; each row updates as its node answers."""
+    def fetch(self, *, timed: bool = False) -> None:  # type: ignore[override]  # per node, not one worker
+        """Ask every node that is not being asked already; each row updates as its node answers.
+
+        ``timed``: the refresh timer asks (a node asked between two ticks, by `r`, is given a whole period
+        before the pane calls it down)."""
         names = [n for n in self.names() if n not in self.asking]
         if not names:
             return
         self._asks += 1
         for n in names:
-            self.asking[n] = (self._asks, self.ticks)
+            self.asking[n] = (self._asks, self.ticks if timed else self.ticks + 1)
         self.run_worker(self._ask(names, self._asks), group="node-status", exit_on_error=False)
 
     async def _ask(self, names: list[str], ask: int) -> None:
@@ -163,7 +166,7 @@ class NodesPane(Pane):
                                                  error=f"{name}: no answer for {silent * self.REFRESH_SECONDS:g} s "
                                                        "(asked at an earlier refresh, still waiting)")
         self._show()
-        self.fetch()
+        self.fetch(timed=True)
 
     def on_node_answered(self, msg: NodeAnswered) -> None:
         msg.stop()
