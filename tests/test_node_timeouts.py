@@ -5,7 +5,7 @@ import asyncio
 import time
 
 from core.access import WriteGuard
-from core.errors import CommandTimeout
+from core.errors import CommandTimeout, NodeUnreachable
 from core.model import CommandResult, Inventory, NodeSpec
 from core.nodes import service as node_service
 from core.nodes.service import NodeService
@@ -24,6 +24,9 @@ class HangingPool:
         except TimeoutError:
             raise CommandTimeout(spec.name, f"`{command}` did not finish within {timeout:g} s") from None
         return CommandResult(spec.name, command, 0, "hostname=h\nkernel=k\netcd=running\n", "", 0.001)
+
+    async def connection(self, spec):
+        """Connected at once (the hang is in the command, under an open connection)."""
 
     def forget(self, node) -> None:
         self.forgotten.append(node.name if hasattr(node, "name") else node)
@@ -46,3 +49,39 @@ async def test_a_hanging_node_is_marked_down_after_its_own_timeout_and_its_conne
     assert [(s.name, s.reachable) for s in statuses] == [("n1", True), ("n2", False), ("n3", True)]
     assert "did not finish within 0.3 s" in (statuses[1].error or "")
     assert pool.forgotten == ["n2"]                 # the next refresh connects afresh, with its connect timeout
+
+
+class SlowConnectPool(HangingPool):
+    """n2's connect takes 0.5 s and fails (a link down with no connection open); counts how connects end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connects: list[str] = []
+
+    async def connection(self, spec):
+        if spec.name != "n2":
+            return None
+        try:
+            await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            self.connects.append("cancelled")
+            raise
+        self.connects.append("failed")
+        raise NodeUnreachable("n2", "no answer from 198.18.0.2:22 within 0.5 s")
+
+
+async def test_a_connect_outlasting_the_status_timeout_is_not_cut_short_and_the_other_rows_come_first(monkeypatch):
+    """The row is down after its own timeout, but the connect runs on to its end (the pool then hands its
+    failure to every caller queued behind it, instead of each connecting again, one after the other)."""
+    monkeypatch.setattr(node_service, "STATUS_TIMEOUT", 0.1)
+    nodes = tuple(NodeSpec(name=f"n{i}", address=f"198.18.0.{i}") for i in (1, 2, 3))
+    pool = SlowConnectPool()
+    svc = NodeService(Inventory("inv.toml", nodes), pool, InstantDocker(), WriteGuard(False))  # type: ignore[arg-type]
+    got = [s async for s in svc.statuses()]
+    assert [s.name for s in got] == ["n1", "n3", "n2"]
+    assert not got[2].reachable and "n2: no answer over SSH from 198.18.0.2 within 0.1 s" in (got[2].error or "")
+    for _ in range(200):                      # the connect goes on in the background to its own end
+        if pool.connects:
+            break
+        await asyncio.sleep(0.01)
+    assert pool.connects == ["failed"]

@@ -31,11 +31,19 @@ FACTS_SCRIPT = (
 # on the next refresh): a hung node must not hold its row, or the console, for the 30 s command timeout.
 # It is below the console's 5 s refresh (core.nodes.answers), so a node that stops is down within two refreshes.
 STATUS_TIMEOUT = ANSWER_TIMEOUT
-#: seconds beyond the status timeout a connect may take before the node is called unreachable (the command's
-#: own timeout fires first when a connection is open)
+#: seconds beyond its timeout the facts command may take before the node is called unreachable (the command's
+#: own timeout fires first)
 CONNECT_GRACE = 0.25
+#: seconds the facts and Docker's info get at least once connected (a connect that took most of the timeout)
+MIN_ROUND_TRIP = 1.0
 
 LOG_SOURCES = checks.LOG_SOURCES    # (kept importable here: the record command reads it)
+
+
+def _seen(task: asyncio.Future) -> None:
+    """Retrieve a background connect's outcome (the pool keeps it for its other callers)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def store_mode(info: dict) -> str:
@@ -59,7 +67,13 @@ class NodeService:
         asked at once."""
         spec = self.inventory.node(name)
         limit = min(spec.command_timeout, timeout or STATUS_TIMEOUT)
-        facts_answer, info_answer = await asyncio.gather(self._facts(spec, limit), self._docker_info(spec, limit),
+        t0 = time.monotonic()
+        try:
+            await self._connected(spec, limit)
+        except OverlayError as e:
+            return NodeStatus(name=spec.name, address=spec.address, reachable=False, error=str(e))
+        left = max(limit - (time.monotonic() - t0), min(MIN_ROUND_TRIP, limit))
+        facts_answer, info_answer = await asyncio.gather(self._facts(spec, left, limit), self._docker_info(spec, left),
                                                          return_exceptions=True)
         if isinstance(facts_answer, OverlayError):
             return NodeStatus(name=spec.name, address=spec.address, reachable=False, error=str(facts_answer))
@@ -85,12 +99,24 @@ class NodeService:
             status.docker_version, status.store_mode = info_answer.get("ServerVersion"), store_mode(info_answer)
         return status
 
-    async def _facts(self, spec: NodeSpec, limit: float) -> tuple[CommandResult, float]:
-        """The facts script's result and its round trip; connecting counts against ``limit`` too (a link
-        down under no open connection hangs in the connect), and a node that hangs has its connection dropped."""
+    async def _connected(self, spec: NodeSpec, limit: float) -> None:
+        """The node's SSH connection, waited for at most ``limit`` s. The connect itself is never cut short: it
+        runs on to its own timeout, so the pool gives its failure to every caller queued behind it (status's
+        etcd and Docker reads) instead of each of them connecting again, one after the other."""
+        connecting = asyncio.ensure_future(self.pool.connection(spec))
+        connecting.add_done_callback(_seen)      # also when this caller stops waiting (timeout, cancelled)
+        try:
+            await asyncio.wait_for(asyncio.shield(connecting), limit)
+        except TimeoutError:
+            raise NodeUnreachable(spec.name, f"no answer over SSH from {spec.address} within {limit:g} s (the "
+                                  "host, its sshd or the link to it is down, or it is overloaded)") from None
+
+    async def _facts(self, spec: NodeSpec, left: float, limit: float) -> tuple[CommandResult, float]:
+        """The facts script's result and its round trip, within ``left`` s (what is left of the node's ``limit``
+        once connected); a node that hangs has its connection dropped (the next refresh connects afresh)."""
         t0 = time.monotonic()
         try:
-            res = await asyncio.wait_for(self.pool.run(spec, FACTS_SCRIPT, timeout=limit), limit + CONNECT_GRACE)
+            res = await asyncio.wait_for(self.pool.run(spec, FACTS_SCRIPT, timeout=left), left + CONNECT_GRACE)
         except CommandTimeout:
             self.pool.forget(spec)
             raise NodeUnreachable(spec.name, f"its status command did not finish within {limit:g} s (no answer over "
