@@ -241,6 +241,23 @@ class FrameBatch:
     dropped: int = 0                  # frames the bounded buffer had to drop
     malformed: int = 0
     notices: list[str] = field(default_factory=list)   # e.g. "docker-node2: capture ended: ..."
+    flows: list[FlowDelta] | None = None             # per-flow counts of these frames, counted where they were
+                                                     # decoded (None: not counted, count the frames yourself)
+    names: Names | None = None                       # the names these frames were labelled with, when they changed
+
+
+@dataclass
+class FlowDelta:
+    """What one batch adds to one flow (key as :class:`FlowStat`'s): packets, bytes, and per time bucket
+    (:class:`core.capture.flows.FlowTable`'s buckets) [packets, bytes]; a consumer merges them into its table."""
+
+    vni: int | None
+    inner_src: str
+    inner_dst: str
+    proto: str
+    packets: int
+    bytes: int
+    recent: dict[int, list[int]] = field(default_factory=dict)
 
 
 @dataclass

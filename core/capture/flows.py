@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from core.model import FlowStat, Frame, Names
+from core.model import FlowDelta, FlowStat, Frame, Names
 
 FlowKey = tuple  # (vni | None, inner_src, inner_dst, proto)
 ANY = "*"
@@ -107,6 +107,20 @@ class FlowTable:
         if len(fl.recent) > 2 * self.slots and self.newest_bucket is not None:   # buckets never in a window again
             oldest = self.newest_bucket - self.slots
             fl.recent = {b: v for b, v in fl.recent.items() if b > oldest}
+
+    def deltas(self) -> list[FlowDelta]:
+        """Every flow's counts as :class:`FlowDelta` rows (a table of one batch: what that batch adds)."""
+        return [FlowDelta(k[0], k[1], k[2], k[3], fl.packets, fl.bytes, {b: list(v) for b, v in fl.recent.items()})
+                for k, fl in self._flows.items()]
+
+    def merge_deltas(self, deltas: Iterable[FlowDelta]) -> None:
+        """Add another table's :meth:`deltas` (with the same window and slots): equal to adding its frames."""
+        for d in deltas:
+            self.merge((d.vni, d.inner_src, d.inner_dst, d.proto), d.packets, d.bytes, d.recent)
+            if d.proto == "NOT-VXLAN":
+                self.not_vxlan += d.packets
+            elif d.proto == "MALFORMED":
+                self.malformed += d.packets
 
     def _rate(self, fl: _Flow, first_bucket: int) -> tuple[float, float]:
         p = by = 0

@@ -1,12 +1,16 @@
 """The capture part of the live service: live capture, replay, names, flows, pcap.
 
 ``capture(nodes)`` streams :class:`FrameBatch` objects from a remote tcpdump on each node
-(:mod:`core.capture.remote`), merged in time order and named (:mod:`core.capture.names`). Closing the
-async generator (or cancelling its consumer) stops every remote tcpdump.
+(:mod:`core.capture.remote`), merged in time order and named (:mod:`core.capture.names`). By default all
+of that runs in a worker process (:mod:`core.capture.worker`, driven by :mod:`core.capture.offload`) that
+also counts each batch's flows: this process only reads batches in columns. ``in_process=True`` (or
+``OVERLAY_TUI_CAPTURE_WORKER=0``) runs it here instead. Closing the async generator (or cancelling its
+consumer) stops every remote tcpdump (and the worker).
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -14,6 +18,7 @@ from core import checks
 from core.access import WriteGuard
 from core.capture.decode import VxlanDecoder
 from core.capture.names import apply_names, build_names
+from core.capture.offload import WorkerCapture
 from core.capture.pcap import PcapFileReader
 from core.capture.remote import LiveCapture
 from core.capture.tools import FrameTools
@@ -26,6 +31,7 @@ NAMES_REFRESH = 10.0          # seconds between re-reads of networks/containers 
 NAMES_TIMEOUT = 8.0           # a replay waits this long at most for names from the nodes
 NAMES_FIRST_WAIT = 3.0        # a live capture holds its first frames this long at most for names
 REPLAY_BATCH = 2000
+WORKER_ENV = "OVERLAY_TUI_CAPTURE_WORKER"     # "0": capture and decode in this process (the old path)
 
 
 class CaptureService:
@@ -39,6 +45,7 @@ class CaptureService:
         self.tools = FrameTools(inventory.cluster.vxlan_port, self.saves)
         self.node_addresses: dict[str, str] = {}     # underlay address -> node, learnt by live captures
         self.last_names: Names | None = None          # the names last read, for flows
+        self.worker: WorkerCapture | None = None      # the latest capture's worker process (benchmarks read its CPU)
 
     def capture_nodes(self, nodes: list[str] | None) -> list[NodeSpec]:
         """The inventory entries of ``nodes`` (all when empty); an unknown name is a usage error."""
@@ -66,6 +73,13 @@ class CaptureService:
         where the capture runs, and it comes once every remote tcpdump listens.
         """
         specs = self.capture_nodes(nodes)
+        in_process = opts.pop("in_process", None)
+        if in_process is None:
+            in_process = os.environ.get(WORKER_ENV, "1") == "0"
+        if not in_process:
+            async for batch in self._capture_in_worker(specs, opts):
+                yield batch
+            return
         live = LiveCapture(self.pool, specs, self.inventory.cluster.vxlan_port, **opts)
         namer = _Namer(self)
         try:
@@ -82,6 +96,32 @@ class CaptureService:
         finally:
             namer.close()
             await live.stop()
+
+    async def _capture_in_worker(self, specs: list[NodeSpec], opts: dict) -> AsyncIterator[FrameBatch]:
+        """The capture run by a worker process: batches in columns, with their flows; names sent down."""
+        config = {"port": self.inventory.cluster.vxlan_port, "first_wait": NAMES_FIRST_WAIT,
+                  "opts": {k: list(v) if isinstance(v, tuple) else v for k, v in opts.items()}}
+        work = WorkerCapture(config, specs)
+        self.worker = work
+        namer = _Namer(self)
+        try:
+            await work.start()
+            self.node_addresses.update(work.node_addresses)
+            names, problem = await namer.current()
+            await work.send_names(names)
+            sent = names
+            yield FrameBatch([], notices=[f"capturing on {work.where}"] + ([problem] if problem else []), names=names)
+            async for batch in work.batches():
+                names, problem = await namer.current()
+                if names is not sent:
+                    await work.send_names(names)
+                    sent = batch.names = names
+                if problem:
+                    batch.notices.insert(0, problem)
+                yield batch
+        finally:
+            namer.close()
+            await work.close()
 
     async def replay(self, path: str) -> AsyncIterator[FrameBatch]:
         """Frames of a pcap file in batches, decoded and named like a live capture (node "")."""

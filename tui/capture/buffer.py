@@ -5,11 +5,19 @@
 - ``held``: what arrives while paused (the view stays frozen), appended to ``ring`` on resume;
 - ``index``: the display filter's matches (a :class:`FilteredIndex`), kept in step batch by batch and
   pruned at once, so a repaint between two timer ticks never meets a dropped frame;
-- counts: frames malformed, dropped before they reached the console, and whether all were saved.
+- counts: frames malformed, dropped before they reached the console, and whether all were saved;
+- ``flows``: per-flow counters of every frame of the capture, summed batch by batch (a live capture's
+  batches carry the worker's counts of their frames; other batches are counted here as they come), and
+  ``filtered_flows``, those of the filter's matches, kept in step with ``index``: never recomputed over
+  the ring except when the filter changes (its index is rebuilt then too).
 """
 from __future__ import annotations
 
-from core.model import Frame
+from collections.abc import Sequence
+
+from core.capture.flows import FlowTable
+from core.capture.names import learn_names, merge_names
+from core.model import FlowDelta, FlowStat, Frame, Names
 from tui.capture.filter import CaptureFilter
 from tui.capture.frame_ring import FilteredIndex, FrameRing
 
@@ -27,6 +35,9 @@ class CaptureBuffer:
         self.source_dropped = 0                               #: dropped before they reached us
         self.saved = False                                    #: every frame held was saved
         self.changed = False                                  #: ``ring`` changed since the last redraw
+        self.flows = FlowTable()                              #: every frame of the capture, per flow
+        self.filtered_flows: FlowTable | None = None          #: the filter's matches among those held, per flow
+        self.flow_names = Names()                             #: what flows are labelled with
 
     @property
     def dropped(self) -> int:
@@ -39,17 +50,28 @@ class CaptureBuffer:
         self.held.clear()
         self.malformed = self.source_dropped = 0
         self.paused = self.saved = False
+        self.flows = FlowTable()
         self._reindex()
 
     def clear(self) -> None:
-        """Forget the frames shown (counts stay)."""
+        """Forget the frames shown and their flows (counts stay)."""
         self.ring.clear()
+        self.flows = FlowTable()
         self._reindex()
 
-    def add(self, frames: list[Frame], malformed: int = 0, dropped: int = 0) -> None:
-        """Take in one batch: O(batch), no formatting."""
+    def add(self, frames: Sequence[Frame], malformed: int = 0, dropped: int = 0, *,
+            flows: list[FlowDelta] | None = None, names: Names | None = None) -> None:
+        """Take in one batch: O(batch) at most, no formatting; a batch with ``flows`` (a columnar one from
+        the capture worker) costs O(flows in it), its frames are not even looked at."""
         self.malformed += malformed
         self.source_dropped += dropped
+        if names is not None:
+            self.flow_names = merge_names(names)
+        if flows is not None:
+            self.flows.merge_deltas(flows)
+        elif frames:
+            self.flows.add_many(frames)
+            learn_names(self.flow_names, frames)
         if not frames:
             return
         if self.paused:
@@ -57,23 +79,25 @@ class CaptureBuffer:
             return
         self._append(frames)
 
-    def _append(self, frames: list[Frame]) -> None:
+    def _append(self, frames: Sequence[Frame]) -> None:
         first = self.ring.extend(frames)
         self.saved = False
         self.changed = True
         if self.index is not None:
-            self.index.add(first, frames)
+            hits = self.index.add(first, frames)
+            if self.filtered_flows is not None:
+                self.filtered_flows.add_many(hits)
             self.index.prune(self.ring.start)
 
     def resume(self) -> int:
         """Append what arrived while paused; returns how many frames that was."""
         self.paused = False
-        frames = self.held.items()
+        batches = self.held.batches()
         self.source_dropped += self.held.dropped
         arrived = self.held.total
         self.held.clear()
-        if frames:
-            self._append(frames)
+        for batch in batches:
+            self._append(batch)
         return arrived
 
     def set_filter(self, flt: CaptureFilter | None) -> None:
@@ -83,11 +107,17 @@ class CaptureBuffer:
 
     def _reindex(self) -> None:
         if self.filter is None:
-            self.index = None
+            self.index = self.filtered_flows = None
         else:
             self.index = FilteredIndex(self.filter.predicate)
-            self.index.rebuild(self.ring)
+            self.filtered_flows = FlowTable()
+            self.filtered_flows.add_many(self.index.rebuild(self.ring))
         self.changed = True
+
+    def flow_stats(self) -> list[FlowStat]:
+        """The flows view's rows, most bytes first: every flow of the capture, or of the filter's matches."""
+        table = self.filtered_flows if self.filtered_flows is not None else self.flows
+        return table.flows(self.flow_names)
 
     def shown(self) -> list[Frame]:
         """The frames the list shows (the filter's matches, or everything held), oldest first."""

@@ -6,7 +6,9 @@ capture). Nothing is drawn per packet: a ~10 Hz timer tells the :class:`FrameLis
 what arrived, and the list formats only the rows on screen. While paused the capture goes on into
 a second ring and the view stays frozen; resuming appends what arrived. A filter keeps a
 :class:`FilteredIndex` up to date batch by batch. ``F`` swaps the list for the flows view, whose
-table is computed off the event loop once a second; ``w`` saves the frames shown to a pcap.
+rows come once a second from the buffer's flow counters (summed batch by batch, from the capture
+worker's per-batch counts when it sends them: never recomputed over the ring); ``w`` saves the frames
+shown to a pcap.
 """
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ class CapturePane(Widget):
     """
 
     class FlowsComputed(Message):
-        """Flow statistics for the flows view, computed in a thread."""
+        """Flow statistics for the flows view (from the buffer's counters)."""
 
         def __init__(self, stats: list[FlowStat]) -> None:
             super().__init__()
@@ -203,7 +205,7 @@ class CapturePane(Widget):
         """Take in one batch (cheap: no formatting, no drawing; the timer redraws)."""
         for text in batch.notices:
             self._notice(text)
-        self.buffer.add(batch.frames, batch.malformed, batch.dropped)
+        self.buffer.add(batch.frames, batch.malformed, batch.dropped, flows=batch.flows, names=batch.names)
 
     def _notice(self, text: str) -> None:
         self.note = text
@@ -434,12 +436,9 @@ class CapturePane(Widget):
             self._compute_flows()
 
     def _compute_flows(self) -> None:
-        self._flows_worker(self.shown_frames())
-
-    @work(thread=True, exclusive=True, group="capture-flows", exit_on_error=False)
-    def _flows_worker(self, frames: list[Frame]) -> None:
+        """The flows view's rows from the buffer's counters (O(flows), never O(frames))."""
         try:
-            stats = console(self).service.flows(frames)
+            stats = self.buffer.flow_stats()
         except Exception as e:  # noqa: BLE001 - shown in the status line
             self.error = f"flows: {_describe(e)}"
             return
