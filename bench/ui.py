@@ -1,10 +1,17 @@
 """Benchmark: the capture pane under a flood of frames, in the real console, headless.
 
-A synthetic service replays a generated pcap at RATE frames/s (default 100,000): every batch is
-decoded on the fly by core's fast decoder (core.capture.decode) and named (core.capture.names), as the live
-capture does, into the real console (tui.app.OverlayApp on the recorded lab state, 120x36) whose
-capture pane consumes it. When the console falls behind, the producer drops the excess and says
-so in the batch (as core.capture.merge's bounded buffer does). It prints:
+A synthetic service replays a generated pcap at RATE frames/s (default 100,000) into the real console
+(tui.app.OverlayApp on the recorded lab state, 120x36) whose capture pane consumes it, two ways:
+
+  - worker (the live capture's default): core's capture worker process (core.capture.worker, source
+    "flood") turns the pcap's records into one tcpdump byte stream per node, decodes, merges, names and
+    counts flows there, exactly as it does with the nodes' streams, and sends columnar batches with their
+    flow counts to the console (core.capture.offload);
+  - in-process (OVERLAY_TUI_CAPTURE_WORKER=0): every batch is decoded (core.capture.decode) and named
+    (core.capture.names) in the console's own process, and the pane counts flows itself. When the
+    console falls behind, the producer drops the excess and says so in the batch.
+
+For each it prints the console process's CPU and (worker) the worker process's CPU, side by side, and:
 
   - frames/s absorbed by the pane (offered, absorbed, dropped at the source, evicted by the ring);
   - key-to-redraw latency: a key (up/down/pageup/end) is pressed every ~150 ms; the time from the
@@ -14,7 +21,7 @@ so in the batch (as core.capture.merge's bounded buffer does). It prints:
   - time from start to the first full paint (FirstPaint) of the console on recorded state, or on a
     lab with ``--inventory FILE`` (a live LiveService).
 
-    .venv/bin/python bench/ui.py [--seconds 10] [--rate 100000] [--inventory FILE]
+    .venv/bin/python bench/ui.py [--seconds 10] [--rate 100000] [--inventory FILE] [--path worker|inprocess|both]
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.capture.decode import VxlanDecoder  # noqa: E402
 from core.capture.names import apply_names  # noqa: E402
+from core.capture.offload import WorkerCapture  # noqa: E402
 from core.capture.pcap import PcapWriter, iter_pcap  # noqa: E402
 from core.model import FrameBatch  # noqa: E402
 from core.recorded.service import RecordedService  # noqa: E402
@@ -134,6 +142,43 @@ class FloodService(RecordedService):
             await asyncio.sleep(0)
 
 
+class WorkerFloodService(RecordedService):
+    """Recorded lab state whose capture is the capture worker process flooding ``rate`` frames/s of ``pcap``."""
+
+    pcap = ""
+    rate = 100_000
+
+    async def capture(self, nodes: list[str], **_opts) -> AsyncIterator[FrameBatch]:
+        self.offered = self.dropped = 0
+        self.decode_cpu = float("nan")
+        work = WorkerCapture({"source": "flood", "pcap": self.pcap, "nodes": nodes, "rate": self.rate,
+                              "first_wait": 0.5})
+        self.worker = work
+        try:
+            await work.start()
+            names = await self.names()
+            await work.send_names(names)
+            t0 = time.monotonic()
+            yield FrameBatch([], notices=[f"capturing on {work.where}"], names=names)
+            async for batch in work.batches():
+                self.dropped += batch.dropped
+                self.offered_for = time.monotonic() - t0
+                self.offered = int(self.offered_for * self.rate)
+                yield batch
+        finally:
+            await work.close()
+
+
+def proc_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
@@ -144,7 +189,7 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-async def flood(seconds: float, rate: int) -> dict:
+async def flood(seconds: float, rate: int, kind: str = "worker") -> dict:
     from textual import events
 
     from tui.app import OverlayApp
@@ -188,7 +233,7 @@ async def flood(seconds: float, rate: int) -> dict:
 
     FrameList.action_follow = follow
 
-    service = FloodService.load(STATE)
+    service: FloodService | WorkerFloodService = (WorkerFloodService if kind == "worker" else FloodService).load(STATE)
     service.rate = rate
     app = OverlayApp(service, watch=False)
     out: dict = {"memory": [], "latency": []}
@@ -199,8 +244,12 @@ async def flood(seconds: float, rate: int) -> dict:
         gc.collect()
         out["memory"].append((0.0, rss_mb(), 0))
         pane.start_capture(["docker-node1", "docker-node2", "docker-node3"])
+        if kind == "worker":                       # the clock starts once the worker floods
+            while getattr(service, "worker", None) is None or service.worker.pid is None or not len(pane.ring):
+                await asyncio.sleep(0.05)
+        wpid = service.worker.pid if kind == "worker" else None
         t0 = time.perf_counter()
-        cpu0 = time.process_time()
+        cpu0, wcpu0, total0 = time.process_time(), proc_cpu(wpid), pane.ring.total
         next_mem = 2.0
         keys = ["up", "down", "pageup", "up", "end", "filter"]
         filters = ["vni=256 proto=icmp", ""]
@@ -228,7 +277,8 @@ async def flood(seconds: float, rate: int) -> dict:
                 out["memory"].append((round(el, 1), rss_mb(), len(pane.ring)))
                 next_mem += 2.0
         elapsed = time.perf_counter() - t0
-        out.update(process_cpu=time.process_time() - cpu0, decode_cpu=service.decode_cpu, **cpu)
+        out.update(process_cpu=time.process_time() - cpu0, decode_cpu=service.decode_cpu, **cpu,
+                   worker_cpu=proc_cpu(wpid) - wcpu0 if wpid else None, absorbed_timed=pane.ring.total - total0)
         out.update(elapsed=elapsed, total=pane.ring.total, held=len(pane.ring), evicted=pane.ring.dropped,
                    offered=service.offered, producer_for=service.offered_for,
                    due=int(service.offered_for * service.rate),
@@ -309,13 +359,19 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=int, default=100_000, help="frames/s offered (default 100000)")
     ap.add_argument("--inventory", help="measure first paint on this inventory's live nodes (e.g. a lab)")
+    ap.add_argument("--path", choices=("worker", "inprocess", "both"), default="both",
+                    help="where the capture decodes: its worker process, the console's process, or both in turn")
     args = ap.parse_args()
-
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        FloodService.records = generate_pcap(Path(tmp) / "flood.pcap")
-        print(f"generated {len(FloodService.records):,} VXLAN frames in {time.perf_counter() - t:.1f} s "
-              f"(replayed in a loop, decoded on the fly by core.capture.decode)")
+        return run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
+    t = time.perf_counter()
+    FloodService.records = generate_pcap(tmp / "flood.pcap")
+    WorkerFloodService.pcap = str(tmp / "flood.pcap")
+    print(f"generated {len(FloodService.records):,} VXLAN frames in {time.perf_counter() - t:.1f} s "
+          f"(replayed in a loop, decoded on the fly by core.capture.decode)")
 
     print("\nfilter index over 100,000 frames (rebuilt when the filter changes; new batches cost the same per frame):")
     for text, ms, us, hits in filter_costs(FloodService.records):
@@ -327,26 +383,53 @@ def main() -> int:
     print(f"\nfirst full paint on {where}: {app_s * 1000:.0f} ms from OverlayApp() to FirstPaint, "
           f"{total_s * 1000:.0f} ms including opening the service")
 
-    print(f"\nflooding the capture pane at {args.rate:,} frames/s for {args.seconds:.0f} s "
-          f"(OverlayApp, 120x36, headless)...")
-    r = asyncio.run(flood(args.seconds, args.rate))
+    kinds = ["worker", "inprocess"] if args.path == "both" else [args.path]
+    results = {}
+    for kind in kinds:
+        print(f"\nflooding the capture pane at {args.rate:,} frames/s for {args.seconds:.0f} s, {LABELS[kind]} "
+              f"(OverlayApp, 120x36, headless)...")
+        results[kind] = r = asyncio.run(flood(args.seconds, args.rate, kind))
+        report(r, args.rate, kind)
+    if len(results) > 1:
+        print(f"\nside by side at {args.rate:,} frames/s offered (CPU as % of one core over the timed "
+              f"{args.seconds:.0f} s; 2 shared cores, load {os.getloadavg()[0]:.1f} now):")
+        print(f"  {'path':<44} {'console':>8} {'worker':>8} {'absorbed/s':>11}")
+        for kind, r in results.items():
+            w = "-" if r["worker_cpu"] is None else f"{r['worker_cpu'] / r['elapsed']:.0%}"
+            print(f"  {LABELS[kind]:<44} {r['process_cpu'] / r['elapsed']:>8.0%} {w:>8} "
+                  f"{r['absorbed_timed'] / r['elapsed']:>11,.0f}")
+    return 0
+
+
+LABELS = {"worker": "worker process (default)", "inprocess": "in the console's process (OVERLAY_TUI_CAPTURE_WORKER=0)"}
+
+
+def report(r: dict, rate: int, kind: str) -> None:
     el = r["elapsed"]
-    behind = max(0, r["due"] - r["offered"])
-    print(f"  offered          {r['due']:>12,} frames  ({r['due'] / r['producer_for']:>10,.0f}/s)")
-    print(f"  absorbed         {r['total']:>12,} frames  ({r['total'] / r['producer_for']:>10,.0f}/s)")
-    print(f"  still due        {behind:>12,} frames  (the backlog when it stopped: the console's lag)")
-    print(f"  dropped at source{r['source_dropped']:>12,} frames  (backlog beyond 1 s of frames is dropped)")
+    if kind == "worker":
+        print(f"  absorbed         {r['absorbed_timed']:>12,} frames in the timed {el:.1f} s "
+              f"({r['absorbed_timed'] / el:>10,.0f}/s; the worker floods at {rate:,}/s)")
+        print(f"  dropped at source{r['source_dropped']:>12,} frames  (the worker's merge buffer, 100k frames, overflowed)")
+    else:
+        behind = max(0, r["due"] - r["offered"])
+        print(f"  offered          {r['due']:>12,} frames  ({r['due'] / r['producer_for']:>10,.0f}/s)")
+        print(f"  absorbed         {r['total']:>12,} frames  ({r['total'] / r['producer_for']:>10,.0f}/s)")
+        print(f"  still due        {behind:>12,} frames  (the backlog when it stopped: the console's lag)")
+        print(f"  dropped at source{r['source_dropped']:>12,} frames  (backlog beyond 1 s of frames is dropped)")
     print(f"  ring             {r['held']:>12,} held of {r['capacity']:,}; {r['evicted']:,} evicted (oldest first)")
     print(f"  list repaints    {r['renders']:>12,}  ({r['renders'] / el:.1f}/s)")
-    n = max(1, r["total"])
-    print(f"\nCPU: the process used {r['process_cpu']:.1f} s of CPU in {el:.1f} s ({r['process_cpu'] / el:.0%} of one "
-          f"core; the machine is shared, load {os.getloadavg()[0]:.1f})")
-    print(f"  decode + name (core, in the producer) {r['decode_cpu'] / n * 1e6:6.2f} us/frame")
-    print(f"  pane absorb (ring + index)            {r['absorb'] / n * 1e6:6.2f} us/frame")
+    n = max(1, r["absorbed_timed"])
+    print(f"\nCPU: the console process used {r['process_cpu']:.1f} s of CPU in {el:.1f} s ({r['process_cpu'] / el:.0%} "
+          f"of one core; the machine is shared, load {os.getloadavg()[0]:.1f})")
+    if r["worker_cpu"] is not None:
+        print(f"  the worker process used {r['worker_cpu']:.1f} s ({r['worker_cpu'] / el:.0%} of one core): capture "
+              f"streams, decode, merge, names, flows, columns")
+    else:
+        print(f"  decode + name (core, in the producer) {r['decode_cpu'] / n * 1e6:6.2f} us/frame")
+    print(f"  pane absorb (ring + index + flows)    {r['absorb'] / n * 1e6:6.2f} us/frame")
     print(f"  list render_line                      {r['render'] / max(1, r['lines']) * 1e6:6.1f} us/line, "
           f"{r['render'] / max(1, r['renders']) * 1e3:.2f} ms per repaint")
-    print(f"  absorbed per CPU second               {r['total'] / max(1e-9, r['process_cpu']):>9,.0f} frames "
-          f"(decode, naming, UI and everything else in the process)")
+    print(f"  absorbed per console CPU second       {n / max(1e-9, r['process_cpu']):>9,.0f} frames")
     lat = [v * 1000 for k, v in r["latency"] if not k.startswith("filter")]
     flt = [v * 1000 for k, v in r["latency"] if k.startswith("filter")]
     if lat:
@@ -363,7 +446,6 @@ def main() -> int:
         print(f"  t={el_s:>5.1f} s   RSS {mb:7.1f} MB   ring {held:>8,}")
     cur, peak, held = r["tracemalloc"]
     print(f"  tracemalloc over 1.5 s more of flood: {cur:.1f} MB traced now, peak {peak:.1f} MB (ring {held:,})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -160,6 +160,9 @@ class WorkerCapture:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+            except BaseException:           # cancelled while it stops: it must not outlive us (its nodes'
+                proc.kill()                 # tcpdumps end with its SSH channels)
+                raise
             finally:
                 drain.cancel()
                 await asyncio.gather(drain, return_exceptions=True)

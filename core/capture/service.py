@@ -13,6 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 
 from core import checks
 from core.access import WriteGuard
@@ -77,8 +78,9 @@ class CaptureService:
         if in_process is None:
             in_process = os.environ.get(WORKER_ENV, "1") == "0"
         if not in_process:
-            async for batch in self._capture_in_worker(specs, opts):
-                yield batch
+            async with aclosing(self._capture_in_worker(specs, opts)) as batches:   # closing this closes that
+                async for batch in batches:
+                    yield batch
             return
         live = LiveCapture(self.pool, specs, self.inventory.cluster.vxlan_port, **opts)
         namer = _Namer(self)

@@ -18,19 +18,24 @@ console no Python work per frame. The header also carries the batch's per-flow c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from operator import attrgetter
 from struct import Struct
 from typing import Any, overload
 
+from core.capture.flows import FlowTable
 from core.model import FlowDelta, Frame, Names
 
 MAX_MESSAGE = 256 * 1024 * 1024
 LENGTH = Struct("<I")
-# ts, wire_len, length, outer_sport, outer_dport, vni (-1: none), raw offset, raw length, 15 string ids
-RECORD = Struct("<dIIHHiII15I")
+# vni (-1: none), 15 string ids, ts, wire_len, length, outer_sport, outer_dport, raw offset, raw length.
+# The first KEY_LEN bytes (the VNI and the 13 strings before info and error) are everything a display filter
+# reads: rows alike there match alike, so a filter is evaluated once per distinct key, not once per frame.
+RECORD = Struct("<i15IdIIHHII")
+KEY_LEN = 4 + 13 * 4
 STRING_FIELDS = ("node", "outer_src", "outer_dst", "inner_src", "inner_dst", "inner_src_mac", "inner_dst_mac",
-                 "proto", "info", "network", "src_name", "dst_name", "outer_src_name", "outer_dst_name", "error")
+                 "proto", "network", "src_name", "dst_name", "outer_src_name", "outer_dst_name", "info", "error")
+_DTYPE: Any = None              # RECORD as a numpy dtype (made on first use: numpy loads only when needed)
 _STRINGS = attrgetter(*STRING_FIELDS)
 MAX_STRINGS = 1_000_000        # a new table after this many distinct strings (old batches keep theirs)
 
@@ -99,8 +104,8 @@ class ColumnEncoder:
             raw = f.raw
             n = len(raw)
             vni = f.vni
-            recs.append(rec(f.ts, f.wire_len, f.length, f.outer_sport, f.outer_dport, -1 if vni is None else vni,
-                            off, n, *map(ids, _STRINGS(f))))
+            recs.append(rec(-1 if vni is None else vni, *map(ids, _STRINGS(f)), f.ts, f.wire_len, f.length,
+                            f.outer_sport, f.outer_dport, off, n))
             raws.append(raw)
             off += n
         header = {"n": len(frames), "strings": self.strings.fresh, "reset": self.reset}
@@ -164,13 +169,70 @@ class FrameColumns(Sequence[Frame]):
         return f
 
     def _build(self, j: int) -> Frame:
-        (ts, wire_len, length, sport, dport, vni, roff, rlen, node, osrc, odst, isrc, idst, smac, dmac, proto, info,
-         network, src_name, dst_name, osrc_name, odst_name, error) = RECORD.unpack_from(self.data, j * RECORD.size)
+        (vni, node, osrc, odst, isrc, idst, smac, dmac, proto, network, src_name, dst_name, osrc_name, odst_name, info,
+         error, ts, wire_len, length, sport, dport, roff, rlen) = RECORD.unpack_from(self.data, j * RECORD.size)
         s = self.table
         start = self.rows * RECORD.size + roff
         return Frame(ts, s[node], self.data[start:start + rlen], wire_len, s[osrc], s[odst], sport, dport,
                      None if vni < 0 else vni, s[isrc], s[idst], s[smac], s[dmac], s[proto], s[info], length,
                      s[network], s[src_name], s[dst_name], s[osrc_name], s[odst_name], s[error])
+
+    def _records(self) -> Any:
+        """This view's records as a numpy structured array (no copy)."""
+        import numpy as np      # only once a filter or a filtered flow count needs it
+        global _DTYPE
+        if _DTYPE is None:
+            _DTYPE = np.dtype([("vni", "<i4"), ("ids", "<u4", (15,)), ("ts", "<f8"), ("wire_len", "<u4"),
+                               ("length", "<u4"), ("sport", "<u2"), ("dport", "<u2"), ("roff", "<u4"), ("rlen", "<u4")])
+            assert _DTYPE.itemsize == RECORD.size
+        return np.frombuffer(self.data, dtype=_DTYPE, count=self.rows)[self.lo:self.hi]
+
+    def select(self, predicate: Callable[[Frame], bool], memo: dict[bytes, bool]) -> list[int]:
+        """Rows (of this view) whose frame ``predicate`` accepts, given that it reads only the VNI and the
+        strings before info and error (a display filter's fields): it runs once per distinct such key, on a
+        Frame built for the first row with it (numpy groups the rows). ``memo`` keeps the answers: one per
+        predicate and string table."""
+        import numpy as np
+        if self.hi <= self.lo:
+            return []
+        raw = np.frombuffer(self.data, dtype=np.uint8, count=self.rows * RECORD.size).reshape(self.rows, RECORD.size)
+        keys = np.ascontiguousarray(raw[self.lo:self.hi, :KEY_LEN]).view(f"V{KEY_LEN}").ravel()
+        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        verdict = np.zeros(len(uniq), dtype=bool)
+        for u in range(len(uniq)):
+            kb = uniq[u].tobytes()
+            hit = memo.get(kb)
+            if hit is None:
+                hit = memo[kb] = bool(predicate(self[int(first[u])]))
+            verdict[u] = hit
+        return np.flatnonzero(verdict[inverse.ravel()]).tolist()
+
+    def count_flows(self, rows: list[int], table: FlowTable) -> None:
+        """Add rows (of this view) to ``table`` as :meth:`FlowTable.add` of their frames would, without the frames."""
+        import numpy as np
+        if not rows:
+            return
+        rec = self._records()[np.asarray(rows, dtype=np.int64)]
+        ids = rec["ids"]
+        cols = np.stack([rec["vni"].astype(np.int64), ids[:, 3].astype(np.int64), ids[:, 4].astype(np.int64),
+                         ids[:, 7].astype(np.int64), np.floor(rec["ts"] / table.step).astype(np.int64)], axis=1)
+        keys = np.ascontiguousarray(cols).view("V40").ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        uniq = cols[first]
+        packets = np.bincount(inverse, minlength=len(uniq))
+        nbytes = np.bincount(inverse, weights=rec["length"].astype(np.float64), minlength=len(uniq))
+        s = self.table
+        deltas: dict[tuple, FlowDelta] = {}
+        for (vni, isrc, idst, proto, bucket), p, n in zip(uniq.tolist(), packets.tolist(), nbytes.tolist()):
+            key = (None if vni < 0 else vni, s[isrc], s[idst], s[proto])
+            d = deltas.get(key)
+            if d is None:
+                d = deltas[key] = FlowDelta(key[0], key[1], key[2], key[3], 0, 0, {})   # type: ignore[arg-type]
+            d.packets += p
+            d.bytes += int(n)
+            d.recent[bucket] = [p, int(n)]
+        table.merge_deltas(deltas.values())
 
     def __iter__(self) -> Iterator[Frame]:
         get = self.__getitem__

@@ -36,7 +36,15 @@ from core.capture.flows import FlowTable
 from core.capture.merge import FrameMerger
 from core.capture.names import apply_names, names_from_json
 from core.capture.stream import StreamDecoder
-from core.capture.wire import LENGTH, MAX_MESSAGE, ColumnEncoder, flows_to_json, pack_message, unpack_message
+from core.capture.wire import (
+    LENGTH,
+    MAX_MESSAGE,
+    ColumnEncoder,
+    FrameColumns,
+    flows_to_json,
+    pack_message,
+    unpack_message,
+)
 from core.errors import CaptureError, OverlayError
 from core.model import Names
 
@@ -140,9 +148,9 @@ class Worker:
             frames = batch.frames
             if frames and self.names is not None:
                 apply_names(frames, self.names)
-            table = FlowTable()
-            table.add_many(frames)
             header, body = self.encoder.encode(frames)
+            table = FlowTable()                 # what this batch adds per flow, counted on its columns (numpy)
+            FrameColumns(body, len(frames), self.encoder.strings.table).count_flows(list(range(len(frames))), table)
             header.update(kind="batch", dropped=batch.dropped, malformed=batch.malformed, notices=batch.notices,
                           flows=flows_to_json(table.deltas()), cpu=time.process_time())
             await self.send(header, body)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.capture.flows import FlowTable
+from core.capture.wire import FrameColumns
 from core.capture.names import learn_names, merge_names
 from core.model import FlowDelta, FlowStat, Frame, Names
 from tui.capture.filter import CaptureFilter
@@ -38,6 +39,9 @@ class CaptureBuffer:
         self.flows = FlowTable()                              #: every frame of the capture, per flow
         self.filtered_flows: FlowTable | None = None          #: the filter's matches among those held, per flow
         self.flow_names = Names()                             #: what flows are labelled with
+        self._memos: dict[int, tuple[list, dict[bytes, bool]]] = {}   # filter answers per string table
+        self._uncounted: list[Sequence[Frame]] = []           # batches without flow counts, not yet counted
+        self._uncounted_frames = 0
 
     @property
     def dropped(self) -> int:
@@ -51,12 +55,14 @@ class CaptureBuffer:
         self.malformed = self.source_dropped = 0
         self.paused = self.saved = False
         self.flows = FlowTable()
+        self._uncounted, self._uncounted_frames = [], 0
         self._reindex()
 
     def clear(self) -> None:
         """Forget the frames shown and their flows (counts stay)."""
         self.ring.clear()
         self.flows = FlowTable()
+        self._uncounted, self._uncounted_frames = [], 0
         self._reindex()
 
     def add(self, frames: Sequence[Frame], malformed: int = 0, dropped: int = 0, *,
@@ -69,9 +75,11 @@ class CaptureBuffer:
             self.flow_names = merge_names(names)
         if flows is not None:
             self.flows.merge_deltas(flows)
-        elif frames:
-            self.flows.add_many(frames)
-            learn_names(self.flow_names, frames)
+        elif frames:                          # counted when the flows are asked for (or when many wait)
+            self._uncounted.append(frames)
+            self._uncounted_frames += len(frames)
+            if self._uncounted_frames > self.ring.capacity:
+                self._count()
         if not frames:
             return
         if self.paused:
@@ -84,10 +92,22 @@ class CaptureBuffer:
         self.saved = False
         self.changed = True
         if self.index is not None:
-            hits = self.index.add(first, frames)
-            if self.filtered_flows is not None:
-                self.filtered_flows.add_many(hits)
+            self._match(first, frames)
             self.index.prune(self.ring.start)
+
+    def _match(self, first: int, frames: Sequence[Frame]) -> None:
+        """Add a batch's matches to ``index`` and their flows to ``filtered_flows``. A columnar batch (from the
+        capture worker) is tested once per distinct filter key, its flows counted without building Frames."""
+        assert self.index is not None and self.filter is not None and self.filtered_flows is not None
+        if isinstance(frames, FrameColumns):
+            memo = self._memos.get(id(frames.table))
+            if memo is None or memo[0] is not frames.table:
+                memo = self._memos[id(frames.table)] = (frames.table, {})
+            rows = frames.select(self.filter.predicate, memo[1])
+            self.index.add_seqs([first + r for r in rows])
+            frames.count_flows(rows, self.filtered_flows)
+        else:
+            self.filtered_flows.add_many(self.index.add(first, frames))
 
     def resume(self) -> int:
         """Append what arrived while paused; returns how many frames that was."""
@@ -106,16 +126,25 @@ class CaptureBuffer:
         self._reindex()
 
     def _reindex(self) -> None:
+        self._memos = {}
         if self.filter is None:
             self.index = self.filtered_flows = None
         else:
             self.index = FilteredIndex(self.filter.predicate)
             self.filtered_flows = FlowTable()
-            self.filtered_flows.add_many(self.index.rebuild(self.ring))
+            for first, batch in zip(self.ring.firsts(), self.ring.batches()):
+                self._match(first, batch)
         self.changed = True
+
+    def _count(self) -> None:
+        for frames in self._uncounted:
+            self.flows.add_many(frames)
+            learn_names(self.flow_names, frames)
+        self._uncounted, self._uncounted_frames = [], 0
 
     def flow_stats(self) -> list[FlowStat]:
         """The flows view's rows, most bytes first: every flow of the capture, or of the filter's matches."""
+        self._count()
         table = self.filtered_flows if self.filtered_flows is not None else self.flows
         return table.flows(self.flow_names)
 

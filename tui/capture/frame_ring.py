@@ -142,6 +142,10 @@ class FilteredIndex(Generic[T]):
         self._seqs.extend(seq for seq, _ in hits)
         return [item for _, item in hits]
 
+    def add_seqs(self, seqs: list[int]) -> None:
+        """Record matches found another way (ascending, after every match so far)."""
+        self._seqs.extend(seqs)
+
     def rebuild(self, ring: FrameRing[T]) -> list[T]:
         """Test every item the ring holds (after the filter changed); returns those that match."""
         self._seqs = []

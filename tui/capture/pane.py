@@ -44,6 +44,7 @@ from tui.screens.frame_detail import FrameDetailScreen
 CAPACITY = 100_000
 REDRAW_SECONDS = 0.1
 FLOWS_SECONDS = 1.0
+SUBTITLE_SECONDS = 1.0
 _WARN_WORDS = ("ended", "failed", "lost", "unavailable", "error", "dropped")
 
 
@@ -110,6 +111,7 @@ class CapturePane(Widget):
         self._status_shown: Text | None = None
         self._stopping = False
         self._rate = (time.monotonic(), 0, 0.0)               # (when, total then, frames/s)
+        self._subtitle = ("", 0.0)                            # (state, when) the border's subtitle was last set
 
     # --- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -283,7 +285,7 @@ class CapturePane(Widget):
         if (self.buffer.changed or force) and self.state != "paused":
             self.buffer.changed = False
             self.frame_list.sync()
-        self._show_status()
+        self._show_status(force)
 
     def _frames_per_second(self) -> float:
         now = time.monotonic()
@@ -320,14 +322,17 @@ class CapturePane(Widget):
             text.append(self.note, style="dim")
         return text
 
-    def _show_status(self) -> None:
+    def _show_status(self, force: bool = False) -> None:
         status = self.query_one("#capture-status", Static)
         text = self.status_text()
         if text != self._status_shown:           # the timer calls this 10 times a second: redraw on change only
             self._status_shown = text
-            status.update(text)
+            status.update(text, layout=False)      # one line, fixed height: no layout pass 10 times a second
         status.set_class(self.error is not None, "-error")
-        self.border_subtitle = f"{self.state} · {self.ring.total:,} frames"
+        now = time.monotonic()
+        if force or self.state != self._subtitle[0] or now - self._subtitle[1] >= SUBTITLE_SECONDS:
+            self._subtitle = (self.state, now)    # the border repaints the whole pane: once a second is plenty
+            self.border_subtitle = f"{self.state} · {self.ring.total:,} frames"
 
     # --- filter -----------------------------------------------------------------------------
     def action_filter(self) -> None:
