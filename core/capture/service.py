@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 
 from core import checks
@@ -99,7 +99,7 @@ class CaptureService:
             namer.close()
             await live.stop()
 
-    async def _capture_in_worker(self, specs: list[NodeSpec], opts: dict) -> AsyncIterator[FrameBatch]:
+    async def _capture_in_worker(self, specs: list[NodeSpec], opts: dict) -> AsyncGenerator[FrameBatch, None]:
         """The capture run by a worker process: batches in columns, with their flows; names sent down."""
         config = {"port": self.inventory.cluster.vxlan_port, "first_wait": NAMES_FIRST_WAIT,
                   "opts": {k: list(v) if isinstance(v, tuple) else v for k, v in opts.items()}}

@@ -179,7 +179,7 @@ class FrameColumns(Sequence[Frame]):
 
     def _records(self) -> Any:
         """This view's records as a numpy structured array (no copy)."""
-        import numpy as np      # only once a filter or a filtered flow count needs it
+        import numpy as np  # only once a filter or a filtered flow count needs it
         global _DTYPE
         if _DTYPE is None:
             _DTYPE = np.dtype([("vni", "<i4"), ("ids", "<u4", (15,)), ("ts", "<f8"), ("wire_len", "<u4"),
@@ -228,7 +228,7 @@ class FrameColumns(Sequence[Frame]):
             key = (None if vni < 0 else vni, s[isrc], s[idst], s[proto])
             d = deltas.get(key)
             if d is None:
-                d = deltas[key] = FlowDelta(key[0], key[1], key[2], key[3], 0, 0, {})   # type: ignore[arg-type]
+                d = deltas[key] = FlowDelta(key[0], key[1], key[2], key[3], 0, 0, {})
             d.packets += p
             d.bytes += int(n)
             d.recent[bucket] = [p, int(n)]

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.capture.flows import FlowTable
-from core.capture.wire import FrameColumns
 from core.capture.names import learn_names, merge_names
+from core.capture.wire import FrameColumns
 from core.model import FlowDelta, FlowStat, Frame, Names
 from tui.capture.filter import CaptureFilter
 from tui.capture.frame_ring import FilteredIndex, FrameRing
