@@ -5,6 +5,7 @@ from the real lab and replayed for deterministic UI tests (see :mod:`core.record
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -237,7 +238,7 @@ class Frame:
 
 @dataclass
 class FrameBatch:
-    frames: list[Frame]
+    frames: Sequence[Frame]           # a list, or a columnar batch whose Frames are built when read (capture worker)
     dropped: int = 0                  # frames the bounded buffer had to drop
     malformed: int = 0
     notices: list[str] = field(default_factory=list)   # e.g. "docker-node2: capture ended: ..."

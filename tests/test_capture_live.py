@@ -360,3 +360,44 @@ async def test_cli_read_names_a_file_from_the_live_cluster(svc, overlay2, tmp_pa
     raw = await asyncio.to_thread(subprocess.run, [*cli, "--read", str(out), "--json"], cwd=root,
                                   capture_output=True, text=True, timeout=60)
     assert all(json.loads(line)["network"] is None for line in raw.stdout.splitlines())
+
+
+async def test_a_live_capture_decodes_names_and_counts_flows_in_a_worker_process(svc):
+    """The default live path: a worker process of its own captures, decodes, names and counts flows; the
+    console gets columnar batches (Frames built when read) with per-batch flow counts; closing stops it all."""
+    from core.capture.flows import FlowTable
+    from core.capture.wire import FrameColumns
+
+    net, probes = await _demo(svc)
+    frames: list = []
+    summed = FlowTable()
+    pinged = None
+    async with aclosing(svc.capture([])) as batches:
+        async for batch in batches:
+            worker = svc.capture_part.worker
+            assert worker is not None and worker.pid is not None and worker.proc.returncode is None
+            if pinged is None:
+                assert batch.notices[0].startswith("capturing on docker-node1 (eth0), docker-node2 (eth0)")
+                pinged = asyncio.create_task(svc.ping_matrix())
+                continue
+            assert isinstance(batch.frames, FrameColumns) and batch.flows is not None
+            frames.extend(batch.frames)
+            summed.merge_deltas(batch.flows)
+            if pinged.done() and sum(f.proto == "ICMP" for f in frames) >= 8:
+                break
+    await pinged
+    assert worker.proc.returncode == 0                      # stopped in order when the generator closed
+    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+    nodes = {n.advertise: n.name for n in svc.inventory.nodes}
+    icmp = [f for f in frames if f.proto == "ICMP"]
+    for f in icmp:
+        assert f.vni == net.vni and f.network == net.name
+        assert f.src_name == f"{probes[f.inner_src].name}@{probes[f.inner_src].node}"
+        assert f.dst_name == f"{probes[f.inner_dst].name}@{probes[f.inner_dst].node}"
+        assert (f.outer_src_name, f.outer_dst_name) == (nodes[f.outer_src], nodes[f.outer_dst])
+        assert f.raw[14] == 0x45 and len(f.raw) <= 128          # the captured bytes (snap length 128)
+    assert {f.node for f in icmp} == {"docker-node1", "docker-node2"}
+    assert _disorder(frames) == []
+    whole = FlowTable()
+    whole.add_many(frames)
+    assert summed.flows() == whole.flows()                 # the worker's per-batch counts add up exactly

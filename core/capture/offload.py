@@ -14,6 +14,7 @@ a bounded time, then kills it; closing the pipe also stops it, and so does this 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pickle
 import sys
@@ -28,6 +29,7 @@ from core.capture.wire import LENGTH, MAX_MESSAGE, ColumnDecoder, ProtocolError,
 from core.errors import CaptureError, OverlayError
 from core.model import FrameBatch, Names, NodeSpec
 
+log = logging.getLogger(__name__)
 STOP_WAIT = 12.0               # the worker stops its nodes' tcpdumps (5 s each at most, concurrently) within this
 _ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -83,7 +85,10 @@ class WorkerCapture:
     async def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         while line := await self.proc.stderr.readline():
-            self.stderr.append(line.decode(errors="replace").rstrip())
+            text = line.decode(errors="replace").rstrip()
+            self.stderr.append(text)
+            if text.strip():
+                log.info("capture worker %s: %s", self.proc.pid, text)     # into this process's log file
 
     async def send(self, header: dict[str, Any], body: bytes = b"") -> None:
         assert self.proc is not None and self.proc.stdin is not None
@@ -141,7 +146,7 @@ class WorkerCapture:
                 continue
             self.cpu = float(header.get("cpu") or 0.0)
             frames = self.decoder.decode(header, body)
-            yield FrameBatch(frames, dropped=int(header.get("dropped") or 0),  # type: ignore[arg-type]
+            yield FrameBatch(frames, dropped=int(header.get("dropped") or 0),
                              malformed=int(header.get("malformed") or 0),
                              notices=[str(t) for t in header.get("notices") or ()],
                              flows=flows_from_json(header.get("flows") or []))
