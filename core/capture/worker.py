@@ -201,7 +201,8 @@ class LiveSource:
 
 
 _PCAP_HEAD = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
-_REC = Struct("<IIII")
+_TS = Struct("<II")
+_LENS = Struct("<II")
 
 
 class FloodSource:
@@ -229,7 +230,8 @@ class FloodSource:
         decoders = [StreamDecoder(n, self.port) for n in self.nodes]
         for d in decoders:
             d.feed(_PCAP_HEAD)
-        recs, nrec, k, sent = self.records, len(self.records), 0, 0
+        tails = [_LENS.pack(len(data), wl) + data for data, wl in self.records]   # a record but its time
+        nrec, k, sent = len(tails), 0, 0
         t0 = time.monotonic()
         try:
             while True:
@@ -240,14 +242,11 @@ class FloodSource:
                 now = time.time()
                 sec, usec = int(now), int((now % 1) * 1e6)
                 per = due // len(decoders) + 1
+                stamp = _TS.pack(sec, usec)
                 for d in decoders:
-                    parts = []
-                    for j in range(k, k + per):
-                        data, wl = recs[j % nrec]
-                        parts.append(_REC.pack(sec, usec, len(data), wl))
-                        parts.append(data)
+                    chunk = [tails[j % nrec] for j in range(k, k + per)]
                     k += per
-                    frames, bad = d.feed(b"".join(parts))
+                    frames, bad = d.feed(stamp + stamp.join(chunk))      # every record stamped with now
                     self.merger.add(frames, bad, d.node)
                 sent += per * len(decoders)
                 await asyncio.sleep(0)
