@@ -270,7 +270,12 @@ async def _main() -> int:
                                                         os.fdopen(proto_out, "wb", buffering=0))
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
     try:
-        return await Worker(reader, writer).run()
+        status = await Worker(reader, writer).run()
+        for _ in range(200):                            # the last message (end, error) out before exiting
+            if not transport.get_write_buffer_size():
+                break
+            await asyncio.sleep(0.01)
+        return status
     except (BrokenPipeError, ConnectionError):          # the console is gone: nothing to tell
         return 0
     finally:
