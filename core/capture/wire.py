@@ -128,18 +128,20 @@ class ColumnDecoder:
         size = n * RECORD.size
         if len(body) < size:
             raise ProtocolError(f"batch of {n} frames has {len(body)} bytes, fewer than its records")
-        data = bytes(body)
-        return FrameColumns(data, n, self.table)
+        if isinstance(body, memoryview) and isinstance(body.obj, bytes):   # the tail of a message: no copy
+            return FrameColumns(body.obj, n, self.table, base=len(body.obj) - body.nbytes)
+        return FrameColumns(bytes(body), n, self.table)
 
 
 class FrameColumns(Sequence[Frame]):
     """A batch's frames in columns; ``[i]`` builds (once) the Frame of row ``i``. Slices are views."""
 
-    __slots__ = ("data", "rows", "table", "lo", "hi", "cache")
+    __slots__ = ("data", "base", "rows", "table", "lo", "hi", "cache")
 
     def __init__(self, data: bytes, rows: int, table: list[str | None], lo: int = 0, hi: int | None = None,
-                 cache: dict[int, Frame] | None = None) -> None:
+                 cache: dict[int, Frame] | None = None, base: int = 0) -> None:
         self.data, self.rows, self.table = data, rows, table      # rows: of the whole batch (a slice shows lo..hi)
+        self.base = base                                          # where the records start in ``data``
         self.lo, self.hi = lo, rows if hi is None else hi
         self.cache: dict[int, Frame] = {} if cache is None else cache
 
@@ -157,7 +159,8 @@ class FrameColumns(Sequence[Frame]):
             a, b, step = i.indices(n)
             if step != 1:
                 raise ValueError("FrameColumns slices take no step")
-            return FrameColumns(self.data, self.rows, self.table, self.lo + a, self.lo + max(a, b), self.cache)
+            return FrameColumns(self.data, self.rows, self.table, self.lo + a, self.lo + max(a, b), self.cache,
+                                self.base)
         if i < 0:
             i += n
         if not 0 <= i < n:
@@ -170,9 +173,9 @@ class FrameColumns(Sequence[Frame]):
 
     def _build(self, j: int) -> Frame:
         (vni, node, osrc, odst, isrc, idst, smac, dmac, proto, network, src_name, dst_name, osrc_name, odst_name, info,
-         error, ts, wire_len, length, sport, dport, roff, rlen) = RECORD.unpack_from(self.data, j * RECORD.size)
+         error, ts, wire_len, length, sport, dport, roff, rlen) = RECORD.unpack_from(self.data, self.base + j * RECORD.size)
         s = self.table
-        start = self.rows * RECORD.size + roff
+        start = self.base + self.rows * RECORD.size + roff
         return Frame(ts, s[node], self.data[start:start + rlen], wire_len, s[osrc], s[odst], sport, dport,
                      None if vni < 0 else vni, s[isrc], s[idst], s[smac], s[dmac], s[proto], s[info], length,
                      s[network], s[src_name], s[dst_name], s[osrc_name], s[odst_name], s[error])
@@ -185,7 +188,7 @@ class FrameColumns(Sequence[Frame]):
             _DTYPE = np.dtype([("vni", "<i4"), ("ids", "<u4", (15,)), ("ts", "<f8"), ("wire_len", "<u4"),
                                ("length", "<u4"), ("sport", "<u2"), ("dport", "<u2"), ("roff", "<u4"), ("rlen", "<u4")])
             assert _DTYPE.itemsize == RECORD.size
-        return np.frombuffer(self.data, dtype=_DTYPE, count=self.rows)[self.lo:self.hi]
+        return np.frombuffer(self.data, dtype=_DTYPE, count=self.rows, offset=self.base)[self.lo:self.hi]
 
     def select(self, predicate: Callable[[Frame], bool], memo: dict[bytes, bool]) -> list[int]:
         """Rows (of this view) whose frame ``predicate`` accepts, given that it reads only the VNI and the
@@ -195,7 +198,8 @@ class FrameColumns(Sequence[Frame]):
         import numpy as np
         if self.hi <= self.lo:
             return []
-        raw = np.frombuffer(self.data, dtype=np.uint8, count=self.rows * RECORD.size).reshape(self.rows, RECORD.size)
+        raw = np.frombuffer(self.data, dtype=np.uint8, count=self.rows * RECORD.size,
+                            offset=self.base).reshape(self.rows, RECORD.size)
         keys = np.ascontiguousarray(raw[self.lo:self.hi, :KEY_LEN]).view(f"V{KEY_LEN}").ravel()
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         verdict = np.zeros(len(uniq), dtype=bool)
