@@ -117,7 +117,7 @@ class FrameList(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width or self.size.width
         self._syncing = True
         try:
-            self.virtual_size = Size(width, n)
+            self._set_virtual_size(Size(width, n))
             if self.follow:
                 self.scroll_to(y=max(0, n - self.scrollable_content_region.height), animate=False, force=True)
             else:
@@ -126,6 +126,19 @@ class FrameList(ScrollView, can_focus=True):
             self._syncing = False
         self.redraws += 1
         self.refresh()
+
+    def _set_virtual_size(self, size: Size) -> None:
+        """A list that grows while its scrollbar shows either way needs no layout of the whole screen (which
+        assigning ``virtual_size`` does, ten times a second under a filtered live capture): only its scrollbar
+        is updated then."""
+        old, visible = self.virtual_size, self.scrollable_content_region.height
+        if size == old:
+            return
+        if size.width == old.width and visible > 0 and min(size.height, old.height) > visible:
+            self.set_reactive(FrameList.virtual_size, size)
+            self._scroll_update(size)
+        else:
+            self.virtual_size = size
 
     def on_resize(self, event: events.Resize) -> None:
         self._cache.clear()
@@ -195,7 +208,7 @@ class FrameList(ScrollView, can_focus=True):
         elif row >= top + height:
             top = row - height + 1
         self._top_seq = self.seq_at(top)
-        self._cache.clear()
+        # no cache clearing: a strip is cached per (frame, is cursor), so only the two rows that change render
         self.sync(force=True)
 
     def action_cursor_up(self) -> None:
