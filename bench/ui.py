@@ -169,6 +169,14 @@ class WorkerFloodService(RecordedService):
             await work.close()
 
 
+async def _worker_gone(service: object, seconds: float = 15.0) -> None:
+    """Wait (bounded) until a stopped capture's worker process has exited, before the app's loop closes."""
+    work = getattr(service, "worker", None)
+    deadline = time.monotonic() + seconds
+    while work is not None and work.proc is not None and work.proc.returncode is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
 def proc_cpu(pid: int | None) -> float:
     """CPU seconds (user + system) of process ``pid`` so far (0 when it is gone)."""
     try:
@@ -292,6 +300,7 @@ async def flood(seconds: float, rate: int, kind: str = "worker") -> dict:
                    capacity=pane.ring.capacity)
         pane.action_stop()
         await pilot.pause()
+        await _worker_gone(service)
         # a short tracemalloc look at what one more second of flood allocates (slows things: not timed)
         tracemalloc.start()
         pane.start_capture(["docker-node1"])
@@ -305,9 +314,39 @@ async def flood(seconds: float, rate: int, kind: str = "worker") -> dict:
         tracemalloc.stop()
         pane.action_stop()
         await pilot.pause()
+        await _worker_gone(service)
     FrameList.render_line, FrameList._move, FrameList.action_follow = orig_render, orig_move, orig_follow
     CapturePane.absorb = orig_absorb
     return out
+
+
+async def console_floor(seconds: float, rate: int) -> tuple[float, float, float]:
+    """(console CPU share with no capture, with the worker capture at ``rate`` and no keys, frames/s absorbed)."""
+    from tui.app import OverlayApp
+    from tui.capture.pane import CapturePane
+
+    out = []
+    for capture in (False, True):
+        service = WorkerFloodService.load(STATE)
+        service.rate = rate
+        app = OverlayApp(service, watch=False)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            pane = app.query_one(CapturePane)
+            pane.frame_list.focus()
+            if capture:
+                pane.start_capture(["docker-node1", "docker-node2", "docker-node3"])
+                while not len(pane.ring):
+                    await asyncio.sleep(0.05)
+            c0, t0, n0 = time.process_time(), time.perf_counter(), pane.ring.total
+            await asyncio.sleep(seconds)
+            el = time.perf_counter() - t0
+            out += [(time.process_time() - c0) / el, (pane.ring.total - n0) / el]
+            if capture:
+                pane.action_stop()
+            await pilot.pause()
+            await _worker_gone(service)
+    return out[0], out[2], out[3]
 
 
 async def first_paint(inventory: str | None) -> tuple[str, float, float]:
@@ -396,6 +435,10 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
               f"(OverlayApp, 120x36, headless)...")
         results[kind] = r = asyncio.run(flood(args.seconds, args.rate, kind))
         report(r, args.rate, kind)
+    if "worker" in kinds:
+        idle, floor, got = asyncio.run(console_floor(min(6.0, args.seconds), args.rate))
+        print(f"\nthe console's floor (no keys pressed, 6 s each): {idle:.1%} of a core with no capture, {floor:.1%} "
+              f"with the worker capture at {args.rate:,} frames/s ({got:,.0f}/s absorbed)")
     if len(results) > 1:
         print(f"\nside by side at {args.rate:,} frames/s offered (CPU as % of one core over the timed "
               f"{args.seconds:.0f} s; 2 shared cores, load {os.getloadavg()[0]:.1f} now):")
