@@ -229,7 +229,7 @@ def main() -> int:
                      time.perf_counter() - t0, n, None, None, _children_cpu() - c0))
         tshark = shutil.which("tshark")
         if tshark:
-            n = head(files[5000], TSHARK_FRAMES, sample)
+            n = head(files[5000], TSHARK_FRAMES, sample := tmp / "sample-tshark.pcap")
             c0, t0 = _children_cpu(), time.perf_counter()
             subprocess.run([tshark, "-n", "-r", str(sample), "-d", "udp.port==4789,vxlan", "-T", "fields",
                             "-e", "vxlan.vni", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.proto", "-e", "frame.len"],

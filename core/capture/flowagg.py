@@ -13,7 +13,8 @@ key in a small side list; they never equal a packed key, so nothing merges that 
 Rows find their flow id through an open-addressing hash table probed for a whole batch at once
 (gathers and compares over the rows still unresolved, a few rounds); ids are stable, so counters are
 plain arrays indexed by id and a batch adds to them with ``bincount``/``add.at``. The recent buckets
-are a ring of ``slots`` cells per flow tagged with their bucket number.
+are a ring of ``slots`` cells per flow tagged with their bucket number. Arrays grow with the flows
+actually met (doubling), zero-filled (untouched memory costs nothing until used).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ _U64 = np.uint64
 _MIX = (_U64(0x9E3779B97F4A7C15), _U64(0xC2B2AE3D27D4EB4F), _U64(0x165667B19E3779F9), _U64(0x85EBCA77C2B2AE63),
         _U64(0x27D4EB2F165667C5))
 _FIN = _U64(0xFF51AFD7ED558CCD)
-_NO_TAG = np.iinfo(np.int64).min
+_TAG_BIAS = 1 << 62             # a ring cell's tag is its bucket + this: 0 (fresh zeroed memory) = empty
 _OCTETS = np.array([str(i) for i in range(256)])
 _PROTO4 = [proto_name(4, i) for i in range(256)]
 _PROTO6 = [proto_name(6, i) for i in range(256)]
@@ -86,9 +87,9 @@ class FlowCounter:
         self._bytes = np.zeros(cap, dtype=np.int64)
         self._rpk = np.zeros(cap * self.slots, dtype=np.int64)       # ring cells: flow id * slots + bucket % slots
         self._rby = np.zeros(cap * self.slots, dtype=np.int64)
-        self._rtag = np.full(cap * self.slots, _NO_TAG, dtype=np.int64)
+        self._rtag = np.zeros(cap * self.slots, dtype=np.int64)
         size = 1 << max(6, (4 * cap - 1).bit_length())
-        self._slot = np.full(size, -1, dtype=np.int64)
+        self._slot = np.zeros(size, dtype=np.int64)             # flow id + 1; 0 = empty
         self._claim = np.zeros(size, dtype=np.int64)
         self._text: list[tuple] = []                 # kind-0 keys, by index
         self._text_index: dict[tuple, int] = {}
@@ -160,15 +161,15 @@ class FlowCounter:
         if not m.all():
             ids, b, length = ids[m], b[m], length[m]
         cell = ids * self.slots + b % self.slots
-        tag = self._rtag
+        tag, bt = self._rtag, b + _TAG_BIAS
         old = tag[cell]
-        np.maximum.at(tag, cell, b)
+        np.maximum.at(tag, cell, bt)
         new = tag[cell]
         moved = cell[new != old]
         if len(moved):
             self._rpk[moved] = 0
             self._rby[moved] = 0
-        keep = b == new
+        keep = bt == new
         np.add.at(self._rpk, cell[keep], 1)
         np.add.at(self._rby, cell[keep], length[keep])
 
@@ -201,7 +202,7 @@ class FlowCounter:
             pc = (ids[:, None] * w + np.arange(w)).ravel()
             pt, ct = self._rtag[pc], st["rtag"]
             take = ct > pt
-            same = (ct == pt) & (ct != _NO_TAG)
+            same = (ct == pt) & (ct != 0)
             self._rtag[pc[take]] = ct[take]
             self._rpk[pc[take]] = st["rpk"][take]
             self._rby[pc[take]] = st["rby"][take]
@@ -219,7 +220,7 @@ class FlowCounter:
 
     def _lookup(self, cols: list[np.ndarray], wide: bool) -> np.ndarray:
         n = len(cols[0])
-        self._reserve(self._n + n)
+        self._reserve_table(self._n + n)
         ids = np.empty(n, dtype=np.int64)
         ncmp = NCOLS if wide else 2
         mask = len(self._slot) - 1
@@ -228,7 +229,7 @@ class FlowCounter:
         idx = np.arange(n)
         keys, slot, claim = self._keys, self._slot, self._claim
         while len(idx):
-            sid = slot[pos]
+            sid = slot[pos] - 1
             occ = sid >= 0
             done = np.zeros(len(idx), dtype=bool)
             advance = np.zeros(len(idx), dtype=bool)
@@ -247,9 +248,11 @@ class FlowCounter:
                 claim[pe] = ei
                 win = ei[claim[pe] == ei]
                 new = np.arange(self._n, self._n + len(win))
+                self._grow_flows(self._n + len(win))
+                keys = self._keys
                 self._n += len(win)
                 rows = idx[win]
-                slot[pos[win]] = new
+                slot[pos[win]] = new + 1
                 for c in range(NCOLS):
                     keys[c][new] = cols[c][rows]
                 ids[rows] = new
@@ -259,19 +262,23 @@ class FlowCounter:
             idx, pos = idx[left], pos[left]
         return ids
 
-    def _reserve(self, need: int) -> None:
+    def _grow_flows(self, need: int) -> None:
+        """Room for ``need`` flows in the per-flow arrays (doubling)."""
         cap = len(self._packets)
         if need > cap:
-            new = max(need, 4 * cap)
-            self._keys = [_grow(k, new, 0) for k in self._keys]
-            self._packets = _grow(self._packets, new, 0)
-            self._bytes = _grow(self._bytes, new, 0)
-            self._rpk = _grow(self._rpk, new * self.slots, 0)
-            self._rby = _grow(self._rby, new * self.slots, 0)
-            self._rtag = _grow(self._rtag, new * self.slots, _NO_TAG)
-        if 2 * need > len(self._slot):                 # keep the table at most half full: rehash
+            new = max(need, 2 * cap)
+            self._keys = [_grow(k, new) for k in self._keys]
+            self._packets = _grow(self._packets, new)
+            self._bytes = _grow(self._bytes, new)
+            self._rpk = _grow(self._rpk, new * self.slots)
+            self._rby = _grow(self._rby, new * self.slots)
+            self._rtag = _grow(self._rtag, new * self.slots)
+
+    def _reserve_table(self, need: int) -> None:
+        """A slot table at most half full with ``need`` flows (rehashed to 1/8 full when it is not)."""
+        if 2 * need > len(self._slot):
             size = 1 << (8 * need - 1).bit_length()
-            self._slot = np.full(size, -1, dtype=np.int64)
+            self._slot = np.zeros(size, dtype=np.int64)
             self._claim = np.zeros(size, dtype=np.int64)
             self._wide = self._wide or bool(self._n and any(k[:self._n].any() for k in self._keys[2:]))
             self._place(np.arange(self._n))
@@ -283,11 +290,11 @@ class FlowCounter:
         pos = (_hash(cols, self._wide) & _U64(mask)).astype(np.int64)
         idx = np.arange(len(fids))
         while len(idx):
-            empty = self._slot[pos] < 0
+            empty = self._slot[pos] == 0
             ei = np.flatnonzero(empty)
             self._claim[pos[ei]] = ei
             win = ei[self._claim[pos[ei]] == ei]
-            self._slot[pos[win]] = fids[idx[win]]
+            self._slot[pos[win]] = fids[idx[win]] + 1
             placed = np.zeros(len(idx), dtype=bool)
             placed[win] = True
             pos = np.where(placed, pos, np.where(empty, pos, (pos + 1) & mask))
@@ -305,7 +312,7 @@ class FlowCounter:
         """Every flow as arrays, most bytes first (ties: packets, then by key), rates at ``now``."""
         g = self._n
         end = self.bucket(now) if now is not None else self.newest_bucket
-        first = (end if end is not None else 0) - self.slots
+        first = (end if end is not None else 0) - self.slots + _TAG_BIAS
         tag = self._rtag[:g * self.slots].reshape(g, self.slots)
         live = tag > first
         pk = (self._rpk[:g * self.slots].reshape(g, self.slots) * live).sum(axis=1)
@@ -314,36 +321,37 @@ class FlowCounter:
         kind = (c0 >> _U64(40)).astype(np.int64)
         pnum = ((c0 >> _U64(24)) & _U64(0xFF)).astype(np.int64)
         vni = (c0 & _U64(0xFFFFFF)).astype(np.int64)
-        src = np.empty(g, dtype=object)
-        dst = np.empty(g, dtype=object)
-        proto = np.empty(g, dtype=object)
         v4 = np.flatnonzero((kind == KIND_IPV4) | (kind == KIND_ARP))
-        if len(v4):
-            src[v4] = _ipv4_text(c1[v4] >> _U64(32))
-            dst[v4] = _ipv4_text(c1[v4] & _U64(0xFFFFFFFF))
-            p4 = np.array(_PROTO4, dtype=object)[pnum[v4]]
-            p4[kind[v4] == KIND_ARP] = "ARP"
-            proto[v4] = p4
         v6 = np.flatnonzero(kind == KIND_IPV6)
+        tx = np.flatnonzero(kind == KIND_TEXT)
+        texts = [self._text[i] for i in c1[tx].tolist()]
+        sp, dp, pp = [], [], []                       # (rows, distinct texts, each row's index in them)
+        if len(v4):
+            sp.append((v4, *_ipv4_distinct(c1[v4] >> _U64(32))))
+            dp.append((v4, *_ipv4_distinct(c1[v4] & _U64(0xFFFFFFFF))))
+            u, inv = np.unique(np.where(kind[v4] == KIND_ARP, 256, pnum[v4]), return_inverse=True)
+            pp.append((v4, [_PROTO4[c] if c < 256 else "ARP" for c in u.tolist()], inv.reshape(-1)))
         if len(v6):
             hi_s, lo_s, hi_d, lo_d = (k[:g][v6] for k in self._keys[1:])
-            src[v6] = _ipv6_text(hi_s, lo_s)
-            dst[v6] = _ipv6_text(hi_d, lo_d)
-            proto[v6] = np.array(_PROTO6, dtype=object)[pnum[v6]]
-        tx = np.flatnonzero(kind == KIND_TEXT)
-        vnis = vni.astype(object)
+            sp.append((v6, *_ipv6_distinct(hi_s, lo_s)))
+            dp.append((v6, *_ipv6_distinct(hi_d, lo_d)))
+            u, inv = np.unique(pnum[v6], return_inverse=True)
+            pp.append((v6, [_PROTO6[c] for c in u.tolist()], inv.reshape(-1)))
         if len(tx):
-            keys = [self._text[i] for i in c1[tx].tolist()]
-            vnis[tx] = [k[0] for k in keys]
-            src[tx] = [k[1] for k in keys]
-            dst[tx] = [k[2] for k in keys]
-            proto[tx] = [k[3] for k in keys]
-        vsort = np.array([-1 if v is None else v for v in vnis[tx].tolist()], dtype=np.int64) if len(tx) else None
+            at = np.arange(len(tx))
+            sp.append((tx, [k[1] for k in texts], at))
+            dp.append((tx, [k[2] for k in texts], at))
+            pp.append((tx, [k[3] for k in texts], at))
+        src, srank = _texts(sp, g)
+        dst, drank = _texts(dp, g)
+        proto, prank = _texts(pp, g)
+        vnis = vni.astype(object)
         vkey = vni.copy()
-        if vsort is not None:
-            vkey[tx] = vsort
+        if len(tx):
+            vnis[tx] = [k[0] for k in texts]
+            vkey[tx] = [-1 if k[0] is None else k[0] for k in texts]
         packets, nbytes = self._packets[:g], self._bytes[:g]
-        order = np.lexsort((proto.astype(str), dst.astype(str), src.astype(str), vkey, -packets, -nbytes))
+        order = np.lexsort((prank, drank, srank, vkey, -packets, -nbytes))
         return FlowColumns(vnis[order], src[order], dst[order], proto[order], packets[order], nbytes[order],
                            pk[order] / self.window, by[order] * 8 / self.window)
 
@@ -359,6 +367,25 @@ class FlowCounter:
 
     def top_talkers(self, n: int = 10, names: Names | None = None, now: float | None = None) -> list[FlowStat]:
         return _group(self.flows(names, now), lambda s: (s.vni, s.inner_src, ANY, ANY), names)[:n]
+
+
+def _texts(parts: list[tuple], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Texts of ``n`` rows given in parts ``(rows, distinct texts, each row's index in them)``: (an object
+    array of the texts, each row's rank in the sorted texts of all parts: sorting by rank sorts by text)."""
+    obj = np.empty(n, dtype=object)
+    rank = np.zeros(n, dtype=np.int64)
+    if not parts:
+        return obj, rank
+    every = np.concatenate([np.asarray(d, dtype=str) for _, d, _ in parts])
+    _, ginv = np.unique(every, return_inverse=True)
+    ginv = ginv.reshape(-1)
+    at = 0
+    for rows, distinct, inv in parts:
+        listed = distinct.tolist() if isinstance(distinct, np.ndarray) else list(distinct)
+        obj[rows] = np.asarray(listed + [None], dtype=object)[:-1][inv]
+        rank[rows] = ginv[at + inv]
+        at += len(distinct)
+    return obj, rank
 
 
 class FlowColumns:
@@ -444,27 +471,38 @@ def _frame_key(f: Frame) -> tuple[int, int, int, int, int] | None:
     return None
 
 
-def _grow(a: np.ndarray, n: int, fill) -> np.ndarray:
-    out = np.full(n, fill, dtype=a.dtype)
+def _grow(a: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=a.dtype)
     out[:len(a)] = a
     return out
 
 
-def _ipv4_text(a: np.ndarray) -> np.ndarray:
-    """Dotted quads of 32-bit integers (distinct values formatted once)."""
+def _ipv4_distinct(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dotted quads of the distinct 32-bit integers of ``a`` (a str array), and each value's index in them."""
     u, inv = np.unique(a, return_inverse=True)
     o = [_OCTETS[((u >> _U64(s)) & _U64(255)).astype(np.int64)] for s in (24, 16, 8, 0)]
     t = np.strings.add(np.strings.add(np.strings.add(np.strings.add(np.strings.add(np.strings.add(
         o[0], "."), o[1]), "."), o[2]), "."), o[3])
+    return t, inv.reshape(-1)
+
+
+def _ipv4_text(a: np.ndarray) -> np.ndarray:
+    """Dotted quads of 32-bit integers (distinct values formatted once), an object array."""
+    t, inv = _ipv4_distinct(a)
     return t.astype(object)[inv]
 
 
-def _ipv6_text(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """IPv6 text of (high, low) 64-bit halves (distinct addresses formatted once)."""
+def _ipv6_distinct(hi: np.ndarray, lo: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """IPv6 texts of the distinct (high, low) 64-bit halves, and each row's index in them."""
     u, inv = np.unique(np.stack([hi, lo], axis=1), axis=0, return_inverse=True)
     ntop, af = socket.inet_ntop, socket.AF_INET6
-    text = np.array([ntop(af, h.to_bytes(8, "big") + w.to_bytes(8, "big")) for h, w in u.tolist()], dtype=object)
-    return text[inv.reshape(-1)]
+    return [ntop(af, h.to_bytes(8, "big") + w.to_bytes(8, "big")) for h, w in u.tolist()], inv.reshape(-1)
+
+
+def _ipv6_text(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """IPv6 text of (high, low) 64-bit halves (distinct addresses formatted once), an object array."""
+    text, inv = _ipv6_distinct(hi, lo)
+    return np.array(text + [""], dtype=object)[:-1][inv]
 
 
 def flow_key(stat: FlowStat) -> FlowKey:
