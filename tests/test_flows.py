@@ -159,7 +159,7 @@ def test_flow_stat_is_the_shared_model():
     assert isinstance(t.flows()[0], FlowStat)
 
 
-# --- the record walker's run prediction (snap-length captures) ----------------------------------------
+# --- the record walker: many chains at once, exact whatever its guesses ---------------------------------
 
 def _naive_walk(buf: bytes, endian: str) -> tuple[list[int], int]:
     starts, off = [], 0
@@ -172,18 +172,60 @@ def _naive_walk(buf: bytes, endian: str) -> tuple[list[int], int]:
     return starts, off
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(runs=st.lists(st.tuples(st.integers(0, 140), st.integers(1, 60)), min_size=1, max_size=12),
-       endian=st.sampled_from("<>"), cut=st.integers(0, 40))
-def test_walker_run_prediction_finds_exactly_the_records(runs, endian, cut):
-    from core.capture.batch import _Walker
-    recs = b"".join(struct.pack(endian + "IIII", 1, 2, c, c) + bytes([c % 256]) * c
-                    for c, count in runs for _ in range(count))
-    buf = bytearray(recs[:len(recs) - cut])
+def _records(endian: str, sizes: list[int], fakes: bool) -> bytes:
+    """Records of the given sizes; with ``fakes``, each payload starts with something that looks like a
+    record header (plausible time and lengths) but is not one: the guesses go wrong."""
+    out = []
+    for i, c in enumerate(sizes):
+        body = bytes([c % 256]) * c
+        if fakes and c >= 16:
+            body = (struct.pack(endian + "IIII", 1, 3, c // 3, c // 3) + body)[:c]
+        out.append(struct.pack(endian + "IIII", 1, i % 1000, c, c) + body)
+    return b"".join(out)
+
+
+def _small_walker(endian: str, segment: int):
+    from core.capture.records import _Walker
     walker = _Walker(endian, "t")
-    walker.backoff = 1                          # predict at every chance
-    starts, used = walker.walk(buf, len(buf))
-    assert (starts.tolist(), used) == _naive_walk(bytes(buf), endian)
+    walker.SEGMENT, walker.WINDOW = segment, segment // 2       # many chains even on a small buffer
+    return walker
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(0, 300), min_size=1, max_size=300), endian=st.sampled_from("<>"),
+       cut=st.integers(0, 40), segment=st.sampled_from([64, 128, 512]), fakes=st.booleans())
+def test_chain_walk_finds_exactly_the_records(sizes, endian, cut, segment, fakes):
+    recs = _records(endian, sizes, fakes)
+    buf = bytearray(recs[:len(recs) - cut]) + bytearray(64)     # zero padding after the end, as a chunk has
+    starts, used = _small_walker(endian, segment).walk(buf, len(buf) - 64)
+    assert (starts.tolist(), used) == _naive_walk(bytes(buf[:len(buf) - 64]), endian)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(0, 200), min_size=20, max_size=200), endian=st.sampled_from("<>"),
+       offsets=st.lists(st.integers(-1, 63), min_size=200, max_size=200))
+def test_chain_walk_is_exact_whatever_the_guesses(sizes, endian, offsets):
+    import numpy as np
+    recs = _records(endian, sizes, False)
+    buf = bytearray(recs) + bytearray(64)
+    walker = _small_walker(endian, 128)
+
+    def guesses(arr, u32, start, first, count, n):                # anywhere in each segment's window
+        return np.array([-1 if o < 0 else first + j * 128 + o for j, o in zip(range(count), offsets * 50)],
+                        dtype=np.int64)
+    walker._seeds = guesses
+    starts, used = walker.walk(buf, len(recs))
+    assert (starts.tolist(), used) == _naive_walk(recs, endian)
+
+
+def test_chain_walk_stops_at_a_corrupt_record_with_the_same_error():
+    from core.errors import CaptureError
+    recs = bytearray(_records("<", [100] * 300, False))
+    at = 200 * 116
+    struct.pack_into("<I", recs, at + 8, 20 << 20)                 # claims 20 MB captured
+    buf = recs + bytearray(64)
+    with pytest.raises(CaptureError, match=f"record at byte {at + 24} claims {20 << 20} captured bytes"):
+        _small_walker("<", 256).walk(buf, len(recs), 0, 24)
 
 
 def test_snapped_capture_flows_equal_per_frame(tmp_path):

@@ -191,6 +191,30 @@ def test_numpy_flows_and_json_lines_equal_the_per_frame_path_on_random_files(tmp
     assert counter.flows() == ref.flows()
 
 
+@pytest.mark.parametrize("segment", [64, 256, 4096])
+def test_many_chain_walk_reads_pcapng_and_pcap_exactly(tmp_path, monkeypatch, segment):
+    """The walker's chains (small segments: many per chunk, guesses right and wrong) give the records the
+    one-at-a-time walk gives, in both formats, a second section and an interface added midway included."""
+    from core.capture import records
+    plain, ng = tmp_path / "r.pcap", tmp_path / "r.pcapng"
+    _random_pcap(plain, 1200, 5)
+    _random_pcap(ng, 1200, 5)
+    extra = shb(">") + idb(">") + idb(">", tsresol=9) + epb(">", 1, 7_000_000_000, FRAMES[2]) + unknown(">")
+    two = tmp_path / "two.pcapng"
+    two.write_bytes(ng.read_bytes() + extra + idb(">") + epb(">", 2, 8_000_000, FRAMES[3]))
+    monkeypatch.setattr(records._ChainWalk, "SEGMENT", 1 << 40)          # one chain: the one-at-a-time walk
+    want = {p: list(iter_pcap(p)) for p in (plain, ng, two)}
+    monkeypatch.setattr(records._ChainWalk, "SEGMENT", segment)
+    monkeypatch.setattr(records._ChainWalk, "WINDOW", segment // 2)
+    for p in (plain, ng, two):
+        for chunk in (1 << 20, 8192):
+            with CaptureFile(p, chunk) as cf:
+                got = list(records.iter_file_records(cf))
+            assert got == want[p]
+    assert want[ng] == want[plain] and want[two][-2:] == [(7.0, len(FRAMES[2]), len(FRAMES[2]), FRAMES[2]),
+                                                           (8.0, len(FRAMES[3]), len(FRAMES[3]), FRAMES[3])]
+
+
 def test_a_big_file_split_between_two_processes_counts_exactly(tmp_path, monkeypatch):
     path = tmp_path / "big.pcap"
     _random_pcap(path, 3000, 9)
