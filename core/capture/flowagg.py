@@ -325,7 +325,9 @@ class FlowCounter:
         v6 = np.flatnonzero(kind == KIND_IPV6)
         tx = np.flatnonzero(kind == KIND_TEXT)
         texts = [self._text[i] for i in c1[tx].tolist()]
-        sp, dp, pp = [], [], []                       # (rows, distinct texts, each row's index in them)
+        sp: list[tuple] = []                          # (rows, distinct texts, each row's index in them)
+        dp: list[tuple] = []
+        pp: list[tuple] = []
         if len(v4):
             sp.append((v4, *_ipv4_distinct(c1[v4] >> _U64(32))))
             dp.append((v4, *_ipv4_distinct(c1[v4] & _U64(0xFFFFFFFF))))

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Iterator
 from io import BufferedReader
 from struct import Struct
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from core.errors import CaptureError
 from core.files import FileWriteError, PrivateFile, create_private
@@ -188,41 +188,44 @@ def read_pcap_frames(path: str | os.PathLike, decoder=None, node: str = "") -> I
         yield decode(data, ts, wirelen, node)
 
 
-class PcapWriter:
-    """Writes a classic pcap (little endian, usec, Ethernet) to a new private file or an open binary file.
+class CaptureWriter:
+    """What both writers share: the target (a new private file, an owned :class:`core.files.PrivateFile`, or
+    an open binary file), its name in errors, the file's header written first, and closing or aborting.
 
     A path is created with :func:`core.files.create_private` (0600, never through a link, an existing file only
     with ``replace=True``); a :class:`core.files.PrivateFile` is owned too (closed, or removed on error).
     """
 
-    _GLOBAL = Struct("<IHHiIII")
-    _REC = Struct("<IIII")
+    KIND = "capture"
 
     def __init__(self, target: str | os.PathLike | BinaryIO | PrivateFile, snaplen: int = DEFAULT_SNAPLEN,
                  *, replace: bool = False) -> None:
         if isinstance(target, (str, os.PathLike)):
             target = create_private(target, replace=replace)
-        self.path = target.name if isinstance(target, PrivateFile) else getattr(target, "name", "pcap")
+        self.path = target.name if isinstance(target, PrivateFile) else getattr(target, "name", self.KIND)
         self._fh = target
-        try:
-            self._fh.write(self._GLOBAL.pack(MAGIC_USEC, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
-        except OSError as e:
-            self.abort()
-            raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
         self.snaplen, self.count = snaplen, 0
+        self._put(self._header(), abort=True)
 
-    def write(self, ts: float, data: bytes, wire_len: int | None = None) -> None:
-        sec = int(ts)
-        usec = round((ts - sec) * 1e6)
-        if usec >= 1000000:
-            sec, usec = sec + 1, usec - 1000000
-        wl = max(wire_len or 0, len(data))
-        data = data[:self.snaplen]
+    def _header(self) -> bytes:
+        """The bytes that start the file."""
+        raise NotImplementedError
+
+    def _record(self, ts: float, data: bytes, wire_len: int) -> bytes:
+        """One frame's record (``data`` already cut to the snap length)."""
+        raise NotImplementedError
+
+    def _put(self, data: bytes, abort: bool = False) -> None:
         try:
-            self._fh.write(self._REC.pack(sec, usec, len(data), wl))
             self._fh.write(data)
         except OSError as e:
+            if abort:                        # the header: nothing useful written, leave nothing behind
+                self.abort()
             raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
+
+    def write(self, ts: float, data: bytes, wire_len: int | None = None) -> None:
+        wl = max(wire_len or 0, len(data))
+        self._put(self._record(ts, data[:self.snaplen], wl))
         self.count += 1
 
     def write_frame(self, frame: Frame) -> None:
@@ -245,7 +248,7 @@ class PcapWriter:
         if isinstance(self._fh, PrivateFile):
             self._fh.abort()
 
-    def __enter__(self) -> PcapWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -255,47 +258,54 @@ class PcapWriter:
             self.abort()
 
 
-class PcapngWriter(PcapWriter):
+def _sec_usec(ts: float) -> tuple[int, int]:
+    sec = int(ts)
+    usec = round((ts - sec) * 1e6)
+    if usec >= 1000000:
+        sec, usec = sec + 1, usec - 1000000
+    return sec, usec
+
+
+class PcapWriter(CaptureWriter):
+    """Writes a classic pcap (little endian, usec, Ethernet) to a new private file or an open binary file."""
+
+    KIND = "pcap"
+    _GLOBAL = Struct("<IHHiIII")
+    _REC = Struct("<IIII")
+
+    def _header(self) -> bytes:
+        return self._GLOBAL.pack(MAGIC_USEC, 2, 4, 0, 0, self.snaplen, LINKTYPE_ETHERNET)
+
+    def _record(self, ts: float, data: bytes, wire_len: int) -> bytes:
+        sec, usec = _sec_usec(ts)
+        return self._REC.pack(sec, usec, len(data), wire_len) + data
+
+
+class PcapngWriter(CaptureWriter):
     """Writes a pcapng: one section (little endian), one Ethernet interface (microseconds), and an
     enhanced packet block per frame. Same interface as :class:`PcapWriter`."""
 
+    KIND = "pcapng"
     _SHB = Struct("<IIIHHqI")
     _IDB = Struct("<IIHHIHHBxxxHHI")
     _EPB = Struct("<IIIIIII")
 
-    def __init__(self, target: str | os.PathLike | BinaryIO | PrivateFile, snaplen: int = DEFAULT_SNAPLEN,
-                 *, replace: bool = False) -> None:
-        if isinstance(target, (str, os.PathLike)):
-            target = create_private(target, replace=replace)
-        self.path = target.name if isinstance(target, PrivateFile) else getattr(target, "name", "pcapng")
-        self._fh = target
-        try:
-            self._fh.write(self._SHB.pack(0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28))
-            # IDB: link type, snaplen, option if_tsresol = 6 (microseconds), opt_endofopt
-            self._fh.write(self._IDB.pack(1, 32, LINKTYPE_ETHERNET, 0, snaplen, 9, 1, 6, 0, 0, 32))
-        except OSError as e:
-            self.abort()
-            raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
-        self.snaplen, self.count = snaplen, 0
+    def _header(self) -> bytes:
+        # IDB: link type, snaplen, option if_tsresol = 6 (microseconds), opt_endofopt
+        return (self._SHB.pack(0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
+                + self._IDB.pack(1, 32, LINKTYPE_ETHERNET, 0, self.snaplen, 9, 1, 6, 0, 0, 32))
 
-    def write(self, ts: float, data: bytes, wire_len: int | None = None) -> None:
+    def _record(self, ts: float, data: bytes, wire_len: int) -> bytes:
         sec = int(ts)
-        usec = round((ts - sec) * 1e6)
-        ticks = sec * 1000000 + usec
-        wl = max(wire_len or 0, len(data))
-        data = data[:self.snaplen]
+        ticks = sec * 1000000 + round((ts - sec) * 1e6)
         pad = -len(data) % 4
         blen = 32 + len(data) + pad
-        try:
-            self._fh.write(self._EPB.pack(6, blen, 0, ticks >> 32, ticks & 0xFFFFFFFF, len(data), wl))
-            self._fh.write(data + bytes(pad) + blen.to_bytes(4, "little"))
-        except OSError as e:
-            raise CaptureError(f"{self.path}: cannot write: {e.strerror or e}") from None
-        self.count += 1
+        return (self._EPB.pack(6, blen, 0, ticks >> 32, ticks & 0xFFFFFFFF, len(data), wire_len)
+                + data + bytes(pad) + blen.to_bytes(4, "little"))
 
 
 def open_writer(path: str | os.PathLike | PrivateFile, snaplen: int = DEFAULT_SNAPLEN, *,
-                replace: bool = False) -> PcapWriter:
+                replace: bool = False) -> CaptureWriter:
     """A pcapng writer for a path ending in ``.pcapng``, else a classic pcap writer (a new private file:
     see :func:`core.files.create_private`; ``replace`` an existing one atomically)."""
     name = path.name if isinstance(path, PrivateFile) else str(path)
