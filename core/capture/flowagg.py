@@ -353,7 +353,7 @@ class FlowCounter:
             vnis[tx] = [k[0] for k in texts]
             vkey[tx] = [-1 if k[0] is None else k[0] for k in texts]
         packets, nbytes = self._packets[:g], self._bytes[:g]
-        order = np.lexsort((prank, drank, srank, vkey, -packets, -nbytes))
+        order = _flow_order(nbytes, packets, vkey, srank, drank, prank)
         return FlowColumns(vnis[order], src[order], dst[order], proto[order], packets[order], nbytes[order],
                            pk[order] / self.window, by[order] * 8 / self.window)
 
@@ -369,6 +369,30 @@ class FlowCounter:
 
     def top_talkers(self, n: int = 10, names: Names | None = None, now: float | None = None) -> list[FlowStat]:
         return _group(self.flows(names, now), lambda s: (s.vni, s.inner_src, ANY, ANY), names)[:n]
+
+
+def _pack(keys: list[np.ndarray]) -> np.ndarray | None:
+    """Non-negative integer keys packed into one int64 that sorts as they do together (first key most
+    significant), or None when they need more than 63 bits."""
+    widths = [int(k.max()).bit_length() if len(k) else 0 for k in keys]
+    if sum(widths) > 63:
+        return None
+    out = np.zeros(len(keys[0]), dtype=np.int64)
+    for k, w in zip(keys, widths):
+        out = (out << w) | k
+    return out
+
+
+def _flow_order(nbytes, packets, vkey, srank, drank, prank) -> np.ndarray:
+    """The order of :meth:`FlowCounter.columns`: most bytes, most packets, then VNI (-1 for none) and the
+    key's texts by rank: ``np.lexsort((prank, drank, srank, vkey, -packets, -nbytes))``, done as two
+    sorts of packed keys when they fit in 63 bits (a few times faster at 100k flows)."""
+    minor = _pack([vkey + 1, srank, drank, prank])
+    major = _pack([nbytes.max() - nbytes, packets.max() - packets]) if len(nbytes) else None
+    if minor is None or major is None:
+        return np.lexsort((prank, drank, srank, vkey, -packets, -nbytes))
+    first = np.argsort(minor, kind="stable")
+    return first[np.argsort(major[first], kind="stable")]
 
 
 def _texts(parts: list[tuple], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -496,9 +520,15 @@ def _ipv4_text(a: np.ndarray) -> np.ndarray:
 
 def _ipv6_distinct(hi: np.ndarray, lo: np.ndarray) -> tuple[list[str], np.ndarray]:
     """IPv6 texts of the distinct (high, low) 64-bit halves, and each row's index in them."""
-    u, inv = np.unique(np.stack([hi, lo], axis=1), axis=0, return_inverse=True)
+    order = np.lexsort((lo, hi))
+    sh, sl = hi[order], lo[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (sh[1:] != sh[:-1]) | (sl[1:] != sl[:-1])
+    inv = np.empty(len(order), dtype=np.int64)
+    inv[order] = np.cumsum(new) - 1
     ntop, af = socket.inet_ntop, socket.AF_INET6
-    return [ntop(af, h.to_bytes(8, "big") + w.to_bytes(8, "big")) for h, w in u.tolist()], inv.reshape(-1)
+    return [ntop(af, h.to_bytes(8, "big") + w.to_bytes(8, "big"))
+            for h, w in zip(sh[new].tolist(), sl[new].tolist())], inv
 
 
 def _ipv6_text(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
