@@ -237,3 +237,20 @@ def test_snapped_capture_flows_equal_per_frame(tmp_path):
     batch, _ = flows_from_pcap(path)
     _same(batch, _per_frame(path))
     assert batch.frames == 3000
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["packed", "too-wide-to-pack"])
+def test_flow_order_is_the_six_key_lexsort(big):
+    import numpy as np
+
+    from core.capture.flowagg import _flow_order
+    rng = np.random.default_rng(3)
+    n = 5000
+    minor = np.unique(rng.integers(0, 1 << 20, size=(n, 4)), axis=0)       # flow keys are distinct
+    m = len(minor)
+    vkey, srank, drank, prank = minor[:, 0] - 1, minor[:, 1], minor[:, 2], minor[:, 3]
+    if big:
+        srank = srank << 40                                                  # 63 bits are not enough
+    nbytes, packets = rng.integers(0, 4, m) * 100, rng.integers(1, 3, m)     # many ties on the numbers
+    got = _flow_order(nbytes, packets, vkey, srank, drank, prank)
+    assert (got == np.lexsort((prank, drank, srank, vkey, -packets, -nbytes))).all()
