@@ -71,8 +71,8 @@ def json_lines(rb: RecordBatch, port: int, decoder: VxlanDecoder, counter: FlowC
 def _good_lines(bt: _Batch, rows: np.ndarray, kind, pnum, vni, src, dst, ioff, length, ex: dict,
                 names: Names | None, node: str, counter: FlowCounter) -> list[str]:
     """Lines of the rows the batch decoder understood. Everything from ``outer_src`` to ``proto``
-    except the UDP source port depends on the flow, the outer addresses, the VXLAN port and the inner
-    MACs: that text is made once per distinct combination in the batch."""
+    depends on the flow, the outer addresses and UDP ports and the inner MACs: that text is made once
+    per distinct combination in the batch."""
     k, p, v, io = kind[rows], pnum[rows], vni[rows], ioff[rows]
     sb = bt.sub(rows)
     cap = bt.cap[rows]
@@ -93,18 +93,15 @@ def _good_lines(bt: _Batch, rows: np.ndarray, kind, pnum, vni, src, dst, ioff, l
     inner = udp + 16
     dmac = (sb.u32(inner) << 16) | sb.u16(inner + 4)
     smac = (sb.u16(inner + 6) << 32) | sb.u32(inner + 8)
-    key = np.column_stack([fid, dport, dmac, smac, v4o, outer])
+    key = np.column_stack([fid, sport, dport, dmac, smac, v4o, outer])
     rep, inv = _group_rows(key)
-    seg1, seg2 = _segments(bt, rows, rep, k, p, v, src, dst, v6cols, outer, v4o, dport, dmac, smac, names)
+    mid = _segments(bt, rows, rep, k, p, v, src, dst, v6cols, outer, v4o, sport, dport, dmac, smac, names)
     info = _info(sb, k, p, io, ex["l4"][rows], cap, src[rows], dst[rows])
     wire = bt.wire[rows]
-    inv = inv.reshape(-1)
     jnode = json.dumps(node)
-    return [f'{{"ts": {ts!r}, "node": {jnode}, {a}"outer_sport": {sp}, {b}"info": "{inf}", "length": {ln}, '
-            f'"wire_len": {wl}, "error": null}}\n'
-            for ts, a, sp, b, inf, ln, wl in zip(bt.ts[rows].tolist(), seg1[inv].tolist(), sport.tolist(),
-                                                 seg2[inv].tolist(), info.tolist(), length[rows].tolist(),
-                                                 wire.tolist())]
+    return [f'{{"ts": {ts!r}, "node": {jnode}, {m}"info": "{inf}", "length": {ln}, "wire_len": {wl}, "error": null}}\n'
+            for ts, m, inf, ln, wl in zip(bt.ts[rows].tolist(), mid[inv.reshape(-1)].tolist(), info.tolist(),
+                                          length[rows].tolist(), wire.tolist())]
 
 
 def _group_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -124,9 +121,10 @@ def _group_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rep, inv
 
 
-def _segments(bt: _Batch, rows, rep, k, p, v, src, dst, v6cols, outer, v4o, dport, dmac, smac,
-              names: Names | None) -> tuple[np.ndarray, np.ndarray]:
-    """The two constant stretches of a line, for each distinct combination (``rep``: a row of each)."""
+def _segments(bt: _Batch, rows, rep, k, p, v, src, dst, v6cols, outer, v4o, sport, dport, dmac, smac,
+              names: Names | None) -> np.ndarray:
+    """The stretch of a line from ``outer_src`` to ``proto``, for each distinct combination (``rep``: a
+    row of each; the outer source port is the same for a VXLAN sender's inner flow, so there are few)."""
     nets = names.networks if names else {}
     conts = names.containers if names else {}
     nodes = names.nodes if names else {}
@@ -163,15 +161,16 @@ def _segments(bt: _Batch, rows, rep, k, p, v, src, dst, v6cols, outer, v4o, dpor
     kr = k[rep]
     prs = np.where(kr == KIND_ARP, "ARP", np.where(kr == KIND_IPV6, _P6[p[rep]], _P4[p[rep]])).tolist()
     sms, dms = _mac_text(smac[rep]).tolist(), _mac_text(dmac[rep]).tolist()
-    seg1 = [f'"outer_src": "{a}", "outer_dst": "{b}", "outer_src_name": {q(nodes.get(a))}, '
-            f'"outer_dst_name": {q(nodes.get(b))}, ' for a, b in zip(osrc[rep].tolist(), odst[rep].tolist())]
-    seg2 = [f'"outer_dport": {dp}, "vni": {vn}, "network": {q(nets.get(vn))}, "inner_src": "{s}", '
-            f'"inner_dst": "{d}", "src_name": {q(conts.get(s) or conts.get(sm))}, '
-            f'"dst_name": {q(conts.get(d) or conts.get(dm))}, "inner_src_mac": "{sm}", '
-            f'"inner_dst_mac": "{dm}", "proto": "{pr}", '
-            for dp, vn, s, d, sm, dm, pr in zip(dport[rep].tolist(), v[rep].tolist(), isrc[rep].tolist(),
-                                                 idst[rep].tolist(), sms, dms, prs)]
-    return np.array(seg1 + [""], dtype=object)[:-1], np.array(seg2 + [""], dtype=object)[:-1]
+    seg = [f'"outer_src": "{a}", "outer_dst": "{b}", "outer_src_name": {q(nodes.get(a))}, '
+           f'"outer_dst_name": {q(nodes.get(b))}, "outer_sport": {sp}, '
+           f'"outer_dport": {dp}, "vni": {vn}, "network": {q(nets.get(vn))}, "inner_src": "{s}", '
+           f'"inner_dst": "{d}", "src_name": {q(conts.get(s) or conts.get(sm))}, '
+           f'"dst_name": {q(conts.get(d) or conts.get(dm))}, "inner_src_mac": "{sm}", '
+           f'"inner_dst_mac": "{dm}", "proto": "{pr}", '
+           for a, b, sp, dp, vn, s, d, sm, dm, pr in zip(osrc[rep].tolist(), odst[rep].tolist(), sport[rep].tolist(),
+                                                          dport[rep].tolist(), v[rep].tolist(), isrc[rep].tolist(),
+                                                          idst[rep].tolist(), sms, dms, prs)]
+    return np.array(seg + [""], dtype=object)[:-1]
 
 
 def _info(sb: _Batch, k, p, io, l4, cap, src, dst) -> np.ndarray:
