@@ -17,6 +17,7 @@ import io
 import os
 import pickle
 import signal
+import struct
 import tempfile
 from collections.abc import Callable
 
@@ -235,13 +236,13 @@ def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter,
                 work(rb, mine, dec, sink)
             if sink is not None:
                 sink.flush()
-            payload = pickle.dumps(("ok", mine.state(), (dec.frames, dec.malformed, dec.not_vxlan, dec.udp_ports),
-                                    cf.records, cf.left), protocol=pickle.HIGHEST_PROTOCOL)
+            result: tuple = ("ok", mine.state(copy=False), (dec.frames, dec.malformed, dec.not_vxlan, dec.udp_ports),
+                             cf.records, cf.left)
         except BaseException as e:  # noqa: BLE001 - reported to the parent, which redoes the range
-            payload = pickle.dumps(("error", repr(e)))
+            result = ("error", repr(e))
         try:
             with os.fdopen(w, "wb") as fw:
-                fw.write(payload)
+                _send(fw, result)
         except BaseException:  # noqa: BLE001
             code = 1
         os._exit(code)
@@ -253,8 +254,7 @@ def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter,
         if cf.position == sp.bounds[1] and not sp.walker_changed:
             with os.fdopen(r, "rb") as f:
                 r = -1
-                data = f.read()
-            res: tuple = pickle.loads(data) if data else ("error", "no result")
+                res = _receive(f)
             if res[0] == "ok":
                 _, state, (frames, malformed, not_vxlan, ports), records, left = res
                 counter.merge_state(state)
@@ -282,6 +282,46 @@ def _count_split(cf: CaptureFile, sp: Splitter, port: int, counter: FlowCounter,
     if not done:                                      # a wrong guess (or the child failed): go on alone
         for rb in sp.rest(cf.position):
             work(rb, counter, decoder, out)
+
+
+_SIZE = struct.Struct("<Q")
+
+
+def _send(f, obj) -> None:
+    """``obj`` pickled to the binary file ``f``, its arrays' bytes written as they are (pickle protocol 5,
+    out of band: no copy of the counters, which are tens of MB at 100k flows)."""
+    bufs: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    raws = [b.raw() for b in bufs]
+    f.write(_SIZE.pack(len(raws)) + b"".join(_SIZE.pack(len(x)) for x in [memoryview(head), *raws]))
+    f.write(head)
+    for x in raws:
+        f.write(x)
+
+
+def _receive(f) -> tuple:
+    """What :func:`_send` wrote (each array read straight into its own buffer); ("error", why) if the
+    writer ended before it was whole."""
+    def exactly(n: int) -> bytearray | None:
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            k = f.readinto(view[got:])
+            if not k:
+                return None
+            got += k
+        return buf
+    first = exactly(_SIZE.size)
+    if first is None:
+        return ("error", "no result")
+    count = _SIZE.unpack(first)[0]
+    sizes = exactly(_SIZE.size * (count + 1))
+    if sizes is None:
+        return ("error", "cut short")
+    parts = [exactly(_SIZE.unpack_from(sizes, i * _SIZE.size)[0]) for i in range(count + 1)]
+    if any(p is None for p in parts):
+        return ("error", "cut short")
+    return pickle.loads(parts[0], buffers=parts[1:])  # type: ignore[arg-type]
 
 
 def _copy_out(tmp, out) -> None:

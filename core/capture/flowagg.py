@@ -173,12 +173,14 @@ class FlowCounter:
         np.add.at(self._rpk, cell[keep], 1)
         np.add.at(self._rby, cell[keep], length[keep])
 
-    def state(self) -> dict:
-        """Everything counted, as plain arrays and lists (to send to another process: :meth:`merge_state`)."""
+    def state(self, copy: bool = True) -> dict:
+        """Everything counted, as plain arrays and lists (to send to another process: :meth:`merge_state`);
+        ``copy=False``: views of this counter's arrays (valid while it is not counting)."""
         g, w = self._n, self.slots
-        return {"keys": [k[:g].copy() for k in self._keys], "packets": self._packets[:g].copy(),
-                "bytes": self._bytes[:g].copy(), "rpk": self._rpk[:g * w].copy(), "rby": self._rby[:g * w].copy(),
-                "rtag": self._rtag[:g * w].copy(), "text": list(self._text), "frames": self.frames,
+        c = np.copy if copy else np.asarray
+        return {"keys": [c(k[:g]) for k in self._keys], "packets": c(self._packets[:g]),
+                "bytes": c(self._bytes[:g]), "rpk": c(self._rpk[:g * w]), "rby": c(self._rby[:g * w]),
+                "rtag": c(self._rtag[:g * w]), "text": list(self._text), "frames": self.frames,
                 "malformed": self.malformed, "not_vxlan": self.not_vxlan, "newest_bucket": self.newest_bucket,
                 "newest_ts": self.newest_ts, "window": self.window, "slots": self.slots}
 
