@@ -41,6 +41,8 @@ class _Batch:
 
     def __init__(self, rb: RecordBatch, rows: np.ndarray | None = None) -> None:
         self.arr = rb.arr
+        self.be16 = _windows(rb.arr, 2).view(">u2")[:, 0]       # the big-endian u16 at every offset (a view)
+        self.be32 = _windows(rb.arr, 4).view(">u4")[:, 0]
         if rows is None:
             self.base, self.ts, self.cap, wire = rb.base, rb.ts, rb.cap, rb.wire
         else:
@@ -51,11 +53,10 @@ class _Batch:
         return self.arr[self.base + off].astype(np.int64)
 
     def u16(self, off) -> np.ndarray:
-        p = self.base + off
-        return (self.arr[p].astype(np.int64) << 8) | self.arr[p + 1]
+        return self.be16[self.base + off].astype(np.int64)
 
     def u32(self, off) -> np.ndarray:
-        return (self.u16(off) << 16) | self.u16(off + 2)
+        return self.be32[self.base + off].astype(np.int64)
 
     def u64(self, off) -> np.ndarray:
         return _windows(self.arr, 8)[self.base + off].view(">u8")[:, 0]
@@ -74,7 +75,7 @@ class _Batch:
     def sub(self, rows: np.ndarray) -> _Batch:
         """A view of some rows (same buffer), for gathers on those rows only."""
         s = _Batch.__new__(_Batch)
-        s.arr, s.base = self.arr, self.base[rows]
+        s.arr, s.be16, s.be32, s.base = self.arr, self.be16, self.be32, self.base[rows]
         return s
 
 

@@ -96,12 +96,14 @@ def _good_lines(bt: _Batch, rows: np.ndarray, kind, pnum, vni, src, dst, ioff, l
     key = np.column_stack([fid, sport, dport, dmac, smac, v4o, outer])
     rep, inv = _group_rows(key)
     mid = _segments(bt, rows, rep, k, p, v, src, dst, v6cols, outer, v4o, sport, dport, dmac, smac, names)
-    info = _info(sb, k, p, io, ex["l4"][rows], cap, src[rows], dst[rows])
-    wire = bt.wire[rows]
+    info, ikey = _info(sb, k, p, io, ex["l4"][rows], cap, src[rows], dst[rows])
+    ln, wl = length[rows], bt.wire[rows]
+    rep2, inv2 = _group_rows(np.column_stack([inv, ikey, ln, wl]))   # then the rest, once per distinct rest
+    rest = [f'{m}"info": "{i}", "length": {a}, "wire_len": {b}, "error": null}}\n' for m, i, a, b in
+            zip(mid[inv[rep2]].tolist(), info[rep2].tolist(), ln[rep2].tolist(), wl[rep2].tolist())]
     jnode = json.dumps(node)
-    return [f'{{"ts": {ts!r}, "node": {jnode}, {m}"info": "{inf}", "length": {ln}, "wire_len": {wl}, "error": null}}\n'
-            for ts, m, inf, ln, wl in zip(bt.ts[rows].tolist(), mid[inv.reshape(-1)].tolist(), info.tolist(),
-                                          length[rows].tolist(), wire.tolist())]
+    return [f'{{"ts": {ts!r}, "node": {jnode}, {r}' for ts, r in
+            zip(bt.ts[rows].tolist(), np.array(rest + [""], dtype=object)[:-1][inv2].tolist())]
 
 
 def _group_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,34 +175,44 @@ def _segments(bt: _Batch, rows, rep, k, p, v, src, dst, v6cols, outer, v4o, spor
     return np.array(seg + [""], dtype=object)[:-1]
 
 
-def _info(sb: _Batch, k, p, io, l4, cap, src, dst) -> np.ndarray:
-    """The ``info`` text of each row: ports (and TCP flags), ICMP type and code, or ARP's sentence."""
+def _info(sb: _Batch, k, p, io, l4, cap, src, dst) -> tuple[np.ndarray, np.ndarray]:
+    """The ``info`` text of each row: ports (and TCP flags), ICMP type and code, or ARP's sentence; and
+    two numbers per row that are equal for rows of the same flow exactly when their texts are."""
     info = np.full(len(k), "", dtype=object)
+    key = np.zeros((len(k), 2), dtype=np.int64)
     arp = k == KIND_ARP
     pl = np.where(arp, -1, p)
     tu = np.flatnonzero((pl == 6) | (pl == 17))
     if len(tu):
         st = sb.sub(tu)
-        ports = _distinct((st.u16(l4[tu]) << 16) | st.u16(l4[tu] + 2), lambda x: f"{x >> 16} > {x & 0xFFFF}")
+        pp = (st.u16(l4[tu]) << 16) | st.u16(l4[tu] + 2)
+        ports = _distinct(pp, lambda x: f"{x >> 16} > {x & 0xFFFF}")
+        key[tu, 0] = (1 << 56) | pp
         tcp = np.flatnonzero((pl[tu] == 6) & (cap[tu] >= l4[tu] + 14))
         if len(tcp):
-            ports[tcp] = ports[tcp] + _FLAGS[sb.sub(tu[tcp]).b(l4[tu][tcp] + 13)]
+            flags = sb.sub(tu[tcp]).b(l4[tu][tcp] + 13)
+            ports[tcp] = ports[tcp] + _FLAGS[flags]
+            key[tu[tcp], 1] = flags + 1
         info[tu] = ports
     ic = np.flatnonzero((pl == 1) | (pl == 58))
     if len(ic):
         si = sb.sub(ic)
         code = (pl[ic] << 16) | (si.b(l4[ic]) << 8) | si.b(l4[ic] + 1)
         info[ic] = _distinct(code, lambda x: _icmp_text(x >> 16, (x >> 8) & 0xFF, x & 0xFF))
+        key[ic, 0] = (2 << 56) | code
     ar = np.flatnonzero(arp)
     if len(ar):
         sa = sb.sub(ar)
         op = sa.u16(io[ar] + 6)
-        hw = _mac_text((sa.u32(io[ar] + 8) << 16) | sa.u16(io[ar] + 12))
+        hwv = (sa.u32(io[ar] + 8) << 16) | sa.u16(io[ar] + 12)
+        hw = _mac_text(hwv)
+        key[ar, 0] = (3 << 56) | op
+        key[ar, 1] = hwv
         s4 = _ipv4_text(src[ar].astype(_U64))
         d4 = _ipv4_text(dst[ar].astype(_U64))
         info[ar] = [f"who-has {d} tell {s}" if o == 1 else f"{s} is-at {m}" if o == 2 else f"op {o}"
                     for o, s, d, m in zip(op.tolist(), s4.tolist(), d4.tolist(), hw.tolist())]
-    return info
+    return info, key
 
 
 def head(rb: RecordBatch, k: int) -> RecordBatch:
