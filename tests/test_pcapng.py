@@ -172,14 +172,24 @@ def _random_pcap(path, n: int, seed: int, writer=open_writer) -> None:
             w.write(ts, raw, len(raw) + rnd.choice([0, 0, 4]))
 
 
+@pytest.mark.parametrize("segment", [None, 256], ids=["one-chain", "many-chains"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("ext", ["pcap", "pcapng"])
-def test_numpy_flows_and_json_lines_equal_the_per_frame_path_on_random_files(tmp_path, seed, ext):
+def test_numpy_flows_and_json_lines_equal_the_per_frame_path_on_random_files(tmp_path, monkeypatch, seed, ext,
+                                                                            segment):
+    """Mixed files (cut and garbled frames, VLAN and QinQ, outer and inner IPv6, ARP, several ports):
+    the numpy flows and --json lines equal the per-frame decoder's, with the record walk in one chain
+    or in many (small segments: guesses right and wrong in every chunk)."""
     path = tmp_path / f"r.{ext}"
     _random_pcap(path, 1500, seed)
+    from core.capture import records
+    default = records._ChainWalk.SEGMENT
+    monkeypatch.setattr(records._ChainWalk, "SEGMENT", 1 << 40)   # the reference: the one-at-a-time walk
     dec, ref = VxlanDecoder(), FlowTable()
     frames = list(read_pcap_frames(path, dec))
     ref.add_many(frames)
+    monkeypatch.setattr(records._ChainWalk, "SEGMENT", segment or default)
+    monkeypatch.setattr(records._ChainWalk, "WINDOW", (segment or default) // 16)
     got, _ = flows_from_pcap(path, chunk=4096)
     assert got.flows() == ref.flows() and got.counts() == ref.counts()
     assert got.columns().json_lines() == [json.dumps(flow_json(s)) + "\n" for s in ref.flows()]
