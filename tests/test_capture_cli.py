@@ -170,3 +170,21 @@ def test_read_names_without_an_inventory_is_bad_input(tmp_path, pcap):
                           cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2 and proc.stdout == "" and "missing.toml" in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("extra", [["--flows", "--json"], ["--json"], ["--flows"], []])
+def test_the_program_ends_without_teardown_yet_writes_everything(capsys, tmp_path, extra):
+    """`capture --read` as the program (``-m tui.launcher``) ends with os._exit once its output is written
+    (core/cli/quick_exit.py): stdout (to a file and to a pipe) and stderr are whole, the exit status 0."""
+    path = tmp_path / "many.pcap"
+    write_mixed_pcap(path, repeat=300)
+    rc, want_out, want_err = _run(capsys, "--read", str(path), *extra)
+    assert rc == 0
+    argv = [sys.executable, "-m", "tui.launcher", "capture", "--read", str(path), *extra]
+    out_file = tmp_path / "out.txt"
+    with open(out_file, "w") as fh:
+        to_file = subprocess.run(argv, cwd=ROOT, stdout=fh, stderr=subprocess.PIPE, text=True, timeout=120)
+    to_pipe = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert to_file.returncode == 0 and to_pipe.returncode == 0
+    assert out_file.read_text() == want_out and to_pipe.stdout == want_out
+    assert to_file.stderr == want_err and to_pipe.stderr == want_err

@@ -19,7 +19,11 @@ def run_console(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from core.cli.main import main as cli_main
 
-    return cli_main(argv, console=run_console)
+    code = cli_main(argv, console=run_console)
+    if argv is None:                       # the program itself: a batch command may end without teardown
+        from core.cli import quick_exit
+        quick_exit.end(code)
+    return code
 
 
 if __name__ == "__main__":

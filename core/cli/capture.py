@@ -60,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
             if rc:
                 return rc
             names = got[0]
-        return _guard_pipe(lambda: read_file(args, sys.stdout, sys.stderr, names))
+        rc = _guard_pipe(lambda: read_file(args, sys.stdout, sys.stderr, names))
+        from core.cli import quick_exit
+        quick_exit.allow()                 # everything is written and closed: the process may end at once
+        return rc
     if args.node:
         from core.cli.run import run_async
         return run_async(_live(args))
