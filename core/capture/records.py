@@ -194,11 +194,11 @@ class CaptureFile:
     def _mapped(self, walk: _Walker | _NgWalker, mm: mmap.mmap, pos: int,
                 safe: int) -> Generator[RecordBatch, None, int]:
         """Records of the mapped file wholly before ``safe``; returns where it stopped."""
-        _populate(mm, pos, safe)
         arr = np.frombuffer(mm, dtype=np.uint8)
         window = self.chunk
         while pos < safe:
             end = min(pos + window, safe)
+            _populate(mm, pos, min(end + PAD, len(mm)))
             batch, new = walk(mm, arr, pos, end, 0)
             if batch is not None and len(batch):
                 self.records += len(batch)
