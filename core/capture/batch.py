@@ -157,6 +157,7 @@ def count_batch(rb: RecordBatch, port: int, counter: FlowCounter, decoder: Vxlan
     h = _windows(rb.arr, _HEAD)[rb.base]            # the first bytes of every record, one copy
     cm = _common(h, rb.cap, port)
     ci = np.flatnonzero(cm)
+    parts: list[tuple[list[np.ndarray], np.ndarray, np.ndarray]] = []     # (key columns, lengths, times)
     if len(ci):
         hc = h if len(ci) == len(cm) else h[ci]
         p = hc[:, 73].astype(np.uint64)
@@ -165,19 +166,25 @@ def count_batch(rb: RecordBatch, port: int, counter: FlowCounter, decoder: Vxlan
         c1 = np.ascontiguousarray(hc[:, 76:84]).view(">u8")[:, 0].astype(np.uint64)
         z = np.zeros(len(ci), dtype=np.uint64)
         cap, wire = (rb.cap, rb.wire) if hc is h else (rb.cap[ci], rb.wire[ci])
-        counter.add_keys([c0, c1, z, z, z], np.maximum(wire, cap) - 50, rb.ts if hc is h else rb.ts[ci])
+        parts.append(([c0, c1, z, z, z], np.maximum(wire, cap) - 50, rb.ts if hc is h else rb.ts[ci]))
         if len(ci) == len(cm):
+            counter.add_keys(*parts[0])
             return
     bt = _Batch(rb, None if not len(ci) else np.flatnonzero(~cm))
     ok, kind, pnum, vni, src, dst, ioff, length = _decode(bt, port)
     rows = np.flatnonzero(ok)
     if len(rows) == len(ok):
         cols = pack_ip_keys(kind, pnum, vni, src, dst, _v6_columns(bt, rows, kind, ioff))
-        counter.add_keys(cols, length, bt.ts)
+        parts.append((cols, length, bt.ts))
     elif len(rows):
         k, io = kind[rows], ioff[rows]
         cols = pack_ip_keys(k, pnum[rows], vni[rows], src[rows], dst[rows], _v6_columns(bt, rows, k, io))
-        counter.add_keys(cols, length[rows], bt.ts[rows])
+        parts.append((cols, length[rows], bt.ts[rows]))
+    if len(parts) == 1:
+        counter.add_keys(*parts[0])
+    elif parts:                                      # one lookup for the whole batch
+        counter.add_keys([np.concatenate([pt[0][c] for pt in parts]) for c in range(5)],
+                         np.concatenate([pt[1] for pt in parts]), np.concatenate([pt[2] for pt in parts]))
     bad = np.flatnonzero(~ok)
     if len(bad):
         decode, buf = decoder.decode, rb.buf

@@ -148,8 +148,12 @@ class FlowCounter:
 
     def _count(self, ids: np.ndarray, length: np.ndarray, ts: np.ndarray) -> None:
         g = self._n
-        self._packets[:g] += np.bincount(ids, minlength=g)
-        self._bytes[:g] += np.bincount(ids, weights=length, minlength=g).astype(np.int64)
+        if 4 * len(ids) < g:                         # few rows, many flows: add at the rows' flows only
+            np.add.at(self._packets, ids, 1)
+            np.add.at(self._bytes, ids, length)
+        else:
+            self._packets[:g] += np.bincount(ids, minlength=g)
+            self._bytes[:g] += np.bincount(ids, weights=length, minlength=g).astype(np.int64)
         b = np.floor(ts / self.step).astype(np.int64)
         top = int(b.max())
         if self.newest_bucket is None or top > self.newest_bucket:
