@@ -254,3 +254,19 @@ def test_flow_order_is_the_six_key_lexsort(big):
     nbytes, packets = rng.integers(0, 4, m) * 100, rng.integers(1, 3, m)     # many ties on the numbers
     got = _flow_order(nbytes, packets, vkey, srank, drank, prank)
     assert (got == np.lexsort((prank, drank, srank, vkey, -packets, -nbytes))).all()
+
+
+@pytest.mark.parametrize("guess", ["none", "all-wrong", "right"])
+def test_chain_walk_with_no_or_only_wrong_guesses_is_still_exact(guess):
+    import numpy as np
+    sizes = [(i * 37) % 200 for i in range(3000)]
+    recs = _records("<", sizes, True)
+    buf = bytearray(recs) + bytearray(64)
+    walker = _small_walker("<", 512)
+    if guess != "right":
+        def guesses(arr, u32, start, first, count, n):
+            at = first + 512 * np.arange(count)
+            return np.full(count, -1, dtype=np.int64) if guess == "none" else at + 1   # +1: never a start
+        walker._seeds = guesses
+    starts, used = walker.walk(buf, len(recs))
+    assert (starts.tolist(), used) == _naive_walk(recs, "<")

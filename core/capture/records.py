@@ -342,6 +342,7 @@ class _ChainWalk:
     """
 
     SEGMENT, WINDOW = 32768, 2048
+    FEW = 8                                             # fewer chains left than this: finish them one by one
     endian = "<"                                        # "<" or ">", set by the format
 
     def _next(self, u32: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
@@ -386,7 +387,7 @@ class _ChainWalk:
         ended = np.zeros(len(seeds), dtype=bool)
         found: list[np.ndarray] = []
         live = np.arange(len(seeds))
-        while len(live):
+        while len(live) >= self.FEW:
             p = at[live]
             q = self._next(u32, p, n)
             ok = q >= 0
@@ -396,8 +397,14 @@ class _ChainWalk:
             at[live] = np.where(ok, q, p)
             ended[live[~ok]] = True
             live = live[ok & (q < limit[live])]
-        every = np.stack(found).T.ravel()                   # chain by chain, step by step: file order
-        starts = every[every >= 0]
+        every = np.stack(found).T.ravel() if found else np.zeros(0, dtype=np.int64)
+        starts = every[every >= 0]                          # chain by chain, step by step: file order
+        if len(live):                                       # a few long chains left: one record at a time
+            rest = [starts]
+            for j in live.tolist():
+                out, at[j], ended[j] = self._one_by_one(buf, int(at[j]), int(limit[j]), n)
+                rest.append(np.array(out, dtype=np.int64))
+            starts = np.sort(np.concatenate(rest))
         if not ended[:-1].any() and (at[:-1] == seeds[1:]).all():
             return starts, int(at[-1])
         return self._mend(buf, n, seeds, starts, at, ended)
