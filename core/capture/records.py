@@ -400,11 +400,12 @@ class _ChainWalk:
         every = np.stack(found).T.ravel() if found else np.zeros(0, dtype=np.int64)
         starts = every[every >= 0]                          # chain by chain, step by step: file order
         if len(live):                                       # a few long chains left: one record at a time
-            rest = [starts]
+            more, where = [], []
             for j in live.tolist():
                 out, at[j], ended[j] = self._one_by_one(buf, int(at[j]), int(limit[j]), n)
-                rest.append(np.array(out, dtype=np.int64))
-            starts = np.sort(np.concatenate(rest))
+                more += out
+                where += [int(np.searchsorted(starts, limit[j]))] * len(out)   # after chain j's starts
+            starts = np.insert(starts, where, more) if more else starts
         if not ended[:-1].any() and (at[:-1] == seeds[1:]).all():
             return starts, int(at[-1])
         return self._mend(buf, n, seeds, starts, at, ended)
