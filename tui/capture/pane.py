@@ -2,7 +2,7 @@
 
 A worker consumes ``service.capture(nodes)`` and appends whole :class:`FrameBatch` batches to a
 bounded :class:`FrameRing` (the oldest frames are dropped and counted: no backpressure on the
-capture). Nothing is drawn per packet: a ~10 Hz timer tells the :class:`FrameList` to take in
+capture). Nothing is drawn per packet: a 5 Hz timer tells the :class:`FrameList` to take in
 what arrived, and the list formats only the rows on screen. While paused the capture goes on into
 a second ring and the view stays frozen; resuming appends what arrived. A filter keeps a
 :class:`FilteredIndex` up to date batch by batch. ``F`` swaps the list for the flows view, whose
@@ -42,7 +42,7 @@ from tui.modals.save_pcap import SavePcapModal
 from tui.screens.frame_detail import FrameDetailScreen
 
 CAPACITY = 100_000
-REDRAW_SECONDS = 0.1
+REDRAW_SECONDS = 0.2
 FLOWS_SECONDS = 1.0
 SUBTITLE_SECONDS = 1.0
 _WARN_WORDS = ("ended", "failed", "lost", "unavailable", "error", "dropped")
