@@ -91,7 +91,7 @@ class LiveService:
                                        ActivePinger(self.dockerd.probes))
         self.trace_part = TraceService(inventory, self.pool, self.docker, self.dockerd.networks,
                                        self.capture_part.capture)
-        self.removal = NodeRemoval(inventory, self.pool, self.docker, self.etcd, self.guard)
+        self.removal = NodeRemoval(inventory, self.pool, self.docker, self.etcd, self.guard, self.addresses)
         self._closers: list[Callable[[], Awaitable[None]]] = [self.pool.close, self.etcd_reader.close,
                                                               self.docker.close]
 

@@ -45,6 +45,8 @@ class ClusterSpec:
     # which nodes run an etcd member: None = the default sizing (core.etcd.sizing), a count (the first N
     # nodes of the inventory), or node names; the other nodes run no etcd and use the members' endpoints
     etcd_members: int | tuple[str, ...] | None = None
+    # dockerds restarted at once by the docker-store step after the first (1: host by host); see core.dockerd.store
+    docker_restart_wave: int = 4
 
 
 @dataclass(frozen=True)

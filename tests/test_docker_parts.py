@@ -298,3 +298,140 @@ def test_restart_waves_start_with_the_gossip_seed_alone():
     assert plan[0] == ["n9"] and all(len(w) <= 4 for w in plan[1:])
     assert sorted(n for w in plan for n in w) == sorted(names)
     assert waves(["a", "b", "c"], 4) == [["a"], ["b", "c"]] and waves([], 4) == []
+
+
+# --- the overlay's gossip: read from dockerd's log, judged across nodes, healed by restarting alone ----------
+def test_gossip_view_follows_serf_events_since_the_dockerd_started():
+    from core.dockerd.store import gossip_view
+
+    lines = ["direct", "gossip-log", "gossip=Join 198.18.1.3", "gossip=Join 198.18.1.1", "gossip=Join 198.18.1.2",
+             "gossip=Leave 198.18.1.2", "gossip=Failed 198.18.1.1", "gossip=Join 198.18.1.1", "--daemon.json--"]
+    assert gossip_view(lines) == {"198.18.1.3", "198.18.1.1"}
+    assert gossip_view(["gossip-log"]) == frozenset()          # started, never joined: knows nobody
+    assert gossip_view(["direct", "pid=7"]) is None            # no start line in the log: it cannot say
+
+
+def test_gossip_outsiders_names_who_is_out_and_why():
+    from core.dockerd.store import gossip_outsiders
+
+    ips = {f"n{i}": f"198.18.1.{i}" for i in range(1, 6)}
+    every = frozenset(ips.values())
+    assert gossip_outsiders({n: every for n in ips}, ips) == {}
+    # two clusters: {n1, n2} joined each other while the rest formed the main one
+    split = {"n1": frozenset({"198.18.1.1", "198.18.1.2"}), "n2": frozenset({"198.18.1.1", "198.18.1.2"}),
+             **{n: frozenset({"198.18.1.3", "198.18.1.4", "198.18.1.5"}) for n in ("n3", "n4", "n5")}}
+    out = gossip_outsiders(split, ips)
+    assert sorted(out) == ["n1", "n2"]
+    assert out["n1"] == "out of the overlay's gossip: n3, n4, n5 do not know it (it knows 2 of 5 node(s))"
+    # alone (its join failed), and one whose log cannot say: judged by what the others see
+    alone = {**{n: every - {"198.18.1.5"} for n in ("n1", "n2", "n3")}, "n4": None, "n5": frozenset({"198.18.1.5"})}
+    out = gossip_outsiders(alone, ips)
+    assert list(out) == ["n5"] and "it knows 1 of 5" in out["n5"]
+    # a node the others know but that does not know all of them yet (gossip still spreading) is out too
+    lag = {**{n: every for n in ("n1", "n2", "n3", "n4")}, "n5": every - {"198.18.1.2"}}
+    assert gossip_outsiders(lag, ips) == {"n5": "out of the overlay's gossip: it knows 4 of 5 node(s), not n2"}
+    # addresses of nodes not judged here (not configured yet, or removed) do not count
+    assert gossip_outsiders({"n1": every, "n2": frozenset({"198.18.1.1", "198.18.1.2", "10.9.9.9"})}, ips) == {}
+
+
+async def test_apply_restarts_in_waves_then_rejoins_outsiders_one_at_a_time(monkeypatch):
+    """Seed alone, then waves; a wave that leaves nodes out: they all stop, leave the store's node list,
+    and start one at a time, each once the previous has joined; the next wave only after that."""
+    from types import SimpleNamespace
+
+    from core.dockerd import store
+
+    names = [f"n{i}" for i in range(1, 8)]
+    ips = {n: f"198.18.1.{n[1:]}" for n in names}
+    inventory = SimpleNamespace(nodes=[SimpleNamespace(name=n) for n in names])
+    events: list[str] = []
+    running: set[str] = set()
+    partition = {"n2", "n3"}          # the first wave after the seed splits off: n2 and n3 joined each other
+
+    class Addresses:
+        async def all(self, nodes):
+            return ips
+
+    async def plan_node(docker, pool, addresses, inv, node):
+        facts = store.NodeDockerFacts(node, "20.10", "", "", False, pid=1)
+        return store.DockerStoreChange(node, "configure", "x", want_store="etcd://s",
+                                       want_advertise=f"{ips[node]}:2375", facts=facts)
+
+    async def change_node(docker, pool, node, change, facts):
+        events.append(f"restart {node}")
+        running.add(node)
+
+    async def gossip_views(pool, nodes):
+        main = frozenset(ips[n] for n in nodes if n in running and n not in partition)
+        return {n: (frozenset(ips[m] for m in partition) if n in partition else main) for n in nodes}
+
+    async def node_facts(docker, pool, node):
+        return store.NodeDockerFacts(node, "20.10", "etcd://s", "", False, pid=2)
+
+    async def stop_docker(pool, node, facts):
+        events.append(f"stop {node}")
+        running.discard(node)
+
+    async def forget_in_store(pool, inv, ips_, advertise):
+        events.append(f"forget {' '.join(advertise)}")
+        return "forgotten"
+
+    async def start_docker(pool, node, facts):
+        events.append(f"start {node}")
+        partition.discard(node)         # started alone, it joins the main gossip
+        running.add(node)
+        return 9
+
+    async def wait_for_store(*a, **kw):
+        return None
+
+    for name, fn in [("plan_node", plan_node), ("_change_node", change_node), ("gossip_views", gossip_views),
+                     ("node_facts", node_facts), ("stop_docker", stop_docker), ("forget_in_store", forget_in_store),
+                     ("start_docker", start_docker), ("wait_for_store", wait_for_store)]:
+        monkeypatch.setattr(store, name, fn)
+    monkeypatch.setattr(store, "GOSSIP_SETTLE", 0.0)
+    changes = await store.apply(None, None, Addresses(), inventory, wave=3)
+    assert events == ["restart n7",                                 # the seed: "198.18.1.7:2375" sorts last
+                      "restart n1", "restart n2", "restart n3",         # a wave of 3: n2 and n3 end up apart
+                      "stop n2", "stop n3", "forget 198.18.1.2:2375 198.18.1.3:2375", "start n2", "start n3",
+                      "restart n4", "restart n5", "restart n6"]         # the next wave only once all are in
+    by = {c.node: c for c in changes}
+    assert "rejoined the gossip" in by["n2"].reason and "restarted alone" in by["n2"].reason
+    assert "rejoin" not in by["n1"].reason
+
+
+async def test_a_configured_node_out_of_the_gossip_is_planned_to_rejoin():
+    from core.dockerd import store
+    from core.model import ClusterSpec, Inventory, NodeSpec
+    from core.nodes.address import UnderlayAddresses
+
+    inv = Inventory(path="x.toml", nodes=(NodeSpec("n1", "198.18.9.1"), NodeSpec("n2", "198.18.9.2"),
+                                          NodeSpec("n3", "198.18.9.3")), cluster=ClusterSpec(etcd_tls=False))
+
+    class Engine:
+        async def call(self, node, fn):
+            ip = inv.node(node).address
+
+            class Client:
+                def version(self):
+                    return {"Version": "20.10.24"}
+
+                def info(self):
+                    return {"ClusterStore": f"etcd://{ip}:2379", "ClusterAdvertise": f"{ip}:2375"}
+            return fn(Client())
+
+    class Shell(_Shell):
+        async def run(self, node, command, **kw):
+            from core.model import CommandResult
+            ip = inv.node(node).address
+            knows = "gossip=Join 198.18.9.3\n" if node == "n3" else "gossip=Join 198.18.9.1\ngossip=Join 198.18.9.2\n"
+            out = (f"direct\npid=7\nalive=yes\narg=dockerd\ngossip-log\n{knows}--daemon.json--\n"
+                   f'{{"cluster-store": "etcd://{ip}:2379", "cluster-advertise": "{ip}:2375"}}')
+            return CommandResult(node, command, 0, out, "", 0.01)
+
+    shell = Shell(inv, "")
+    changes = {c.node: c for c in await store.plan(Engine(), shell, UnderlayAddresses(shell), inv)}
+    assert changes["n1"].action == changes["n2"].action == "none"
+    assert changes["n3"].action == "rejoin"
+    assert changes["n3"].reason == "out of the overlay's gossip: n1, n2 do not know it (it knows 1 of 3 node(s))"
+    assert "one at a time" in changes["n3"].command

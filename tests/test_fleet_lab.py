@@ -61,6 +61,14 @@ async def _stores_and_members(inventory) -> tuple[dict[str, str], list[str]]:
         await svc.close()
 
 
+async def _v2_nodes(inventory) -> list[str]:
+    svc = LiveService(inventory)
+    try:
+        return [k.key for k in await svc.etcd_keys("v2", "/docker/nodes")]
+    finally:
+        await svc.close()
+
+
 def test_grow_3_4_5_and_remove_one_keeps_everything():
     require_lab()
     name = lab_name("g")
@@ -107,6 +115,14 @@ def test_grow_3_4_5_and_remove_one_keeps_everything():
         assert "etcd member" in out.stdout and "removed from the inventory" in out.stdout, out.stdout
         reload(lab)
         assert [n.name for n in lab.nodes] == ["docker-node1", "docker-node3", "docker-node4", "docker-node5"]
+        # the removed node's dockerd is back on local scope: no store keys at all in daemon.json, its data kept
+        gone = json.loads(in_node(lab, "docker-node2", "cat /etc/docker/daemon.json").stdout)
+        assert not {"cluster-store", "cluster-advertise", "cluster-store-opts"} & set(gone), gone
+        assert gone["bip"] == "198.19.255.1/24", "the node's own keys were not kept"
+        assert in_node(lab, "docker-node2", "docker info --format '{{.ClusterStore}}'").stdout.strip() == ""
+        assert in_node(lab, "docker-node2", "docker image ls -q overlay-tui/busybox:1").stdout.strip()
+        assert "store entries" in out.stdout and "removed through" in out.stdout, out.stdout
+        assert f"/docker/nodes/{ips[1]}:2375" not in asyncio.run(_v2_nodes(lab.inventory))
         apply_ok(lab)
         stores, members = asyncio.run(_stores_and_members(lab.inventory))
         assert members == ["docker-node1", "docker-node3", "docker-node4", "docker-node5"]

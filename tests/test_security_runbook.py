@@ -161,7 +161,8 @@ async def test_apply_stops_at_the_first_host_that_fails_and_rolls_it_back(monkey
     monkeypatch.setattr(store, "rollback_node", rollback_node)
     with pytest.raises(DockerError) as e:
         await store.apply(None, None, Addresses(), inventory, wave=1)
-    assert planned == ["n1", "n2"] and changed == ["n1", "n2"] and rolled == ["n2"]
+    # every host is planned first (read only); n3 is never changed
+    assert planned == ["n1", "n2", "n3"] and changed == ["n1", "n2"] and rolled == ["n2"]
     assert "n2 is back on its original daemon.json" in str(e.value) and "n3 left untouched" in str(e.value)
 
 

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from core.dockerd.clients import DockerNodes
-from core.errors import DockerError, OverlayError, raise_gathered
+from core.errors import DockerError, OverlayError, UsageError, raise_gathered
 from core.etcd.tls import CA, CLIENT_CRT, CLIENT_KEY
 from core.nodes.address import UnderlayAddresses
 
@@ -63,7 +63,19 @@ ROLLBACK_SCRIPT = (
     f"elif [ -e {shlex.quote(ABSENT)} ]; then rm -f {_F} {shlex.quote(ABSENT)}; fi; sync"
 )
 
-# One round trip: how Docker runs on the node, its daemon.json and the running dockerd's arguments.
+# The overlay's gossip as the running dockerd sees it. Docker 20.10's classic overlay keeps its peers in a
+# serf cluster (port 7946) and logs serf's member events ("serf: EventMemberJoin: NAME ADDR", ...Leave,
+# ...Failed, ...Reap, ...Update). From the log's end back to the last "Starting up" (this dockerd's start),
+# oldest first: "gossip-log" (that start was found), then one "gossip=EVENT ADDR" line per event.
+GOSSIP_SCRIPT = (
+    "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 "
+    "&& systemctl cat docker.service >/dev/null 2>&1; then journalctl -u docker -o cat -r --no-pager 2>/dev/null; "
+    f"else tac {DOCKERD_LOG} 2>/dev/null; fi | sed '/msg=\"Starting up\"/q' "
+    "| grep -o -e 'msg=\"Starting up\"' -e 'serf: EventMember[A-Za-z]*: [^ ]* [0-9A-Fa-f.:]*' | tac "
+    "| sed -e 's/^msg=\"Starting up\"$/gossip-log/' -e 's/^serf: EventMember\\([A-Za-z]*\\): [^ ]* /gossip=\\1 /'; "
+)
+
+# One round trip: how Docker runs on the node, its daemon.json, the running dockerd's arguments and gossip.
 FACTS_SCRIPT = (
     "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 "
     "&& systemctl cat docker.service >/dev/null 2>&1; then echo systemd; else echo direct; fi; "
@@ -72,6 +84,7 @@ FACTS_SCRIPT = (
     "[ -n \"$pid\" ] && [ \"$(cat /proc/$pid/comm 2>/dev/null)\" = dockerd ] && echo alive=yes "
     "&& tr '\\0' '\\n' < /proc/$pid/cmdline | sed 's/^/arg=/'; "
     f"[ -r {ARGV_FILE} ] && sed 's/^/saved=/' {ARGV_FILE}; "
+    + GOSSIP_SCRIPT +
     f"echo '--daemon.json--'; cat {DAEMON_JSON} 2>/dev/null; true"
 )
 
@@ -91,6 +104,7 @@ class NodeDockerFacts:
     swarm: str = ""                          # Swarm.LocalNodeState: "inactive", "active", ...
     running: bool = True                     # False: no dockerd runs (SSH answers, the daemon does not)
     saved_args: list[str] = field(default_factory=list)   # how we last started it (ARGV_FILE)
+    gossip: frozenset[str] | None = None     # addresses its overlay gossip knows alive (None: the log can't say)
 
 
 @dataclass
@@ -122,6 +136,48 @@ def engine_supports_classic(node: str, version: str) -> None:
             "(`docker swarm init` / `docker swarm join`) for overlay networks instead; nothing was changed")
 
 
+def gossip_view(lines: list[str]) -> frozenset[str] | None:
+    """The addresses a dockerd's gossip knows alive, from :data:`GOSSIP_SCRIPT`'s lines (None: no start line,
+    so the log cannot say: rotated away, or not readable)."""
+    if "gossip-log" not in lines:
+        return None
+    alive: set[str] = set()
+    for ln in lines[lines.index("gossip-log") + 1:]:
+        if not ln.startswith("gossip="):
+            continue
+        event, _, addr = ln[7:].partition(" ")
+        if event in ("Join", "Update"):
+            alive.add(addr.strip())
+        else:                                    # Leave, Failed, Reap
+            alive.discard(addr.strip())
+    return frozenset(alive)
+
+
+def gossip_outsiders(views: dict[str, frozenset[str] | None], ips: dict[str, str]) -> dict[str, str]:
+    """Which nodes of ``views`` are out of the overlay's gossip, each with why (empty: the gossip is whole).
+
+    ``views``: node -> the addresses its dockerd's gossip knows alive (None: its log cannot say). Only the
+    nodes of ``views`` count. The main cluster is the largest set of them some node sees (ties: the set most
+    nodes see); a node outside it, or one that does not see all of it, is out.
+    """
+    by_ip = {ip: n for n, ip in ips.items()}
+    seen = {n: frozenset(by_ip[a] for a in v if a in by_ip and by_ip[a] in views)
+            for n, v in views.items() if v is not None}
+    if not seen:
+        return {}
+    main = max(seen.values(), key=lambda s: (len(s), sum(v == s for v in seen.values()), sorted(s, reverse=True)))
+    out = {}
+    for n in views:
+        v = seen.get(n)
+        knows = f"it knows {len(v)} of {len(views)} node(s)" if v is not None else "its log does not say whom it knows"
+        if n not in main:
+            out[n] = (f"out of the overlay's gossip: {', '.join(sorted(main)) or 'no node'} "
+                      f"{'does' if len(main) == 1 else 'do'} not know it ({knows})")
+        elif v is not None and not main <= v:
+            out[n] = f"out of the overlay's gossip: {knows}, not {', '.join(sorted(main - v))}"
+    return out
+
+
 def _parse_facts(node: str, stdout: str, version: str, info: dict) -> NodeDockerFacts:
     head, _, body = stdout.partition("--daemon.json--\n")
     lines = head.splitlines()
@@ -131,7 +187,8 @@ def _parse_facts(node: str, stdout: str, version: str, info: dict) -> NodeDocker
                             systemd=bool(lines) and lines[0] == "systemd", pid=int(pid) if pid.isdigit() else None,
                             args=[ln[4:] for ln in lines if ln.startswith("arg=")],
                             swarm=(info.get("Swarm") or {}).get("LocalNodeState", ""),
-                            saved_args=[ln[6:] for ln in lines if ln.startswith("saved=")])
+                            saved_args=[ln[6:] for ln in lines if ln.startswith("saved=")],
+                            gossip=gossip_view(lines))
     if body.strip():
         try:
             data = json.loads(body)
@@ -271,14 +328,30 @@ async def plan_node(docker: DockerNodes, pool, addresses: UnderlayAddresses, inv
 
 
 async def plan(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventory) -> list[DockerStoreChange]:
-    """Every node's change; a node that cannot be inspected gets action "unknown" and the reason."""
+    """Every node's change; a node that cannot be inspected gets action "unknown" and the reason. A node
+    already configured whose dockerd is out of the overlay's gossip gets action "rejoin" (see :func:`apply`)."""
     async def one(name: str) -> DockerStoreChange:
         try:
             return await plan_node(docker, pool, addresses, inventory, name)
         except OverlayError as e:
             return DockerStoreChange(name, "unknown", "merge cluster-store/cluster-advertise into "
                                      f"{DAEMON_JSON}; restart docker", reason=str(e))
-    return list(await asyncio.gather(*(one(n.name) for n in inventory.nodes)))
+    changes = list(await asyncio.gather(*(one(n.name) for n in inventory.nodes)))
+    mark_outsiders(changes, await addresses.all(inventory.nodes))
+    return changes
+
+
+REJOIN_COMMAND = ("stop dockerd with every other node out of the gossip, take their entries out of the store's "
+                  "node list (/docker/nodes), then start them one at a time, each once the previous has joined")
+
+
+def mark_outsiders(changes: list[DockerStoreChange], ips: dict[str, str]) -> None:
+    """Turn the already configured nodes ("none") whose dockerd is out of the gossip into "rejoin"."""
+    views = {c.node: c.facts.gossip for c in changes if c.action == "none" and c.facts is not None}
+    out = gossip_outsiders(views, ips) if len(views) > 1 else {}
+    for c in changes:
+        if c.node in out:
+            c.action, c.reason, c.command = "rejoin", out[c.node], REJOIN_COMMAND
 
 
 async def write_daemon_json(pool, node: str, facts: NodeDockerFacts, store: str, adv: str,
@@ -307,6 +380,33 @@ async def dockerd_pid(pool, node: str, pid: int | None) -> int | None:
     return int(pid)
 
 
+async def stop_docker(pool, node: str, facts: NodeDockerFacts) -> None:
+    """Stop Docker as the host runs it (systemd, or the pidfile's dockerd, killed only if it is dockerd)."""
+    if facts.systemd:
+        res = await pool.run(node, "systemctl stop docker", timeout=120)
+        if not res.ok:
+            raise DockerError(f"{node}: `systemctl stop docker` failed ({(res.stderr or res.stdout).strip()})")
+    elif await dockerd_pid(pool, node, facts.pid):
+        await pool.kill(node, facts.pid, wait=60)
+
+
+async def start_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
+    """Start Docker again as it ran (systemd, or the same arguments, detached); the new pid (None under systemd)."""
+    if facts.systemd:
+        res = await pool.run(node, "systemctl start docker", timeout=120)
+        if not res.ok:
+            tail = await log_tail(pool, node, True)
+            raise DockerError(f"{node}: `systemctl start docker` failed ({(res.stderr or res.stdout).strip()}); "
+                              f"last lines of journalctl -u docker:\n{tail}")
+        return None
+    args = start_args(facts)
+    # a killed dockerd leaves its pid file: remove it only when the pid in it is gone; remember how we start it
+    await pool.run(node, f"pid=$(cat {PIDFILE} 2>/dev/null); if [ -n \"$pid\" ] && ! kill -0 \"$pid\" 2>/dev/null; "
+                   f"then rm -f {PIDFILE}; fi; mkdir -p /etc/docker; cat > {ARGV_FILE}",
+                   input="\n".join(args) + "\n", check=True)
+    return await pool.start_detached(node, shlex.join(args), DOCKERD_LOG)
+
+
 async def restart_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
     """Restart Docker as the host runs it: systemd, or stop the pidfile's dockerd and start it again.
 
@@ -319,14 +419,8 @@ async def restart_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
             raise DockerError(f"{node}: `systemctl restart docker` failed ({(res.stderr or res.stdout).strip()}); "
                               f"last lines of journalctl -u docker:\n{tail}")
         return None
-    if await dockerd_pid(pool, node, facts.pid):
-        await pool.kill(node, facts.pid, wait=60)
-    args = start_args(facts)
-    # a killed dockerd leaves its pid file: remove it only when the pid in it is gone; remember how we start it
-    await pool.run(node, f"pid=$(cat {PIDFILE} 2>/dev/null); if [ -n \"$pid\" ] && ! kill -0 \"$pid\" 2>/dev/null; "
-                   f"then rm -f {PIDFILE}; fi; mkdir -p /etc/docker; cat > {ARGV_FILE}",
-                   input="\n".join(args) + "\n", check=True)
-    return await pool.start_detached(node, shlex.join(args), DOCKERD_LOG)
+    await stop_docker(pool, node, facts)
+    return await start_docker(pool, node, facts)
 
 
 async def rollback_node(docker: DockerNodes, pool, node: str, facts: NodeDockerFacts) -> str:
@@ -409,9 +503,28 @@ async def _change_node(docker: DockerNodes, pool, node: str, change: DockerStore
     change.seconds = round(time.monotonic() - t0, 2)
 
 
-# dockerds restarted at once after the first one (see apply). 1 (host by host) until waves are proven sound:
-# with 4, a 16-node lab came out whole (240 pairs pinging, 52.6 s) but one 3-node apply left a node out.
-WAVE = 1
+# dockerds restarted at once after the first one (see apply); [cluster] docker_restart_wave or
+# OVERLAY_TUI_STORE_WAVE set it, 1 is host by host.
+WAVE = 4
+GOSSIP_SETTLE = 10.0       # seconds a wave's gossip is given to come out whole before its outsiders rejoin
+REJOIN_ROUNDS = 2          # rounds of rejoining before the apply gives up on a node (and says so)
+RESTARTING = ("configure", "restart", "start")
+
+
+def restart_wave(inventory, wave: int | None = None) -> int:
+    """How many dockerds restart at once after the seed: ``wave``, else $OVERLAY_TUI_STORE_WAVE, else the
+    inventory's ``[cluster] docker_restart_wave``."""
+    if wave is None:
+        env = os.environ.get("OVERLAY_TUI_STORE_WAVE", "").strip()
+        if env:
+            if not env.isdigit() or int(env) < 1:
+                raise UsageError(f"OVERLAY_TUI_STORE_WAVE must be a whole number of 1 or more, got {env!r}")
+            return int(env)
+        wave = inventory.cluster.docker_restart_wave
+        if wave < 1:
+            raise UsageError(f"{inventory.path}: [cluster] docker_restart_wave must be 1 or more (1: host by host), "
+                             f"got {wave}")
+    return max(1, wave)
 
 
 def waves(nodes: list[str], size: int = WAVE, first: str | None = None) -> list[list[str]]:
@@ -424,61 +537,163 @@ def waves(nodes: list[str], size: int = WAVE, first: str | None = None) -> list[
 
 
 def gossip_seed(advertise: dict[str, str]) -> str:
-    """The node every restarted dockerd joins: the greatest store key (``<ip>:2375`` as a string).
+    """The node restarted first and alone: the greatest store key (``<ip>:2375`` as a string).
 
-    Seen on a 16-node lab: a dockerd joining the classic overlay's gossip joins the last node of the
-    store's sorted node list (``/docker/nodes/<ip:port>``) other than itself. Restarted together, the
-    nodes 6-9 joined "…9" (the greatest key as a string, new itself), and 10-16 ("…10" < "…9") joined
-    it too: two gossip clusters, pings failing between them. Restarting the greatest key first, alone,
-    makes it the node everyone else joins, however many restart at once.
+    Restarted alone, it is in the store with its gossip up before any other restarting dockerd looks
+    for a node to join, so the first wave always has a running node to join.
     """
     return max(advertise, key=lambda n: advertise[n])
 
 
+async def gossip_views(pool, nodes: list[str]) -> dict[str, frozenset[str] | None]:
+    """Each node's gossip as its running dockerd logged it (None where the log cannot say or SSH fails)."""
+    async def one(name: str) -> frozenset[str] | None:
+        try:
+            res = await pool.run(name, GOSSIP_SCRIPT + "true", timeout=15)
+        except OverlayError:
+            return None
+        return gossip_view(res.stdout.splitlines())
+    return dict(zip(nodes, await asyncio.gather(*(one(n) for n in nodes))))
+
+
+async def settle_gossip(pool, nodes: list[str], ips: dict[str, str], timeout: float = GOSSIP_SETTLE,
+                        interval: float = 0.5) -> dict[str, str]:
+    """Poll until the gossip among ``nodes`` is whole (empty result) or ``timeout``; then who is out and why."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = gossip_outsiders(await gossip_views(pool, nodes), ips) if len(nodes) > 1 else {}
+        if not out or time.monotonic() >= deadline:
+            return out
+        await asyncio.sleep(interval)
+
+
+async def forget_in_store(pool, inventory, ips: dict[str, str], advertise: list[str]) -> str:
+    """Take ``advertise`` entries out of Docker's node list in the store (``/docker/nodes/<ip:port>``), through
+    etcdctl's v2 API on the first member that answers. A stopped dockerd's entry lives on until its TTL (60 s);
+    a starting dockerd that picks it to join fails, and joins nobody. Returns what was done, for the log."""
+    from core.etcd.sizing import sizing
+
+    c = inventory.cluster
+    tls = (f" --ca-file {shlex.quote(CA)} --cert-file {shlex.quote(CLIENT_CRT)} --key-file {shlex.quote(CLIENT_KEY)}"
+           if c.etcd_tls else "")
+    errors = []
+    for member in sizing(inventory).member_names:
+        ip = ips[member]
+        url = f"{'https' if c.etcd_tls else 'http'}://{f'[{ip}]' if ':' in ip else ip}:{c.etcd_client_port}"
+        script = "; ".join(       # an entry already gone is fine; any other failure is said on stderr
+            f"out=$(ETCDCTL_API=2 etcdctl --endpoints {shlex.quote(url)}{tls} rm {shlex.quote('/docker/nodes/' + a)} "
+            "2>&1) || case \"$out\" in *'Key not found'*) ;; *) printf '%s\\n' \"$out\" >&2;; esac" for a in advertise)
+        try:
+            res = await pool.run(member, f"command -v etcdctl >/dev/null || exit 9; {script}", timeout=30)
+        except OverlayError as e:
+            errors.append(str(e))
+            continue
+        if res.ok and not res.stderr.strip():
+            return f"store entries {', '.join(advertise)} removed through {member}"
+        errors.append(f"{member}: {(res.stderr or 'no etcdctl').strip()[:200]}")
+    return f"store entries {', '.join(advertise)} not removed ({'; '.join(errors) or 'no etcd member'})"
+
+
+async def rejoin(docker: DockerNodes, pool, inventory, ips: dict[str, str], changes: dict[str, DockerStoreChange],
+                 out: dict[str, str], inside: list[str]) -> None:
+    """Bring the nodes ``out`` into the gossip of the nodes ``inside`` (which run with the store).
+
+    A starting dockerd joins the gossip through one node of the store's node list, picked at random:
+    another starting (or stopped) node there can leave it alone or in a cluster of its own. So every
+    outsider is stopped first, their entries leave the store's node list, and they start one at a time:
+    each sees only nodes of the whole gossip, and the next starts once it has joined.
+    """
+    names = sorted(out)
+    facts = dict(zip(names, await asyncio.gather(*(node_facts(docker, pool, n) for n in names))))
+    await asyncio.gather(*(stop_docker(pool, n, facts[n]) for n in names))
+    note = await forget_in_store(pool, inventory, ips, [changes[n].want_advertise for n in names])
+    members = [n for n in inside if n not in out]
+    for n in names:
+        t0 = time.monotonic()
+        pid = await start_docker(pool, n, facts[n])
+        await wait_for_store(docker, pool, n, changes[n].want_store, facts[n].systemd, pid)
+        members.append(n)
+        left = await settle_gossip(pool, members, ips)
+        c = changes[n]
+        took = round(time.monotonic() - t0, 2)
+        c.seconds = round((c.seconds or 0.0) + took, 2)
+        state = "rejoined the gossip" if n not in left else f"still {left[n]}"
+        what = f"{out[n]}; restarted alone: {state} ({note})"
+        c.reason = f"{c.reason}; {what}" if c.action in RESTARTING else what
+        if c.action == "none":
+            c.action, c.command = "rejoin", REJOIN_COMMAND
+
+
 async def apply(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventory,
                 wave: int | None = None) -> list[DockerStoreChange]:
-    """Configure the nodes in small waves; one DockerError listing every node that failed.
+    """Configure the nodes in waves and see that the overlay's gossip comes out whole; one DockerError
+    listing every node that failed.
 
-    Not all at once: when every dockerd restarts onto the store at the same moment, the classic
-    overlay's gossip (serf, joined through the store's node list) was seen to leave one node of
-    three partitioned for good (1 lab in 8: its probes never reached the others). The first node
-    restarts alone (the one whose store key sorts last: :func:`gossip_seed` says why), so a gossip
-    cluster is up in the store that every later dockerd joins; then ``wave`` nodes at a time (each
-    wave waits for the previous one). Host by host (``wave=1``), 8 nodes took 36.6 s; with waves
-    the runbook's probe step (every probe pings every other, by name and address) is what says the
-    gossip came out whole: bench/fleet.py prints it per fleet size (``OVERLAY_TUI_STORE_WAVE`` sets
-    the wave size there). Waves of 4 were not sound every time (one 3-node apply of ~8 left a node out
-    of the gossip), so the default is 1.
+    Docker 20.10's classic overlay keeps its peers in a serf cluster (port 7946). A starting dockerd
+    joins it through ONE node it picks from the store's node list (``/docker/nodes``), and only once
+    (libnetwork's overlay driver: ``joinOnce``). When several dockerds restart at once, one may pick
+    another restarting one: not up yet (the join fails and it stays alone), or itself joining back (the
+    two form a cluster of their own). Seen: 1 three-node apply of ~8 left a node out. So:
+
+    1. the seed (:func:`gossip_seed`) restarts alone, then the others ``wave`` at a time
+       (:func:`restart_wave`; 1 is host by host), each wave once the previous one answers;
+    2. after each wave, every configured node's gossip (:data:`GOSSIP_SCRIPT`: serf's member events in
+       its dockerd's log) must know every other within :data:`GOSSIP_SETTLE` s;
+    3. a node that does not is out: the outsiders are stopped, their entries taken out of the store's
+       node list, and started one at a time (:func:`rejoin`), each joining only nodes of the whole gossip.
+       A node already configured but out of the gossip (its dockerd started before its store answered, say)
+       is planned as "rejoin" and goes through 3 as well.
+
+    The first host that does not come back stops the apply: it is rolled back, the rest left untouched.
     """
-    if wave is None:
-        wave = int(os.environ.get("OVERLAY_TUI_STORE_WAVE") or WAVE)
-    results: list = []
+    wave = restart_wave(inventory, wave)
+    names = [n.name for n in inventory.nodes]
+    ips = await addresses.all(inventory.nodes)
+    planned = await asyncio.gather(*(plan_node(docker, pool, addresses, inventory, n) for n in names),
+                                   return_exceptions=True)
+    errors: list = [r for r in planned if isinstance(r, BaseException)]     # nothing was changed there
+    changes = {c.node: c for c in planned if isinstance(c, DockerStoreChange)}
+    mark_outsiders(list(changes.values()), ips)
+    todo = [n for n in names if n in changes and changes[n].action in RESTARTING and changes[n].facts]
+    inside = [n for n in names if n in changes and changes[n].action in ("none", "rejoin")]
+    out = {n: changes[n].reason for n in inside if changes[n].action == "rejoin"}
+    if out:                  # first, so no restarting dockerd can pick an outsider to join
+        await rejoin(docker, pool, inventory, ips, changes, out, inside)
+    failed: dict[str, NodeDockerFacts] = {}
 
-    async def one(name: str) -> DockerStoreChange | OverlayError:
-        try:
-            change = await plan_node(docker, pool, addresses, inventory, name)
-        except OverlayError as e:
-            return e                     # nothing was changed there
-        if change.action == "none" or change.facts is None:
-            return change
+    async def one(name: str) -> None:
+        change = changes[name]
+        assert change.facts is not None
         try:
             await _change_node(docker, pool, name, change, change.facts)
-        except OverlayError as e:
+        except OverlayError:
             failed[name] = change.facts  # changed, and did not come back: rolled back below
-            return e
-        return change
-    failed: dict[str, NodeDockerFacts] = {}
-    ips = await addresses.all(inventory.nodes)
-    seed = gossip_seed({n: f"{ip}:{ADVERTISE_PORT}" for n, ip in ips.items()})
-    groups = waves([n.name for n in inventory.nodes], max(1, wave), first=seed)
+            raise
+    groups = waves(todo, wave, first=gossip_seed({n: changes[n].want_advertise for n in todo}) if todo else None)
     for i, group in enumerate(groups):
-        results += await asyncio.gather(*(one(n) for n in group))
+        results = await asyncio.gather(*(one(n) for n in group), return_exceptions=True)
+        errors += [r for r in results if isinstance(r, BaseException)]
         if failed:
             # stop at the first host that does not come back: a bad change must not take Docker down everywhere
+            for r in errors:
+                if not isinstance(r, OverlayError):
+                    raise r
             undo = [await rollback_node(docker, pool, n, f) for n, f in failed.items()]
-            errors = [str(r) for r in results if isinstance(r, OverlayError)]
             untouched = [n for g in groups[i + 1:] for n in g]
-            raise DockerError("\n".join(errors + undo) + "; stopped there: "
+            raise DockerError("\n".join([str(e) for e in errors] + undo) + "; stopped there: "
                               + (f"{', '.join(untouched)} left untouched" if untouched else "no other host left"))
-    raise_gathered(results, DockerError)
-    return results
+        inside += group
+        out = await settle_gossip(pool, inside, ips)
+        if out:              # before the next wave, which would join them
+            await rejoin(docker, pool, inventory, ips, changes, out, inside)
+    left = await settle_gossip(pool, inside, ips) if len(inside) > 1 else {}
+    for _ in range(REJOIN_ROUNDS - 1):
+        if not left:
+            break
+        await rejoin(docker, pool, inventory, ips, changes, left, inside)
+        left = await settle_gossip(pool, inside, ips)
+    if left:
+        errors.append(DockerError("; ".join(f"{n}: {why} after restarting it alone {REJOIN_ROUNDS} time(s)"
+                                            for n, why in left.items())))
+    raise_gathered(errors, DockerError)
+    return [changes[n] for n in names if n in changes]

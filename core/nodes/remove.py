@@ -3,12 +3,14 @@
 Order (each step safe to run again): refuse first when the node is unknown, the last one, or holds an
 etcd member whose removal would leave the cluster without quorum; then remove its probe container,
 remove its member with etcd's member-remove API and stop its etcd (the data dir is moved aside, never
-deleted), take cluster-store/cluster-advertise out of its daemon.json and restart its dockerd (so it
-leaves the store and the gossip), and last drop its ``[[node]]`` table from the inventory file. A node
+deleted), take cluster-store, cluster-advertise and cluster-store-opts out of its daemon.json and restart its dockerd (so it
+leaves the store and the gossip; its images, containers and volumes stay), take its entry out of Docker's
+node list in the store, and last drop its ``[[node]]`` table from the inventory file. A node
 that does not answer SSH is removed from etcd and the inventory; what could not be done there is said.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -18,11 +20,22 @@ from pathlib import Path
 from core.access import WriteGuard
 from core.dockerd.clients import DockerNodes
 from core.dockerd.probes import LABEL
-from core.dockerd.store import BACKUP, DAEMON_JSON, STORE_KEYS, node_facts, restart_docker
+from core.dockerd.store import (
+    BACKUP,
+    DAEMON_JSON,
+    STORE_KEYS,
+    STORE_OPTS,
+    WRITE_SCRIPT,
+    forget_in_store,
+    node_facts,
+    restart_docker,
+    wait_for_store,
+)
 from core.errors import OverlayError, UsageError
 from core.etcd.plan import member_data_dir
 from core.etcd.service import EtcdService
 from core.model import Inventory
+from core.nodes.address import UnderlayAddresses
 from core.ssh import SSHPool
 
 
@@ -46,8 +59,9 @@ class NodeRemoval:
     """``remove(name)``: see the module docstring."""
 
     def __init__(self, inventory: Inventory, pool: SSHPool, docker: DockerNodes, etcd: EtcdService,
-                 guard: WriteGuard) -> None:
+                 guard: WriteGuard, addresses: UnderlayAddresses) -> None:
         self.inventory, self.pool, self.docker, self.etcd, self.guard = inventory, pool, docker, etcd, guard
+        self.addresses = addresses
 
     async def remove(self, name: str) -> list[str]:
         """Remove node ``name`` from the cluster and the inventory; one line per thing done."""
@@ -123,15 +137,23 @@ class NodeRemoval:
         except OverlayError as e:
             return [f"{name}: dockerd left as it is ({e})"]
         cfg = dict(facts.daemon_json or {})
-        if not any(k in cfg for k in STORE_KEYS) and not facts.cluster_store:
+        keys = [k for k in (*STORE_KEYS, STORE_OPTS) if k in cfg]
+        if not keys and not facts.cluster_store:
             return [f"{name}: dockerd uses no cluster store"]
-        for k in STORE_KEYS:
-            cfg.pop(k, None)
-        tmp = DAEMON_JSON + ".overlay-tui.tmp"
-        await self.pool.run(name, f"set -e; if [ -e {DAEMON_JSON} ] && [ ! -e {BACKUP} ]; then cp -p {DAEMON_JSON} {BACKUP}; fi; "
-                                  f"cat > {tmp}; mv {tmp} {DAEMON_JSON}",
-                            input=json.dumps(cfg, indent=2) + "\n", check=True)
+        advertise = str(cfg.get("cluster-advertise") or facts.cluster_advertise or "")
+        for k in keys:
+            cfg.pop(k)
+        # the same careful write as the runbook's (no symlink, mode kept, original backed up once, fsynced)
+        await self.pool.run(name, WRITE_SCRIPT, input=json.dumps(cfg, indent=2) + "\n", check=True)
+        out = [f"{name}: {', '.join(keys) or 'no store keys'} taken out of {DAEMON_JSON} (original kept as {BACKUP})"]
         if facts.running:
-            await restart_docker(self.pool, name, facts)
+            pid = await restart_docker(self.pool, name, facts)
+            await wait_for_store(self.docker, self.pool, name, "", facts.systemd, pid)
+            out.append(f"{name}: dockerd restarted without a cluster store (local scope; its images, containers "
+                       "and volumes kept)")
         await self.docker.reset(name)
-        return [f"{name}: cluster-store and cluster-advertise taken out of {DAEMON_JSON}; dockerd restarted"]
+        if advertise:    # its entry in Docker's node list would live on for its TTL: a joining dockerd could pick it
+            rest = dataclasses.replace(self.inventory, nodes=tuple(n for n in self.inventory.nodes if n.name != name))
+            ips = await self.addresses.all(rest.nodes)
+            out.append(f"{name}: " + await forget_in_store(self.pool, rest, ips, [advertise]))
+        return out
