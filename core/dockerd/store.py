@@ -455,7 +455,7 @@ async def log_tail(pool, node: str, systemd: bool) -> str:
 
 async def wait_for_store(docker: DockerNodes, pool, node: str, store: str, systemd: bool,
                          pid: int | None = None, timeout: float = 60.0) -> None:
-    """Poll the daemon until it answers with ClusterStore == ``store``; a clear error with the log if not.
+    """Poll the daemon until it answers with ClusterStore == ``store`` ("" for none); a clear error with the log if not.
 
     With ``pid`` (a dockerd we started), a daemon that exits is reported at once instead of at the timeout.
     """
@@ -466,7 +466,7 @@ async def wait_for_store(docker: DockerNodes, pool, node: str, store: str, syste
     while time.monotonic() < deadline:
         try:
             info = await docker.call(node, lambda cl: cl.info())
-            if info.get("ClusterStore") == store:
+            if (info.get("ClusterStore") or "") == store:     # no store: the key is absent
                 return
             seen = f"ClusterStore={info.get('ClusterStore') or 'none'}"
         except DockerError as e:
