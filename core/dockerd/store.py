@@ -66,11 +66,13 @@ ROLLBACK_SCRIPT = (
 # The overlay's gossip as the running dockerd sees it. Docker 20.10's classic overlay keeps its peers in a
 # serf cluster (port 7946) and logs serf's member events ("serf: EventMemberJoin: NAME ADDR", ...Leave,
 # ...Failed, ...Reap, ...Update). From the log's end back to the last "Starting up" (this dockerd's start),
-# oldest first: "gossip-log" (that start was found), then one "gossip=EVENT ADDR" line per event.
+# oldest first: "gossip-log" (that start was found), then one "gossip=EVENT ADDR" line per event. At most
+# the log's last GOSSIP_LOG_LINES lines are read: a dockerd started longer ago than that cannot say.
+GOSSIP_LOG_LINES = 50000
 GOSSIP_SCRIPT = (
     "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 "
     "&& systemctl cat docker.service >/dev/null 2>&1; then journalctl -u docker -o cat -r --no-pager 2>/dev/null; "
-    f"else tac {DOCKERD_LOG} 2>/dev/null; fi | sed '/msg=\"Starting up\"/q' "
+    f"else tac {DOCKERD_LOG} 2>/dev/null; fi | head -n {GOSSIP_LOG_LINES} | sed '/msg=\"Starting up\"/q' "
     "| grep -o -e 'msg=\"Starting up\"' -e 'serf: EventMember[A-Za-z]*: [^ ]* [0-9A-Fa-f.:]*' | tac "
     "| sed -e 's/^msg=\"Starting up\"$/gossip-log/' -e 's/^serf: EventMember\\([A-Za-z]*\\): [^ ]* /gossip=\\1 /'; "
 )
