@@ -88,6 +88,11 @@ async def test_ping_matrix_is_full_by_name_and_address(classic3, svc3):
         started = await svc3.start_probes(net)
         assert set(started) == {n.name for n in classic3.nodes}
         assert set((await svc3.start_probes(net)).values()) == {"kept"}     # idempotent
+        # a probe stops at once (no 10 s wait for `sleep` to ignore SIGTERM on every dockerd restart)
+        signals = await _on_nodes(svc3.pool, classic3.nodes,
+                                  f"docker ps --filter label=overlay-tui.probe={net} --format '{{{{.Names}}}}' "
+                                  "| xargs docker inspect --format '{{.Config.StopSignal}}'")
+        assert signals == ["SIGKILL"] * 3, signals
         results = await svc3.ping_matrix()
         pairs = {(r.src, r.dst, r.by) for r in results}
         assert len(results) == len(pairs) == 3 * 2 * 2

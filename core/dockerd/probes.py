@@ -28,6 +28,9 @@ from core.errors import DockerError, OverlayError, raise_gathered
 from core.model import PingResult
 
 LABEL = "overlay-tui.probe"                  # value: the network the probe was started on
+# a probe holds nothing: SIGKILL stops it at once (``sleep`` as PID 1 ignores SIGTERM, so every dockerd restart
+# waited Docker's 10 s stop timeout for it)
+STOP_SIGNAL = "SIGKILL"
 APPLETS = ("sh", "ping", "ip", "nc", "sleep", "wget", "hostname", "cat", "ls", "ifconfig", "nslookup", "arp", "ps")
 PING = "ping -c 3 -W 1 -i 0.2"
 # Inside a probe: ping every target ("$@") at once, then print each output under "=== target".
@@ -141,12 +144,13 @@ class Probes:
                 c = None
             if c is not None:
                 nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
-                if c["State"].get("Running") and network in nets and c["Config"].get("Image") == self.image:
+                if (c["State"].get("Running") and network in nets and c["Config"].get("Image") == self.image
+                        and c["Config"].get("StopSignal") == STOP_SIGNAL):
                     return "kept"
                 cl.api.remove_container(name, force=True)
             try:
                 cl.containers.run(self.image, ["sleep", "1000000"], name=name, hostname=name, network=network,
-                                  labels={LABEL: network}, detach=True)
+                                  labels={LABEL: network}, stop_signal=STOP_SIGNAL, detach=True)
             except docker.errors.APIError as e:
                 if "already exists in network" not in str(e):
                     raise
@@ -155,7 +159,7 @@ class Probes:
                 cl.api.remove_container(name, force=True)
                 cl.api.disconnect_container_from_network(name, network, force=True)
                 cl.containers.run(self.image, ["sleep", "1000000"], name=name, hostname=name, network=network,
-                                  labels={LABEL: network}, detach=True)
+                                  labels={LABEL: network}, stop_signal=STOP_SIGNAL, detach=True)
                 return "started (its stale endpoint removed)"
             return "started"
         return await self.docker.call(node, run)
