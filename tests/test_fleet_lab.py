@@ -108,6 +108,13 @@ def test_grow_3_4_5_and_remove_one_keeps_everything():
         inv = Path(lab.inventory_path)
         inv.write_text(re.sub(r"^\[cluster\]$", "[cluster]\netcd_members = 5", inv.read_text(), count=1, flags=re.M))
         reload(lab)
+        plan = json.loads(cli(lab.inventory_path, "runbook", "plan", "--json").stdout)
+        etcd_cmds = next(s for s in plan["steps"] if s["id"] == "etcd")["commands"]
+        for joiner in ("docker-node4", "docker-node5"):       # the plan says they join, with the command they get
+            assert any(c.startswith(f"{joiner}: joins the running cluster") for c in etcd_cmds), etcd_cmds
+            cmd = next(c for c in etcd_cmds if c.startswith(f"{joiner}: ") and " --name " in c)
+            assert "--initial-cluster-state existing" in cmd and "docker-node1=" in cmd, cmd
+        assert not any(c.startswith("docker-node1: joins") for c in etcd_cmds), etcd_cmds
         result = apply_ok(lab)
         etcd = next(s for s in result["steps"] if s["id"] == "etcd")
         assert "already done" not in etcd["detail"]

@@ -17,7 +17,7 @@ from core.capture.remote import tcpdump_command
 from core.capture.verify import verify_vxlan
 from core.dockerd.store import DockerStoreChange
 from core.errors import DockerError
-from core.etcd.plan import EtcdMemberPlan
+from core.etcd.plan import EtcdMemberPlan, join_plan
 from core.etcd.sizing import sizing
 from core.etcd.tls import ENV_FILE, NODE_PKI_DIR
 from core.model import ConvergeResult, EtcdCluster, FrameBatch, Inventory, NetworkInfo, NodeStatus, PingResult
@@ -78,13 +78,25 @@ async def plan_etcd(rb: Runbook) -> list[str]:
     lines = [f"members: {', '.join(size.member_names)} ({size.why})"]
     if size.clients:
         lines.append(f"no etcd on {', '.join(n.name for n in size.clients)}: their dockerd uses the members' endpoints")
-    for p in await rb.target.etcd_plan():
+    plans = await rb.target.etcd_plan()
+    cluster = await rb.target.etcd_cluster()
+    running = [(m.name, m.peer_urls[0]) for m in cluster.members if m.id and m.name and m.peer_urls]
+    for p in plans:
         if p.tls:
             lines.append(f"{p.node}: install the cluster CA and the node's server, peer and client certificates in "
                          f"{NODE_PKI_DIR} (keys 0600) and {ENV_FILE}")
+        if running and p.node not in {name for name, _ in running}:
+            lines.append(f"{p.node}: joins the running cluster: added by etcd's member-add API, then started with "
+                         "--initial-cluster-state existing (if its data dir is fresh)")
+            p = join_plan(p, running)
         lines.append(f"{p.node}: {p.command}")
-    warning = (await rb.target.etcd_cluster()).warning      # plaintext: the store is open to the underlay
-    return lines + ([f"warning: {warning}"] if warning else [])
+    planned = {p.node for p in plans}
+    for name, _ in running:
+        if name not in planned:
+            lines.append(f"warning: {name} holds a member of the running cluster but is not planned to hold one; "
+                         f"the apply leaves that member as it is (`overlay-tui node remove {name}` takes the node out, "
+                         "quorum kept)")
+    return lines + ([f"warning: {cluster.warning}"] if cluster.warning else [])   # plaintext: the store is open
 
 
 async def plan_etcd_health(rb: Runbook) -> list[str]:
