@@ -21,7 +21,7 @@ from core.dockerd.probes import Probes
 from core.dockerd.service import DockerService
 from core.dockerd.store import DockerStoreChange
 from core.doctor.runner import Doctor
-from core.errors import DockerError, NoInventoryError, OverlayError
+from core.errors import DockerError, InventoryError, NoInventoryError, OverlayError
 from core.etcd.health import no_quorum_reason
 from core.etcd.plan import EtcdMemberPlan
 from core.etcd.read import EtcdReader
@@ -92,6 +92,7 @@ class LiveService:
         self.trace_part = TraceService(inventory, self.pool, self.docker, self.dockerd.networks,
                                        self.capture_part.capture)
         self.removal = NodeRemoval(inventory, self.pool, self.docker, self.etcd, self.guard, self.addresses)
+        self.removed: set[str] = set()   # nodes removed through this service: its inventory still lists them
         self._closers: list[Callable[[], Awaitable[None]]] = [self.pool.close, self.etcd_reader.close,
                                                               self.docker.close]
 
@@ -210,14 +211,30 @@ class LiveService:
 
     # --- runbook ------------------------------------------------------------------------
     async def runbook_plan(self) -> list[StepState]:
+        self._refuse_stale_inventory()
         return scrub(await self.runbook.plan())
 
     def runbook_apply(self, states: list[StepState] | None = None, *,
                       force_etcd: bool = False) -> AsyncIterator[RunbookEvent]:
-        return scrubbed(self.runbook.apply(states, force_etcd=force_etcd))
+        return scrubbed(self._apply(states, force_etcd))
+
+    async def _apply(self, states: list[StepState] | None, force_etcd: bool) -> AsyncIterator[RunbookEvent]:
+        self._refuse_stale_inventory()
+        async for event in self.runbook.apply(states, force_etcd=force_etcd):
+            yield event
 
     async def runbook_verify(self) -> list[StepState]:
+        self._refuse_stale_inventory()
         return scrub(await self.runbook.verify())
+
+    def _refuse_stale_inventory(self) -> None:
+        """After a removal through this service, the inventory it was opened with still lists the node: a runbook
+        over it would add the node back, so it is refused until the inventory is loaded again."""
+        if self.removed:
+            gone = ", ".join(sorted(self.removed))
+            raise InventoryError(self.inventory.path, f"{gone} was removed from the cluster and this file by this "
+                                 "console, which still holds the inventory it was opened with (a runbook would add "
+                                 "it back): restart the console to load the file without it")
 
     # --- capture ------------------------------------------------------------------------
     async def names(self) -> Names:
@@ -259,7 +276,9 @@ class LiveService:
 
     # --- membership ---------------------------------------------------------------------
     async def remove_node(self, name: str) -> list[str]:
-        return await self.removal.remove(name)
+        lines = await self.removal.remove(name)
+        self.removed.add(name)
+        return lines
 
 
 def resolve_inventory(path: str | None) -> Inventory:

@@ -13,6 +13,7 @@ from conftest import lab_name, require_lab, start_lab, stop_lab
 from test_faults_lab import apply_ok, kill_in_node
 from tui_fixtures import SIZE, settle, steady, table_rows
 
+from core.errors import InventoryError
 from core.inventory import load_inventory
 from core.live import LiveService
 from tui.app import OverlayApp
@@ -75,9 +76,13 @@ async def test_remove_a_node_from_the_console_then_a_removal_that_would_break_qu
         for said in ("probe container", "of docker-node3 removed (member-remove)",
                      "docker-node3 removed from the inventory"):
             assert said in text, (said, text)
+        assert "restart the console" in text, text
         await pilot.press("escape")
         await settle(pilot)
         assert [r[0] for r in table_rows(app, "#nodes-table")] == ["docker-node1", "docker-node2"]
+        # this console's inventory still lists docker-node3: its runbook would add it back, so it is refused
+        with pytest.raises(InventoryError, match="docker-node3 was removed .* restart the console"):
+            await app.service.runbook_plan()
     after = load_inventory(lab.inventory_path)
     assert [n.name for n in after.nodes] == ["docker-node1", "docker-node2"]
     assert await members(after) == ["docker-node1", "docker-node2"]

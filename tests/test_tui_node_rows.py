@@ -180,7 +180,7 @@ async def test_remove_node_confirmed_shows_its_lines_and_the_row_goes():
         text = removal_log(app)
         assert "✓ docker-node3: probe container probe-docker-node3 removed" in text
         assert "etcd member" in text and "of docker-node3 removed (member-remove)" in text
-        assert "docker-node3 removed; `runbook apply`" in text
+        assert "docker-node3 removed. This console still holds the inventory" in text
         await press(pilot, "escape")
         assert not isinstance(app.screen, NodeRemovalScreen)
         assert [r[0] for r in table_rows(app, "#nodes-table")] == NODES[:2]

@@ -112,8 +112,9 @@ class NodeRemovalScreen(ModalScreen[bool]):
         self.removed = True
         for line in msg.lines:
             log.write(Text(f"✓ {line}"))
-        log.write(Text(f"{self.node_name} removed; `runbook apply` adds an etcd member elsewhere if the sizing wants one",
-                       style="bold green"))
+        log.write(Text(f"{self.node_name} removed. This console still holds the inventory it was opened with, so its "
+                       "runbook is refused: restart the console to load the file without the node (then `runbook apply` "
+                       "adds an etcd member elsewhere if the sizing wants one)", style="bold green"))
         status.update(Text("done · Esc: back", style="green"))
         console(self).refresh_panes()
 
