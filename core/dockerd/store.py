@@ -395,11 +395,7 @@ async def stop_docker(pool, node: str, facts: NodeDockerFacts) -> None:
 async def start_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
     """Start Docker again as it ran (systemd, or the same arguments, detached); the new pid (None under systemd)."""
     if facts.systemd:
-        res = await pool.run(node, "systemctl start docker", timeout=120)
-        if not res.ok:
-            tail = await log_tail(pool, node, True)
-            raise DockerError(f"{node}: `systemctl start docker` failed ({(res.stderr or res.stdout).strip()}); "
-                              f"last lines of journalctl -u docker:\n{tail}")
+        await _systemctl(pool, node, "start")
         return None
     args = start_args(facts)
     # a killed dockerd leaves its pid file: remove it only when the pid in it is gone; remember how we start it
@@ -415,14 +411,19 @@ async def restart_docker(pool, node: str, facts: NodeDockerFacts) -> int | None:
     Returns the new dockerd's pid when we started it ourselves (None under systemd).
     """
     if facts.systemd:
-        res = await pool.run(node, "systemctl restart docker", timeout=120)
-        if not res.ok:
-            tail = await log_tail(pool, node, True)
-            raise DockerError(f"{node}: `systemctl restart docker` failed ({(res.stderr or res.stdout).strip()}); "
-                              f"last lines of journalctl -u docker:\n{tail}")
+        await _systemctl(pool, node, "restart")
         return None
     await stop_docker(pool, node, facts)
     return await start_docker(pool, node, facts)
+
+
+async def _systemctl(pool, node: str, verb: str) -> None:
+    """`systemctl VERB docker`; a failure raises with the journal's last lines."""
+    res = await pool.run(node, f"systemctl {verb} docker", timeout=120)
+    if not res.ok:
+        tail = await log_tail(pool, node, True)
+        raise DockerError(f"{node}: `systemctl {verb} docker` failed ({(res.stderr or res.stdout).strip()}); "
+                          f"last lines of journalctl -u docker:\n{tail}")
 
 
 async def rollback_node(docker: DockerNodes, pool, node: str, facts: NodeDockerFacts) -> str:
