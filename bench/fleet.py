@@ -1,7 +1,7 @@
 """Fleet scale on the lab: `lab up`, `runbook apply`, `status` and console first paint for N nodes.
 
 For each size (default 2, 4, 8, 16): a fresh lab is built (`lab up`, timed in-process until every node
-answers SSH and `docker info`), then the whole `overlay-tui runbook apply --json` command is timed (wall
+answers SSH and Docker's API), then the whole `overlay-tui runbook apply --json` command is timed (wall
 clock, a subprocess: Python start-up included), then `overlay-tui status --json` (wall clock), then the
 console's first paint (OverlayApp on a LiveService of the lab, until every data pane filled once; headless
 120x36). Target: 16 nodes apply < 60 s.
