@@ -10,7 +10,7 @@ checked (a node of another architecture gets a clear error saying how to provide
 
 One probe per node: container and hostname ``probe-<node>``, on the overlay network, started
 idempotently. ``ping_matrix`` runs ``ping -c 3 -W 1 -i 0.2`` from every probe to every other,
-by name and by address, all pairs concurrently (one exec per source probe, whose pings run in
+by name and by address (one exec per source probe, up to PING_SOURCES at once, whose pings run in
 parallel inside it, so N nodes cost N SDK calls, not N*(N-1)*2), and parses busybox's summary lines.
 """
 from __future__ import annotations
@@ -33,6 +33,9 @@ LABEL = "overlay-tui.probe"                  # value: the network the probe was 
 STOP_SIGNAL = "SIGKILL"
 APPLETS = ("sh", "ping", "ip", "nc", "sleep", "wget", "hostname", "cat", "ls", "ifconfig", "nslookup", "arp", "ps")
 PING = "ping -c 3 -W 1 -i 0.2"
+# source probes pinging at once: 16 nodes at once are 480 pings whose first packets each wait for a dockerd to
+# resolve the peer (the overlay's L2 miss); on a loaded host that took longer than ping's 1 s and lost them
+PING_SOURCES = 4
 # Inside a probe: ping every target ("$@") at once, then print each output under "=== target".
 PING_ALL = (f'for t in "$@"; do {PING} "$t" > "/tmp/ping.$t" 2>&1 & done; wait; '
             'for t in "$@"; do echo "=== $t"; cat "/tmp/ping.$t"; rm -f "/tmp/ping.$t"; done')
@@ -255,7 +258,13 @@ class Probes:
                 else:
                     missing.append(PingResult(a, b, "?", "address", 0, 0, None,
                                               error=f"probe on {b} has no address on {probes[b][0]}"))
-        batches = await asyncio.gather(*(self.ping_from(a, ts) for a, ts in per_src.items()))
+        room = asyncio.Semaphore(PING_SOURCES)
+
+        async def from_one(src: str, targets: list[tuple[str, str, str]]) -> list[PingResult]:
+            async with room:
+                return await self.ping_from(src, targets)
+
+        batches = await asyncio.gather(*(from_one(a, ts) for a, ts in per_src.items()))
         return [r for batch in batches for r in batch] + missing
 
 
