@@ -105,3 +105,27 @@ def no_quorum_reason(cluster: EtcdCluster) -> str | None:
     if healthy < quorum:
         return f"etcd has no quorum ({healthy} of {len(listed)} members answer, {quorum} needed)"
     return None
+
+
+def after_removal(name: str, members: list[EtcdMember]) -> tuple[int, int] | None:
+    """(healthy, remaining) of the members left once ``name``'s is removed; None when ``name`` holds no member."""
+    if not any(m.name == name for m in members):
+        return None
+    rest = [m for m in members if m.name != name]
+    return sum(m.healthy for m in rest), len(rest)
+
+
+def quorum_kept(healthy: int, remaining: int) -> bool:
+    """Whether ``healthy`` of ``remaining`` members still make a quorum."""
+    return remaining > 0 and healthy * 2 > remaining
+
+
+def no_quorum_after_removal(name: str, healthy: int, remaining: int) -> str:
+    return (f"removing {name}'s etcd member would leave {healthy} healthy of {remaining} members, no quorum: "
+            "heal the cluster first (`overlay-tui runbook apply`)")
+
+
+def removal_refusal(name: str, members: list[EtcdMember]) -> str | None:
+    """Why removing ``name``'s etcd member would leave the cluster without quorum, or None (kept, or no member)."""
+    left = after_removal(name, members)
+    return None if left is None or quorum_kept(*left) else no_quorum_after_removal(name, *left)

@@ -20,6 +20,7 @@ from core import checks
 from core.access import WriteGuard
 from core.errors import EtcdError, OverlayError, UsageError
 from core.etcd.decide import EtcdAction
+from core.etcd.health import after_removal, no_quorum_after_removal, quorum_kept
 from core.etcd.launch import apply_cluster
 from core.etcd.plan import EtcdMemberPlan, plan_cluster
 from core.etcd.read import RPC_ERRORS, Endpoint, EtcdReader, rpc_error_text
@@ -141,13 +142,11 @@ class EtcdService:
         member = next((m for m in cluster.members if m.name == node), None)
         if member is None:
             return None
-        rest = [m for m in cluster.members if m is not member]
-        healthy = sum(m.healthy for m in rest)
-        if not rest:
+        healthy, remaining = after_removal(node, cluster.members) or (0, 0)
+        if not remaining:
             raise UsageError(f"{node} holds the last etcd member: removing it would end the cluster; nothing was changed")
-        if healthy * 2 <= len(rest) or not any(m.leader for m in cluster.members):
-            raise UsageError(f"removing {node}'s etcd member would leave {healthy} healthy of {len(rest)} members, "
-                             "no quorum: heal the cluster first (`overlay-tui runbook apply`); nothing was changed")
+        if not quorum_kept(healthy, remaining) or not any(m.leader for m in cluster.members):
+            raise UsageError(f"{no_quorum_after_removal(node, healthy, remaining)}; nothing was changed")
         endpoints = [ep for ep in await self.endpoints() if ep.via != node] or await self.endpoints()
         ep = await self.reader.first_ready(endpoints)
         try:

@@ -18,13 +18,14 @@ from core.model import NodeSpec, NodeStatus
 ANSWER_TIMEOUT = 4.0
 #: extra seconds the safety bound around a whole answer allows beyond its parts' own timeouts
 GRACE = 1.0
+#: what a node that says nothing may be going through (said with every "no answer")
+WHY_SILENT = "the host, its sshd or the link to it is down, or it is overloaded"
 
 
 def no_answer(spec: NodeSpec, seconds: float) -> NodeStatus:
     """The status of a node that said nothing within ``seconds``."""
     return NodeStatus(name=spec.name, address=spec.address, reachable=False,
-                      error=f"{spec.name}: no answer within {seconds:g} s (the host, its sshd or the link to it is "
-                            "down, or it is overloaded)")
+                      error=f"{spec.name}: no answer within {seconds:g} s ({WHY_SILENT})")
 
 
 async def as_they_answer(specs: list[NodeSpec], ask: Callable[[NodeSpec], Awaitable[NodeStatus]],

@@ -32,6 +32,7 @@ from core.dockerd.store import (
     wait_for_store,
 )
 from core.errors import OverlayError, UsageError
+from core.etcd.health import removal_refusal
 from core.etcd.plan import member_data_dir
 from core.etcd.service import EtcdService
 from core.model import Inventory
@@ -80,9 +81,9 @@ class NodeRemoval:
         except OverlayError as e:
             reachable = False
             done.append(f"{name} does not answer SSH ({e}): its probe, etcd and dockerd are left as they are")
-        cluster = await self.etcd.cluster()
-        if any(m.name == name for m in cluster.members):
-            self._check_quorum(name, cluster)
+        refusal = removal_refusal(name, (await self.etcd.cluster()).members)
+        if refusal:
+            raise UsageError(f"{refusal}; nothing was changed")
         if reachable:
             done += await self._remove_probe(name)
         member = await self.etcd.remove_member(name)
@@ -94,14 +95,6 @@ class NodeRemoval:
         Path(self.inventory.path).write_text(new_text)
         done.append(f"{name} removed from the inventory {self.inventory.path}")
         return done
-
-    @staticmethod
-    def _check_quorum(name: str, cluster) -> None:
-        rest = [m for m in cluster.members if m.name != name]
-        healthy = sum(m.healthy for m in rest)
-        if not rest or healthy * 2 <= len(rest):
-            raise UsageError(f"removing {name}'s etcd member would leave {healthy} healthy of {len(rest)} members, "
-                             "no quorum: heal the cluster first (`overlay-tui runbook apply`); nothing was changed")
 
     async def _remove_probe(self, name: str) -> list[str]:
         def rm(cl) -> list[str]:

@@ -11,7 +11,7 @@ from core.dockerd.clients import DockerNodes
 from core.errors import CommandTimeout, NodeUnreachable, OverlayError
 from core.etcd.sizing import sizing
 from core.model import CommandResult, Inventory, LogLines, NodeSpec, NodeStatus
-from core.nodes.answers import ANSWER_TIMEOUT, GRACE, as_they_answer
+from core.nodes.answers import ANSWER_TIMEOUT, GRACE, WHY_SILENT, as_they_answer
 from core.ssh import SSHPool
 
 # One round trip gathers the host's facts; each line is KEY=VALUE so a missing tool leaves a blank.
@@ -38,6 +38,10 @@ CONNECT_GRACE = 0.25
 MIN_ROUND_TRIP = 1.0
 
 LOG_SOURCES = checks.LOG_SOURCES    # (kept importable here: the record command reads it)
+
+
+def _no_ssh_answer(spec: NodeSpec, limit: float) -> NodeUnreachable:
+    return NodeUnreachable(spec.name, f"no answer over SSH from {spec.address} within {limit:g} s ({WHY_SILENT})")
 
 
 def _seen(task: asyncio.Future) -> None:
@@ -108,8 +112,7 @@ class NodeService:
         try:
             await asyncio.wait_for(asyncio.shield(connecting), limit)
         except TimeoutError:
-            raise NodeUnreachable(spec.name, f"no answer over SSH from {spec.address} within {limit:g} s (the "
-                                  "host, its sshd or the link to it is down, or it is overloaded)") from None
+            raise _no_ssh_answer(spec, limit) from None
 
     async def _facts(self, spec: NodeSpec, left: float, limit: float) -> tuple[CommandResult, float]:
         """The facts script's result and its round trip, within ``left`` s (what is left of the node's ``limit``
@@ -120,12 +123,10 @@ class NodeService:
         except CommandTimeout:
             self.pool.forget(spec)
             raise NodeUnreachable(spec.name, f"its status command did not finish within {limit:g} s (no answer over "
-                                  f"SSH from {spec.address}: the host, its sshd or the link to it is down, or it is "
-                                  "overloaded)") from None
+                                  f"SSH from {spec.address}: {WHY_SILENT})") from None
         except TimeoutError:
             self.pool.forget(spec)
-            raise NodeUnreachable(spec.name, f"no answer over SSH from {spec.address} within {limit:g} s (the host, "
-                                  "its sshd or the link to it is down, or it is overloaded)") from None
+            raise _no_ssh_answer(spec, limit) from None
         return res, time.monotonic() - t0
 
     async def _docker_info(self, spec: NodeSpec, limit: float) -> dict:

@@ -30,6 +30,7 @@ from core import checks
 from core.access import WriteGuard
 from core.dockerd.validation import require_valid
 from core.errors import DockerError, OverlayError, UsageError
+from core.etcd.health import removal_refusal
 from core.files import SaveArea
 from core.links.replay import TwoEndedReplay
 from core.links.service import LinksService
@@ -335,13 +336,9 @@ class RecordedService:
             raise UsageError(f"{name} is the only node of the inventory: there would be no cluster left")
         members = self.state.setdefault("etcd", {}).setdefault("members", [])
         member = next((m for m in members if m.get("name") == name), None)
-        if member is not None:
-            rest = [m for m in members if m is not member]
-            healthy = sum(bool(m.get("healthy")) for m in rest)
-            if not rest or healthy * 2 <= len(rest):
-                raise UsageError(f"removing {name}'s etcd member would leave {healthy} healthy of {len(rest)} "
-                                 "members, no quorum: heal the cluster first (`overlay-tui runbook apply`); "
-                                 "nothing was changed")
+        refusal = removal_refusal(name, cluster_from_dict(self.state["etcd"]).members)
+        if refusal:
+            raise UsageError(f"{refusal}; nothing was changed")
         done = []
         for net in self._networks:
             for c in [c for c in net.containers if c.node == name and c.name.startswith("probe-")]:

@@ -262,11 +262,12 @@ class NodesPane(Pane):
         self.post_message(RemovalAsked(node, cluster, None))
 
     def on_removal_asked(self, msg: RemovalAsked) -> None:
+        from core.etcd.health import removal_refusal
         from tui.modals.confirm import ConfirmModal
-        from tui.screens.node_removal import quorum_refusal, removal_question
+        from tui.screens.node_removal import removal_question
 
         msg.stop()
-        refusal = quorum_refusal(msg.node, msg.cluster) if msg.cluster else None
+        refusal = removal_refusal(msg.node, msg.cluster.members) if msg.cluster else None
         if refusal:
             self.app.notify(f"{msg.node} not removed: {refusal}; nothing was changed", title="node remove",
                             severity="error", timeout=10, markup=False)

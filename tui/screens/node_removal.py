@@ -14,22 +14,10 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import RichLog, Static
 
+from core.etcd.health import after_removal
 from core.model import EtcdCluster
 from tui.console import console
 from tui.panes.base import describe_error
-
-
-def quorum_refusal(name: str, cluster: EtcdCluster) -> str | None:
-    """Why removing ``name``'s member would break etcd's quorum (the removal then refuses), or None."""
-    member = next((m for m in cluster.members if m.name == name), None)
-    if member is None:
-        return None
-    rest = [m for m in cluster.members if m is not member]
-    healthy = sum(m.healthy for m in rest)
-    if not rest or healthy * 2 <= len(rest):
-        return (f"removing {name}'s etcd member would leave {healthy} healthy of {len(rest)} members, no quorum: "
-                "heal the cluster first (runbook apply)")
-    return None
 
 
 def etcd_line(name: str, cluster: EtcdCluster | None, error: str | None) -> str:
@@ -38,12 +26,11 @@ def etcd_line(name: str, cluster: EtcdCluster | None, error: str | None) -> str:
         return (f"• etcd could not be read now ({escape(error or 'no answer')}): the removal checks quorum "
                 "itself and refuses, changing nothing, if removing a member would lose it")
     member = next((m for m in cluster.members if m.name == name), None)
-    if member is None:
+    left = after_removal(name, cluster.members)
+    if member is None or left is None:
         return f"• {escape(name)} holds no etcd member: etcd's quorum is not touched"
-    rest = [m for m in cluster.members if m is not member]
-    healthy = sum(m.healthy for m in rest)
     return (f"• its etcd member {escape(member.id or '?')} is removed (member-remove), its etcd stopped and its "
-            f"data dir moved aside; {healthy} healthy of {len(rest)} members remain: quorum kept")
+            f"data dir moved aside; {left[0]} healthy of {left[1]} members remain: quorum kept")
 
 
 def removal_question(name: str, inventory_path: str, cluster: EtcdCluster | None, error: str | None) -> str:
