@@ -20,6 +20,10 @@ import asyncssh
 from core.errors import AuthError, CommandFailed, CommandTimeout, HostKeyError, NodeUnreachable, SSHError
 from core.model import CommandResult, NodeSpec
 
+#: seconds a stopped stream's process gets to end on SIGTERM before it and its process group get SIGKILL
+STREAM_GRACE = 3.0
+#: seconds a stream's stop waits in all for its process to be gone
+STREAM_STOP_WAIT = 6.0
 
 def _known_hosts_path(node: NodeSpec) -> str:
     return node.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
@@ -75,9 +79,10 @@ class RemoteStream:
         return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
 
     async def stop(self) -> None:
-        """Kill the remote process (signals over the channel are not honoured by OpenSSH)."""
+        """Kill the remote process (signals over the channel are not honoured by OpenSSH): SIGTERM, then after
+        ``STREAM_GRACE`` s SIGKILL to it and its process group, so nothing it started outlives the stop."""
         try:
-            await self.pool.kill(self.node, self.pid)
+            await self.pool.kill(self.node, self.pid, wait=STREAM_STOP_WAIT, escalate=STREAM_GRACE)
         except SSHError:
             pass
         self.process.close()
@@ -193,10 +198,24 @@ class SSHPool:
             raise CommandFailed(self.spec(node).name, command, res.exit_status,
                                 f"expected a pid, got {res.stdout!r}") from None
 
-    async def kill(self, node: NodeSpec | str, pid: int, signal: str = "TERM", wait: float = 10.0) -> bool:
-        """Send ``signal`` to ``pid`` and wait until it is gone; True if it was running."""
-        cmd = (f"kill -{signal} {int(pid)} 2>/dev/null || exit 3; "
-               f"for i in $(seq {int(wait * 10)}); do kill -0 {int(pid)} 2>/dev/null || exit 0; sleep 0.1; done; exit 4")
+    async def kill(self, node: NodeSpec | str, pid: int, signal: str = "TERM", wait: float = 10.0,
+                   escalate: float | None = None) -> bool:
+        """Send ``signal`` to ``pid`` and wait until it is gone; True if it was running.
+
+        With ``escalate``: a process still there after that many seconds is killed with SIGKILL, with its whole
+        process group (a command started over SSH leads its own group: its children, such as a tcpdump under a
+        watchdog shell, go with it), and waited for until ``wait``."""
+        p, ticks = int(pid), int(wait * 10)
+        if escalate is None:
+            cmd = (f"kill -{signal} {p} 2>/dev/null || exit 3; "
+                   f"for i in $(seq {ticks}); do kill -0 {p} 2>/dev/null || exit 0; sleep 0.1; done; exit 4")
+        else:
+            first = max(1, min(int(escalate * 10), ticks))
+            cmd = (f"kill -{signal} {p} 2>/dev/null || exit 3; "
+                   f"for i in $(seq {first}); do kill -0 {p} 2>/dev/null || exit 0; sleep 0.1; done; "
+                   f"kill -KILL -{p} 2>/dev/null; kill -KILL {p} 2>/dev/null; "
+                   f"for i in $(seq {max(ticks - first, 10)}); do kill -0 {p} 2>/dev/null || exit 0; sleep 0.1; done; "
+                   "exit 4")
         res = await self.run(node, cmd, timeout=wait + 5)
         if res.exit_status == 4:
             raise CommandFailed(self.spec(node).name, f"kill -{signal} {pid}", 4, f"pid {pid} still running after {wait:g} s")

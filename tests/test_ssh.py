@@ -75,6 +75,19 @@ async def test_stream_delivers_stdout_bytes_and_stop_kills_it(lab2, pool):
     await endless.stop()
     assert not (await pool.run(node, f"kill -0 {endless.pid}")).ok
 
+async def test_a_stream_that_ignores_sigterm_is_killed_with_its_children_on_stop(lab2, pool):
+    node = lab2.nodes[0]
+    # a shell that ignores TERM and waits on a child that ignores it too (as a tcpdump stuck in a write would)
+    stuck = await pool.stream(node, "sh -c 'trap \"\" TERM; sh -c \"trap \\\"\\\" TERM; "
+                                    "echo child \\$\\$; while :; do sleep 0.05; done\" & wait'")
+    line = await stuck.chunks().__anext__()
+    child = int(line.split()[1])
+    assert (await pool.run(node, f"kill -0 {child}")).ok
+    await stuck.stop()
+    assert not (await pool.run(node, f"kill -0 {stuck.pid}")).ok
+    assert not (await pool.run(node, f"kill -0 {child}")).ok, "the child outlived the stop"
+
+
 
 async def test_forward_unix_reaches_the_nodes_docker_socket(lab2, pool):
     import docker

@@ -30,7 +30,7 @@ from core.errors import CaptureError, OverlayError
 from core.model import FrameBatch, Names, NodeSpec
 
 log = logging.getLogger(__name__)
-STOP_WAIT = 20.0               # the worker stops its nodes' tcpdumps (5 s + 2 s each at most, concurrently) within this
+STOP_WAIT = 20.0               # the worker stops its nodes' tcpdumps (9 s + 2 s each at most, concurrently) within this
 _ROOT = str(Path(__file__).resolve().parents[2])
 
 

@@ -29,14 +29,14 @@ from core.capture.stream import StreamDecoder
 from core.errors import CaptureError, CommandTimeout, OverlayError
 from core.model import NodeSpec
 from core.nodes.address import literal_ip
-from core.ssh import RemoteStream, SSHPool
+from core.ssh import STREAM_STOP_WAIT, RemoteStream, SSHPool
 
 log = logging.getLogger(__name__)
 SNAPLEN = 128
 BUFFER_KIB = 8192              # tcpdump -B: the kernel's capture buffer rides out a busy node's scheduling gaps
 HEALTH_INTERVAL = 5.0          # seconds of silence after which a node is asked whether it still answers
 HEALTH_TIMEOUT = 8.0           # ... and how long it has to answer
-STOP_TIMEOUT = 5.0             # a kill that takes longer means the node is gone: close the channel instead
+STOP_TIMEOUT = STREAM_STOP_WAIT + 3.0   # a kill that takes longer means the node is gone: close the channel instead
 RESUME_BACKOFF = (1.0, 15.0)   # a node whose capture ended is tried again after 1 s, then 2, 4... at most 15 s
 _SECTION = "--overlay-tui--"
 _PROBE = ("PATH=$PATH:/usr/sbin:/sbin; p=$(command -v tcpdump) && [ -f \"$p\" ] && [ -x \"$p\" ] && echo \"$p\" "
