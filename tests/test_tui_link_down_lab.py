@@ -14,6 +14,7 @@ import pytest
 from tui_fixtures import SIZE, steady, table_cells
 
 from core.live import LiveService
+from core.nodes.answers import ANSWER_TIMEOUT
 from tui.app import OverlayApp
 from tui.panes.nodes import NodeAnswered, NodesPane
 
@@ -63,11 +64,17 @@ async def test_a_node_whose_link_goes_down_is_down_within_two_refreshes_and_the_
             # the others: answered on their period all along, never waiting for the silent node
             await until(pilot, lambda: all(len(answers(n, down_at)) >= 3 for n in others),
                         "three refreshes of the other rows while the link is down", 3 * period + 5)
+            # A node's own answer may be slow once while the cluster reacts to the lost peer (with the recipe
+            # applied, a dockerd's /info waited 1-3 s then, measured by hand): that is the node answering slowly,
+            # bounded by its own ANSWER_TIMEOUT. Waiting for the silent node would instead cost that timeout on
+            # every refresh and slide the row's schedule: its third answer is due within three periods.
             for n in others:
                 times = [down_at, *answers(n, down_at)]
                 gaps = [b - a for a, b in zip(times, times[1:])]
                 print(f"{n}: seconds between answers while the link was down: {[round(g, 1) for g in gaps]}")
-                assert max(gaps) <= period + 2.0, f"{n}'s row waited {max(gaps):.1f} s between answers: {gaps}"
+                assert max(gaps) <= period + ANSWER_TIMEOUT, f"{n}'s row waited {max(gaps):.1f} s between answers: {gaps}"
+                assert sum(1 for g in gaps if g > period + 2.0) <= 1, f"{n}'s row answered late more than once: {gaps}"
+                assert times[3] - down_at <= 3 * period + 2.0, f"{n}'s row fell behind its period: {gaps}"
                 assert state(n) == "● up"
             assert state(silent) == "✗ down"
         finally:
