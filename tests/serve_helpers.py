@@ -229,6 +229,20 @@ class SSHTerminal:
                 tail = self.text(max(0, len(self.raw) - 2000))
                 raise AssertionError(f"{pattern!r} not seen in {timeout}s; output tail: {tail!r}")
 
+    def wait_until(self, check, timeout: float = 15.0, what: str = "condition") -> None:
+        """Like :func:`wait_until`, reading the terminal all the while: a console whose output nobody reads
+        blocks on its next write (the pty, then the SSH channel's window, fill up) and stops taking keys."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                tail = self.text(max(0, len(self.raw) - 2000))
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}; output tail: {tail!r}")
+            if not self._read(min(left, 0.05)):
+                if not check():
+                    raise AssertionError(f"the client exited while waiting for {what}")
+                return
+
     def wait_exit(self, timeout: float = 15.0) -> int:
         """Drain output until the client exits; return its exit status."""
         deadline = time.monotonic() + timeout
