@@ -114,6 +114,32 @@ async def _tcpdump_vnis(pool: SSHPool, node, seconds: float = 6) -> str:
     return res.stdout
 
 
+async def test_announcing_a_node_again_recreates_its_store_entry_and_keeps_the_gossip_whole(classic3, svc3):
+    from core.dockerd import store
+    from core.etcd.tls import CA, CLIENT_CRT, CLIENT_KEY
+
+    inv = classic3.inventory
+    names = [n.name for n in inv.nodes]
+    ips = await svc3.addresses.all(inv.nodes)
+    adv = f"{ips[names[0]]}:2375"
+    tls = f" --ca-file {CA} --cert-file {CLIENT_CRT} --key-file {CLIENT_KEY}" if inv.cluster.etcd_tls else ""
+    get = (f"ETCDCTL_API=2 etcdctl --endpoints {store._store_v2_url(inv, ips[names[1]])}{tls} "
+           f"-o extended get /docker/nodes/{adv}")
+
+    async def entry() -> dict[str, str]:
+        out = (await svc3.pool.run(names[1], get, check=True)).stdout
+        fields = dict(ln.split(": ", 1) for ln in out.splitlines() if ": " in ln)
+        return {**fields, "value": out.strip().splitlines()[-1]}
+
+    before = await entry()
+    note = await store.reannounce_in_store(svc3.pool, inv, ips, adv)
+    assert note.startswith(f"the store announced {adv} again, through "), note
+    after = await entry()
+    assert int(after["Created-Index"]) > int(before["Created-Index"]), (before, after)   # made again: a new node
+    assert after["value"] == adv and 0 < int(after["TTL"]) <= store.NODES_TTL
+    assert await store.settle_gossip(svc3.pool, names, ips) == {}      # nodes already in ignore it
+
+
 async def test_vni_from_etcd_matches_the_wire(classic2, svc2):
     net = "vni-test"
     await svc2.create_network(net, subnet="198.19.183.0/24")

@@ -376,6 +376,10 @@ async def test_apply_restarts_in_waves_then_rejoins_outsiders_one_at_a_time(monk
         events.append(f"forget {' '.join(advertise)}")
         return "forgotten"
 
+    async def reannounce_in_store(pool, inv, ips_, advertise):
+        events.append(f"announce {advertise}")          # a split is not mended by it: both joined already
+        return "announced"
+
     async def start_docker(pool, node, facts):
         events.append(f"start {node}")
         partition.discard(node)         # started alone, it joins the main gossip
@@ -387,17 +391,73 @@ async def test_apply_restarts_in_waves_then_rejoins_outsiders_one_at_a_time(monk
 
     for name, fn in [("plan_node", plan_node), ("_change_node", change_node), ("gossip_views", gossip_views),
                      ("node_facts", node_facts), ("stop_docker", stop_docker), ("forget_in_store", forget_in_store),
-                     ("start_docker", start_docker), ("wait_for_store", wait_for_store)]:
+                     ("start_docker", start_docker), ("wait_for_store", wait_for_store),
+                     ("reannounce_in_store", reannounce_in_store)]:
         monkeypatch.setattr(store, name, fn)
     monkeypatch.setattr(store, "GOSSIP_SETTLE", 0.0)
+    monkeypatch.setattr(store, "FIRST_SETTLE", 0.0)
     changes = await store.apply(None, None, Addresses(), inventory, wave=3)
     assert events == ["restart n7",                                 # the seed: "198.18.1.7:2375" sorts last
                       "restart n1", "restart n2", "restart n3",         # a wave of 3: n2 and n3 end up apart
+                      "announce 198.18.1.7:2375",                       # the cheap way first: not enough here
                       "stop n2", "stop n3", "forget 198.18.1.2:2375 198.18.1.3:2375", "start n2", "start n3",
                       "restart n4", "restart n5", "restart n6"]         # the next wave only once all are in
     by = {c.node: c for c in changes}
     assert "rejoined the gossip" in by["n2"].reason and "restarted alone" in by["n2"].reason
     assert "rejoin" not in by["n1"].reason
+
+
+async def test_a_node_whose_join_failed_comes_in_when_a_node_is_announced_again_without_a_restart(monkeypatch):
+    """A wave-mate picked to join was not listening yet: the node is alone. Announcing a node of the whole
+    gossip again in the store makes it try again (no restart); the apply says so in its reason."""
+    from types import SimpleNamespace
+
+    from core.dockerd import store
+
+    names = [f"n{i}" for i in range(1, 6)]
+    ips = {n: f"198.18.1.{n[1:]}" for n in names}
+    inventory = SimpleNamespace(nodes=[SimpleNamespace(name=n) for n in names])
+    events: list[str] = []
+    running: set[str] = set()
+    alone = {"n2"}
+
+    class Addresses:
+        async def all(self, nodes):
+            return ips
+
+    async def plan_node(docker, pool, addresses, inv, node):
+        facts = store.NodeDockerFacts(node, "20.10", "", "", False, pid=1)
+        return store.DockerStoreChange(node, "configure", "x", want_store="etcd://s",
+                                       want_advertise=f"{ips[node]}:2375", facts=facts)
+
+    async def change_node(docker, pool, node, change, facts):
+        events.append(f"restart {node}")
+        running.add(node)
+
+    async def gossip_views(pool, nodes):
+        main = frozenset(ips[n] for n in nodes if n in running and n not in alone)
+        return {n: (frozenset({ips[n]}) if n in alone else main) for n in nodes}
+
+    async def reannounce_in_store(pool, inv, ips_, advertise):
+        events.append(f"announce {advertise}")
+        alone.clear()                                  # its join is tried again, at a listening node
+        return f"the store announced {advertise} again"
+
+    async def refuse(*a, **kw):
+        raise AssertionError("nothing restarts alone when the announce brought every node in")
+
+    for name, fn in [("plan_node", plan_node), ("_change_node", change_node), ("gossip_views", gossip_views),
+                     ("reannounce_in_store", reannounce_in_store), ("rejoin", refuse)]:
+        monkeypatch.setattr(store, name, fn)
+    monkeypatch.setattr(store, "FIRST_SETTLE", 0.0)
+    changes = await store.apply(None, None, Addresses(), inventory, wave=2)
+    assert events == ["restart n5", "restart n1", "restart n2",
+                      "announce 198.18.1.5:2375",       # n2 alone after its wave: n5 (the seed) announced again
+                      "restart n3", "restart n4"]
+    by = {c.node: c for c in changes}
+    assert "out of the overlay's gossip" in by["n2"].reason
+    assert "joined the gossip once the store announced 198.18.1.5:2375 again" in by["n2"].reason
+    assert "joined" not in by["n1"].reason
 
 
 async def test_a_configured_node_out_of_the_gossip_is_planned_to_rejoin():

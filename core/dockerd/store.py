@@ -21,6 +21,7 @@ import json
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.dockerd.clients import DockerNodes
@@ -343,8 +344,11 @@ async def plan(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventor
     return changes
 
 
-REJOIN_COMMAND = ("stop dockerd with every other node out of the gossip, take their entries out of the store's "
-                  "node list (/docker/nodes), then start them one at a time, each once the previous has joined")
+REANNOUNCE_COMMAND = ("take a node of the whole gossip out of the store's node list (/docker/nodes) and put it "
+                      "back, so a node whose gossip join failed tries again, at it")
+REJOIN_COMMAND = (REANNOUNCE_COMMAND + "; if still out: stop dockerd with every other node out of the gossip, take "
+                  "their entries out of the store's node list, then start them one at a time, each once the "
+                  "previous has joined")
 
 
 def mark_outsiders(changes: list[DockerStoreChange], ips: dict[str, str]) -> None:
@@ -509,7 +513,11 @@ async def _change_node(docker: DockerNodes, pool, node: str, change: DockerStore
 # dockerds restarted at once after the first one (see apply); [cluster] docker_restart_wave or
 # OVERLAY_TUI_STORE_WAVE set it, 1 is host by host.
 WAVE = 4
-GOSSIP_SETTLE = 10.0       # seconds a wave's gossip is given to come out whole before its outsiders rejoin
+FIRST_SETTLE = 3.0         # seconds a wave's gossip is given to come out whole before a node is announced again
+GOSSIP_SETTLE = 10.0       # seconds the gossip is given to come out whole before its outsiders restart alone
+NODES_DIR = "/docker/nodes/"   # Docker's node list in the store (classic discovery)
+NODES_TTL = 60             # seconds: the TTL Docker gives its entry there (discovery.ttl's default)
+REANNOUNCE_GAP = 1.0       # seconds a re-announced entry stays out, so every dockerd's watch sees it gone
 REJOIN_ROUNDS = 2          # rounds of rejoining before the apply gives up on a node (and says so)
 RESTARTING = ("configure", "restart", "start")
 
@@ -570,10 +578,14 @@ async def settle_gossip(pool, nodes: list[str], ips: dict[str, str], timeout: fl
         await asyncio.sleep(interval)
 
 
-async def forget_in_store(pool, inventory, ips: dict[str, str], advertise: list[str]) -> str:
-    """Take ``advertise`` entries out of Docker's node list in the store (``/docker/nodes/<ip:port>``), through
-    etcdctl's v2 API on the first member that answers. A stopped dockerd's entry lives on until its TTL (60 s);
-    a starting dockerd that picks it to join fails, and joins nobody. Returns what was done, for the log."""
+def _store_v2_url(inventory, ip: str) -> str:
+    c = inventory.cluster
+    return f"{'https' if c.etcd_tls else 'http'}://{f'[{ip}]' if ':' in ip else ip}:{c.etcd_client_port}"
+
+
+async def _on_a_member(pool, inventory, ips: dict[str, str], script: Callable[[str], str]) -> tuple[str | None, list[str]]:
+    """Run ``script(etcdctl)`` (etcdctl's v2 API, endpoint and TLS set) on the first etcd member that runs it
+    cleanly: (that member, None) or (None, what went wrong on each)."""
     from core.etcd.sizing import sizing
 
     c = inventory.cluster
@@ -581,20 +593,48 @@ async def forget_in_store(pool, inventory, ips: dict[str, str], advertise: list[
            if c.etcd_tls else "")
     errors = []
     for member in sizing(inventory).member_names:
-        ip = ips[member]
-        url = f"{'https' if c.etcd_tls else 'http'}://{f'[{ip}]' if ':' in ip else ip}:{c.etcd_client_port}"
-        script = "; ".join(       # an entry already gone is fine; any other failure is said on stderr
-            f"out=$(ETCDCTL_API=2 etcdctl --endpoints {shlex.quote(url)}{tls} rm {shlex.quote('/docker/nodes/' + a)} "
-            "2>&1) || case \"$out\" in *'Key not found'*) ;; *) printf '%s\\n' \"$out\" >&2;; esac" for a in advertise)
+        etcdctl = f"ETCDCTL_API=2 etcdctl --endpoints {shlex.quote(_store_v2_url(inventory, ips[member]))}{tls}"
         try:
-            res = await pool.run(member, f"command -v etcdctl >/dev/null || exit 9; {script}", timeout=30)
+            res = await pool.run(member, f"command -v etcdctl >/dev/null || exit 9; {script(etcdctl)}", timeout=30)
         except OverlayError as e:
             errors.append(str(e))
             continue
         if res.ok and not res.stderr.strip():
-            return f"store entries {', '.join(advertise)} removed through {member}"
+            return member, []
         errors.append(f"{member}: {(res.stderr or 'no etcdctl').strip()[:200]}")
-    return f"store entries {', '.join(advertise)} not removed ({'; '.join(errors) or 'no etcd member'})"
+    return None, errors or ["no etcd member"]
+
+
+async def forget_in_store(pool, inventory, ips: dict[str, str], advertise: list[str]) -> str:
+    """Take ``advertise`` entries out of Docker's node list in the store (``/docker/nodes/<ip:port>``), through
+    etcdctl's v2 API on the first member that answers. A stopped dockerd's entry lives on until its TTL (60 s);
+    a starting dockerd that picks it to join fails, and joins nobody. Returns what was done, for the log."""
+    def script(etcdctl: str) -> str:     # an entry already gone is fine; any other failure is said on stderr
+        return "; ".join(f"out=$({etcdctl} rm {shlex.quote(NODES_DIR + a)} 2>&1) || case \"$out\" in "
+                         "*'Key not found'*) ;; *) printf '%s\\n' \"$out\" >&2;; esac" for a in advertise)
+    member, errors = await _on_a_member(pool, inventory, ips, script)
+    if member:
+        return f"store entries {', '.join(advertise)} removed through {member}"
+    return f"store entries {', '.join(advertise)} not removed ({'; '.join(errors)})"
+
+
+async def reannounce_in_store(pool, inventory, ips: dict[str, str], advertise: str) -> str:
+    """Take a running node's entry out of Docker's node list and put it back (as its dockerd does on each
+    heartbeat, TTL 60 s): every dockerd sees a node appear and one whose gossip join failed tries again, at
+    that node. Docker's classic overlay tries a join only when the list gains a node (libnetwork's
+    ``joinOnce``, reset by a failure), so a node whose join went to a wave-mate not listening yet stays alone
+    until then. The entry is left out for :data:`REANNOUNCE_GAP` s so every dockerd's watch lists it gone.
+    Nodes already in the gossip ignore it (their join was done). Returns what was done, for the log."""
+    key = shlex.quote(NODES_DIR + advertise)
+
+    def script(etcdctl: str) -> str:
+        return (f"out=$({etcdctl} rm {key} 2>&1) || case \"$out\" in *'Key not found'*) ;; "
+                f"*) printf '%s\\n' \"$out\" >&2; exit 1;; esac; sleep {REANNOUNCE_GAP:g}; "
+                f"{etcdctl} set --ttl {NODES_TTL} {key} {shlex.quote(advertise)} >/dev/null")
+    member, errors = await _on_a_member(pool, inventory, ips, script)
+    if member:
+        return f"the store announced {advertise} again, through {member}"
+    return f"the store could not announce {advertise} again ({'; '.join(errors)})"
 
 
 async def rejoin(docker: DockerNodes, pool, inventory, ips: dict[str, str], changes: dict[str, DockerStoreChange],
@@ -625,6 +665,32 @@ async def rejoin(docker: DockerNodes, pool, inventory, ips: dict[str, str], chan
         c.reason = f"{c.reason}; {what}" if c.action in RESTARTING else what
         if c.action == "none":
             c.action, c.command = "rejoin", REJOIN_COMMAND
+
+
+async def bring_in(docker: DockerNodes, pool, inventory, ips: dict[str, str], changes: dict[str, DockerStoreChange],
+                   out: dict[str, str], inside: list[str]) -> None:
+    """Bring the nodes ``out`` into the gossip of the nodes ``inside``: first the cheap way, a node of the
+    whole gossip announced again in the store (:func:`reannounce_in_store`: a node whose join failed tries
+    again, at it); whoever is still out after :data:`GOSSIP_SETTLE` s (two nodes that joined only each
+    other, say) restarts alone (:func:`rejoin`)."""
+    whole = {n: changes[n].want_advertise for n in inside if n not in out and n in changes}
+    if whole:
+        anchor = gossip_seed(whole)
+        t0 = time.monotonic()
+        note = await reannounce_in_store(pool, inventory, ips, whole[anchor])
+        left = await settle_gossip(pool, inside, ips)
+        took = round(time.monotonic() - t0, 2)
+        for n, why in out.items():
+            if n in left:
+                continue
+            c = changes[n]
+            what = f"{why}; joined the gossip once {note} ({took:g} s)"
+            c.reason = f"{c.reason}; {what}" if c.action in RESTARTING else what
+            if c.action == "none":
+                c.action, c.command = "rejoin", REANNOUNCE_COMMAND
+        out = {n: out[n] for n in out if n in left}
+    if out:
+        await rejoin(docker, pool, inventory, ips, changes, out, inside)
 
 
 async def apply(docker: DockerNodes, pool, addresses: UnderlayAddresses, inventory,
@@ -661,7 +727,7 @@ async def apply(docker: DockerNodes, pool, addresses: UnderlayAddresses, invento
     inside = [n for n in names if n in changes and changes[n].action in ("none", "rejoin")]
     out = {n: changes[n].reason for n in inside if changes[n].action == "rejoin"}
     if out:                  # first, so no restarting dockerd can pick an outsider to join
-        await rejoin(docker, pool, inventory, ips, changes, out, inside)
+        await bring_in(docker, pool, inventory, ips, changes, out, inside)
     failed: dict[str, NodeDockerFacts] = {}
 
     async def one(name: str) -> None:
@@ -686,9 +752,9 @@ async def apply(docker: DockerNodes, pool, addresses: UnderlayAddresses, invento
             raise DockerError("\n".join([str(e) for e in errors] + undo) + "; stopped there: "
                               + (f"{', '.join(untouched)} left untouched" if untouched else "no other host left"))
         inside += group
-        out = await settle_gossip(pool, inside, ips)
+        out = await settle_gossip(pool, inside, ips, timeout=FIRST_SETTLE)
         if out:              # before the next wave, which would join them
-            await rejoin(docker, pool, inventory, ips, changes, out, inside)
+            await bring_in(docker, pool, inventory, ips, changes, out, inside)
     left = await settle_gossip(pool, inside, ips) if len(inside) > 1 else {}
     for _ in range(REJOIN_ROUNDS - 1):
         if not left:
