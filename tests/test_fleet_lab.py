@@ -118,6 +118,10 @@ def test_grow_3_4_5_and_remove_one_keeps_everything():
         result = apply_ok(lab)
         etcd = next(s for s in result["steps"] if s["id"] == "etcd")
         assert "already done" not in etcd["detail"]
+        # the JSON says what the apply did, node by node: the joiners' members and their dockerds' store
+        did = {step["id"]: {d["node"]: d["message"] for d in step.get("done", [])} for step in result["steps"]}
+        assert {"docker-node4", "docker-node5"} <= set(did["etcd"]), did["etcd"]
+        assert did["docker-store"]["docker-node5"].startswith("configure"), did["docker-store"]
         stores, members = asyncio.run(_stores_and_members(lab.inventory))
         assert members == [f"docker-node{i}" for i in range(1, 6)]
         assert stores["docker-node4"] == f"etcd://{ips[3]}:2379"

@@ -47,6 +47,7 @@ def apply_twice(lab) -> list[dict]:
     for step in second["steps"]:
         if step["id"] in ("etcd", "etcd-health", "docker-store", "network", "probes"):
             assert "already done" in step["detail"], step
+        assert "done" not in step, step          # nothing applied: no node has anything to say it did
     return second["steps"]
 
 

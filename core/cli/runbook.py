@@ -27,10 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     apply.set_defaults(func=lambda a: run_async(_apply(a)))
 
 
-def _steps_json(steps: list[StepState]) -> dict:
+def _steps_json(steps: list[StepState], done: dict[str, list[dict[str, str]]] | None = None) -> dict:
+    """The apply's result; ``done``: per step id, what its apply did on each node (absent: nothing applied)."""
     available = [s for s in steps if s.ok is not None]
     return {"ok": bool(available) and all(s.ok for s in available),
-            "steps": [{"id": s.id, "title": s.title, "ok": s.ok, "detail": s.detail, "commands": s.commands}
+            "steps": [{"id": s.id, "title": s.title, "ok": s.ok, "detail": s.detail, "commands": s.commands,
+                       **({"done": (done or {})[s.id]} if s.id in (done or {}) else {})}
                       for s in steps]}
 
 
@@ -79,6 +81,7 @@ async def _apply(args: argparse.Namespace) -> int:
     svc = LiveService.open(args.inventory)
     live = sys.stdout.isatty() and not args.json
     reached: set[str] = set()
+    done: dict[str, list[dict[str, str]]] = {}      # step id -> what its apply did, node by node
     try:
         plan = await svc.runbook_plan()          # filled in place by the apply
         if args.force and not args.yes:
@@ -86,6 +89,8 @@ async def _apply(args: argparse.Namespace) -> int:
         index = {s.id: i for i, s in enumerate(plan, 1)}
         async for ev in svc.runbook_apply(plan, force_etcd=args.force):
             reached.add(ev.step.id)
+            if ev.node:
+                done.setdefault(ev.step.id, []).append({"node": ev.node, "message": ev.message})
             if not args.json:
                 _progress(ev.step, ev.message, index[ev.step.id], live, ev.node)
     finally:
@@ -93,7 +98,7 @@ async def _apply(args: argparse.Namespace) -> int:
     for s in plan:
         if s.id not in reached:
             s.detail = "not run: an earlier step failed"
-    result = _steps_json(plan)
+    result = _steps_json(plan, done)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -568,14 +568,20 @@ async def gossip_views(pool, nodes: list[str]) -> dict[str, frozenset[str] | Non
 
 
 async def settle_gossip(pool, nodes: list[str], ips: dict[str, str], timeout: float = GOSSIP_SETTLE,
-                        interval: float = 0.5) -> dict[str, str]:
-    """Poll until the gossip among ``nodes`` is whole (empty result) or ``timeout``; then who is out and why."""
+                        interval: float = 0.5, waiting_for: set[str] | None = None) -> dict[str, str]:
+    """Poll until the gossip among ``nodes`` is whole (empty result) or ``timeout``; then who is out and why.
+    ``waiting_for``: stop as soon as none of these nodes is out (the others may still be)."""
     deadline = time.monotonic() + timeout
     while True:
         out = gossip_outsiders(await gossip_views(pool, nodes), ips) if len(nodes) > 1 else {}
-        if not out or time.monotonic() >= deadline:
+        if not out or time.monotonic() >= deadline or (waiting_for is not None and not waiting_for & set(out)):
             return out
         await asyncio.sleep(interval)
+
+
+def joined_nobody(view: frozenset[str] | None, ip: str) -> bool:
+    """A dockerd whose gossip knows no node but itself: its join failed (the node it picked was not listening)."""
+    return view is not None and view <= {ip}
 
 
 def _store_v2_url(inventory, ip: str) -> str:
@@ -669,22 +675,26 @@ async def rejoin(docker: DockerNodes, pool, inventory, ips: dict[str, str], chan
 
 async def bring_in(docker: DockerNodes, pool, inventory, ips: dict[str, str], changes: dict[str, DockerStoreChange],
                    out: dict[str, str], inside: list[str]) -> None:
-    """Bring the nodes ``out`` into the gossip of the nodes ``inside``: first the cheap way, a node of the
-    whole gossip announced again in the store (:func:`reannounce_in_store`: a node whose join failed tries
-    again, at it); whoever is still out after :data:`GOSSIP_SETTLE` s (two nodes that joined only each
-    other, say) restarts alone (:func:`rejoin`)."""
+    """Bring the nodes ``out`` into the gossip of the nodes ``inside``.
+
+    A node whose gossip knows nobody (:func:`joined_nobody`: its join went to a node not listening yet) is
+    brought in the cheap way: a node of the whole gossip announced again in the store
+    (:func:`reannounce_in_store`), so it joins that node, without a restart. A node that joined only part
+    of the gossip (a wave-mate that had not joined the rest yet: it learns the others at memberlist's next
+    push-pull, up to 30 s later) or a cluster of its own restarts alone (:func:`rejoin`, ~4 s), as does a
+    lonely node still out :data:`GOSSIP_SETTLE` s after the announce."""
     whole = {n: changes[n].want_advertise for n in inside if n not in out and n in changes}
-    if whole:
+    views = await gossip_views(pool, sorted(out))
+    lonely = {n for n in out if joined_nobody(views.get(n), ips[n])}
+    if whole and lonely:
         anchor = gossip_seed(whole)
         t0 = time.monotonic()
         note = await reannounce_in_store(pool, inventory, ips, whole[anchor])
-        left = await settle_gossip(pool, inside, ips)
+        left = await settle_gossip(pool, inside, ips, waiting_for=lonely)
         took = round(time.monotonic() - t0, 2)
-        for n, why in out.items():
-            if n in left:
-                continue
+        for n in lonely - set(left):
             c = changes[n]
-            what = f"{why}; joined the gossip once {note} ({took:g} s)"
+            what = f"{out[n]}; joined the gossip once {note} ({took:g} s)"
             c.reason = f"{c.reason}; {what}" if c.action in RESTARTING else what
             if c.action == "none":
                 c.action, c.command = "rejoin", REANNOUNCE_COMMAND
