@@ -90,3 +90,35 @@ async def test_a_read_only_runbook_refuses_to_apply():
     with pytest.raises(ReadOnlyError, match="applying the runbook is not available"):
         async for _ in rb.apply([]):
             pass
+
+
+async def test_a_node_that_reaches_the_others_by_address_but_not_by_name_is_named_with_what_to_do():
+    from core.model import PingResult
+    from core.runbook.steps import names_unknown, verify_probes
+
+    def ok(src: str, dst: str, by: str) -> PingResult:
+        return PingResult(src, dst, f"probe-{dst}" if by == "name" else "198.19.1.9", by, 3, 3, 0.2)
+
+    def unknown(src: str, dst: str) -> PingResult:
+        return PingResult(src, dst, f"probe-{dst}", "name", 0, 0, None, error=f"ping: bad address 'probe-{dst}'")
+
+    nodes = ["n1", "n2", "n3"]
+    results = [unknown(a, b) if a == "n2" and by == "name" else ok(a, b, by)
+               for a in nodes for b in nodes if a != b for by in ("name", "address")]
+    assert names_unknown(results) == ["n2"]
+
+    class Target:
+        async def ping_matrix(self):
+            return results
+
+    rb = Runbook(Target(), WriteGuard())  # type: ignore[arg-type]  # a partial fake
+    ok_, detail = await verify_probes(rb)
+    assert ok_ is False
+    assert detail.startswith("n2->probe-n1 (name): ping: bad address 'probe-n1'; n2->probe-n3 (name)"), detail
+    assert detail.endswith("n2's probe reaches every other by address but resolves none of their names: its dockerd "
+                           "has not learned the other hosts' containers from the store (their names are not in its "
+                           "DNS); restart Docker on n2, then apply again"), detail
+    # a node that loses packets by address too is not that case: no such sentence
+    lossy = [PingResult(r.src, r.dst, r.target, r.by, 3, 1, 0.2) if r.src == "n2" and r.by == "address" else r
+             for r in results]
+    assert names_unknown(lossy) == []

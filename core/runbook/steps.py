@@ -201,6 +201,19 @@ async def verify_converged(rb: Runbook) -> Check:
     return True, f"{net.name} {net.id[:12]} scope global on {', '.join(want)}"
 
 
+def names_unknown(results: list[PingResult]) -> list[str]:
+    """Nodes whose probe reaches every other by address but resolves none of their names: that node's Docker
+    has not learned the other hosts' containers from the store (its embedded DNS has no record of them)."""
+    blind = []
+    for src in dict.fromkeys(r.src for r in results):
+        names = [r for r in results if r.src == src and r.by == "name"]
+        addresses = [r for r in results if r.src == src and r.by == "address"]
+        if (names and addresses and all(r.error and "bad address" in r.error for r in names)
+                and all(not r.error and r.loss == 0 for r in addresses)):
+            blind.append(src)
+    return blind
+
+
 async def verify_probes(rb: Runbook) -> Check:
     results = await rb.target.ping_matrix()
     if not results:
@@ -208,7 +221,12 @@ async def verify_probes(rb: Runbook) -> Check:
     bad = [f"{r.src}->{r.target} ({r.by}): {r.error or f'{r.loss:.0%} loss'}" for r in results if r.loss > 0 or r.error]
     pairs = len({(r.src, r.dst) for r in results})
     if bad:
-        return False, "; ".join(bad)
+        blind = names_unknown(results)
+        return False, "; ".join(bad) + "".join(
+            f". {n}'s probe reaches every other by address but resolves none of their names: its dockerd has not "
+            f"learned the other hosts' containers from the store (their names are not in its DNS); restart Docker on "
+            f"{n}, then apply again"
+            for n in blind)
     rtts = [r.rtt_ms for r in results if r.rtt_ms is not None]
     return True, f"{pairs} pairs by name and address, 0% loss, RTT avg {sum(rtts) / len(rtts):.2f} ms"
 
