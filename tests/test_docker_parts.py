@@ -458,6 +458,56 @@ async def test_a_node_whose_join_failed_comes_in_when_a_node_is_announced_again_
     assert "joined" not in by["n1"].reason
 
 
+async def test_a_lonely_node_the_announce_does_not_bring_in_restarts_alone_and_says_both(monkeypatch):
+    from types import SimpleNamespace
+
+    from core.dockerd import store
+
+    names = ["n1", "n2", "n3"]
+    ips = {n: f"198.18.1.{n[1:]}" for n in names}
+    inventory = SimpleNamespace(nodes=[SimpleNamespace(name=n) for n in names])
+    events: list[str] = []
+    running: set[str] = set()
+    alone = {"n2"}                                       # its gossip never started: only a restart helps
+
+    class Addresses:
+        async def all(self, nodes):
+            return ips
+
+    async def plan_node(docker, pool, addresses, inv, node):
+        facts = store.NodeDockerFacts(node, "20.10", "", "", False, pid=1)
+        return store.DockerStoreChange(node, "configure", "x", want_store="etcd://s",
+                                       want_advertise=f"{ips[node]}:2375", facts=facts)
+
+    async def change_node(docker, pool, node, change, facts):
+        events.append(f"restart {node}")
+        running.add(node)
+
+    async def gossip_views(pool, nodes):
+        main = frozenset(ips[n] for n in nodes if n in running and n not in alone)
+        return {n: (frozenset() if n in alone else main) for n in nodes}
+
+    async def reannounce_in_store(pool, inv, ips_, advertise):
+        events.append(f"announce {advertise}")
+        return f"the store announced {advertise} again"
+
+    async def rejoin(docker, pool, inv, ips_, changes, out, inside):
+        events.append(f"rejoin {' '.join(sorted(out))}")
+        for n in out:
+            changes[n].reason += f"; {out[n]}; restarted alone: rejoined the gossip"
+        alone.clear()
+
+    for name, fn in [("plan_node", plan_node), ("_change_node", change_node), ("gossip_views", gossip_views),
+                     ("reannounce_in_store", reannounce_in_store), ("rejoin", rejoin)]:
+        monkeypatch.setattr(store, name, fn)
+    monkeypatch.setattr(store, "FIRST_SETTLE", 0.0)
+    monkeypatch.setattr(store, "GOSSIP_SETTLE", 0.0)
+    changes = await store.apply(None, None, Addresses(), inventory, wave=2)
+    assert events == ["restart n3", "restart n1", "restart n2", "announce 198.18.1.3:2375", "rejoin n2"]
+    reason = {c.node: c for c in changes}["n2"].reason
+    assert "after the store announced 198.18.1.3:2375 again; restarted alone: rejoined the gossip" in reason, reason
+
+
 async def test_a_configured_node_out_of_the_gossip_is_planned_to_rejoin():
     from core.dockerd import store
     from core.model import ClusterSpec, Inventory, NodeSpec

@@ -567,11 +567,11 @@ async def gossip_views(pool, nodes: list[str]) -> dict[str, frozenset[str] | Non
     return dict(zip(nodes, await asyncio.gather(*(one(n) for n in nodes))))
 
 
-async def settle_gossip(pool, nodes: list[str], ips: dict[str, str], timeout: float = GOSSIP_SETTLE,
+async def settle_gossip(pool, nodes: list[str], ips: dict[str, str], timeout: float | None = None,
                         interval: float = 0.5, waiting_for: set[str] | None = None) -> dict[str, str]:
-    """Poll until the gossip among ``nodes`` is whole (empty result) or ``timeout``; then who is out and why.
-    ``waiting_for``: stop as soon as none of these nodes is out (the others may still be)."""
-    deadline = time.monotonic() + timeout
+    """Poll until the gossip among ``nodes`` is whole (empty result) or ``timeout`` (:data:`GOSSIP_SETTLE`);
+    then who is out and why. ``waiting_for``: stop as soon as none of these nodes is out (others may still be)."""
+    deadline = time.monotonic() + (GOSSIP_SETTLE if timeout is None else timeout)
     while True:
         out = gossip_outsiders(await gossip_views(pool, nodes), ips) if len(nodes) > 1 else {}
         if not out or time.monotonic() >= deadline or (waiting_for is not None and not waiting_for & set(out)):
@@ -698,7 +698,7 @@ async def bring_in(docker: DockerNodes, pool, inventory, ips: dict[str, str], ch
             c.reason = f"{c.reason}; {what}" if c.action in RESTARTING else what
             if c.action == "none":
                 c.action, c.command = "rejoin", REANNOUNCE_COMMAND
-        out = {n: out[n] for n in out if n in left}
+        out = {n: out[n] + (f"; still out {took:g} s after {note}" if n in lonely else "") for n in out if n in left}
     if out:
         await rejoin(docker, pool, inventory, ips, changes, out, inside)
 
