@@ -580,7 +580,8 @@ async def settle_gossip(pool, nodes: list[str], ips: dict[str, str], timeout: fl
 
 
 def joined_nobody(view: frozenset[str] | None, ip: str) -> bool:
-    """A dockerd whose gossip knows no node but itself: its join failed (the node it picked was not listening)."""
+    """A dockerd whose gossip knows no node but itself: its join failed (the node it picked was not listening),
+    or its gossip never started (no member event at all since it started)."""
     return view is not None and view <= {ip}
 
 
@@ -591,7 +592,7 @@ def _store_v2_url(inventory, ip: str) -> str:
 
 async def _on_a_member(pool, inventory, ips: dict[str, str], script: Callable[[str], str]) -> tuple[str | None, list[str]]:
     """Run ``script(etcdctl)`` (etcdctl's v2 API, endpoint and TLS set) on the first etcd member that runs it
-    cleanly: (that member, None) or (None, what went wrong on each)."""
+    cleanly: (that member, []) or (None, what went wrong on each)."""
     from core.etcd.sizing import sizing
 
     c = inventory.cluster
@@ -711,15 +712,18 @@ async def apply(docker: DockerNodes, pool, addresses: UnderlayAddresses, invento
     Docker 20.10's classic overlay keeps its peers in a serf cluster (port 7946). A starting dockerd
     joins it through ONE node it picks from the store's node list (``/docker/nodes``), and only once
     (libnetwork's overlay driver: ``joinOnce``). When several dockerds restart at once, one may pick
-    another restarting one: not up yet (the join fails and it stays alone), or itself joining back (the
-    two form a cluster of their own). Seen: 1 three-node apply of ~8 left a node out. So:
+    another restarting one: not up yet (the join fails and it stays alone), one not joined to the rest yet
+    (it knows only that part until memberlist's next push-pull), or itself joining back (the two form a
+    cluster of their own). Seen: 1 three-node apply of ~8 left a node out. So:
 
     1. the seed (:func:`gossip_seed`) restarts alone, then the others ``wave`` at a time
        (:func:`restart_wave`; 1 is host by host), each wave once the previous one answers;
     2. after each wave, every configured node's gossip (:data:`GOSSIP_SCRIPT`: serf's member events in
-       its dockerd's log) must know every other within :data:`GOSSIP_SETTLE` s;
-    3. a node that does not is out: the outsiders are stopped, their entries taken out of the store's
-       node list, and started one at a time (:func:`rejoin`), each joining only nodes of the whole gossip.
+       its dockerd's log) must know every other within :data:`FIRST_SETTLE` s;
+    3. a node that does not is out and brought in (:func:`bring_in`): one that knows nobody by announcing
+       a node of the whole gossip again in the store (it joins that node, no restart); the others, and a
+       lonely one still out after that, are stopped, their entries taken out of the store's node list,
+       and started one at a time (:func:`rejoin`), each joining only nodes of the whole gossip.
        A node already configured but out of the gossip (its dockerd started before its store answered, say)
        is planned as "rejoin" and goes through 3 as well.
 
