@@ -200,8 +200,8 @@ class LiveService:
     async def delete_network(self, name: str) -> None:
         await self.dockerd.delete_network(name)
 
-    async def start_probes(self, network: str) -> dict[str, str]:
-        return await self.dockerd.start_probes(network)
+    async def start_probes(self, network: str, again: frozenset[str] = frozenset()) -> dict[str, str]:
+        return await self.dockerd.start_probes(network, again)
 
     async def remove_probes(self, network: str | None = None) -> list[str]:
         return await self.dockerd.remove_probes(network)

@@ -88,6 +88,14 @@ async def test_ping_matrix_is_full_by_name_and_address(classic3, svc3):
         started = await svc3.start_probes(net)
         assert set(started) == {n.name for n in classic3.nodes}
         assert set((await svc3.start_probes(net)).values()) == {"kept"}     # idempotent
+        # one node's probe replaced on demand (the runbook's way out for a node that resolves no name)
+        node2 = classic3.nodes[1]
+        ids = f"docker ps -q --no-trunc --filter label=overlay-tui.probe={net}"
+        before = (await svc3.pool.run(node2, ids, check=True)).stdout.strip()
+        again = await svc3.start_probes(net, frozenset({node2.name}))
+        assert again == {n.name: ("started again" if n is node2 else "kept") for n in classic3.nodes}, again
+        after = (await svc3.pool.run(node2, ids, check=True)).stdout.strip()
+        assert before and after and after != before
         # a probe stops at once (no 10 s wait for `sleep` to ignore SIGTERM on every dockerd restart)
         signals = await _on_nodes(svc3.pool, classic3.nodes,
                                   f"docker ps --filter label=overlay-tui.probe={net} --format '{{{{.Names}}}}' "

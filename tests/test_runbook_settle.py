@@ -28,12 +28,17 @@ class Converging:
 class FakeTarget:
     """Only what the probe step uses: start_probes fails ``failures`` times, then starts every probe."""
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, matrix: list | None = None) -> None:
         self.inventory = Inventory(path="x", nodes=(), cluster=ClusterSpec())
-        self.calls, self.failures = 0, failures
+        self.calls, self.failures, self.matrix = 0, failures, matrix or []
+        self.again: list[frozenset[str]] = []
 
-    async def start_probes(self, network: str) -> dict[str, str]:
+    async def ping_matrix(self) -> list:
+        return self.matrix
+
+    async def start_probes(self, network: str, again: frozenset[str] = frozenset()) -> dict[str, str]:
         self.calls += 1
+        self.again.append(again)
         if self.calls <= self.failures:
             raise DockerError("docker-node2: Docker refused: etcd cluster is unavailable")
         return {"docker-node1": "kept", "docker-node2": "started"}
@@ -122,3 +127,22 @@ async def test_a_node_that_reaches_the_others_by_address_but_not_by_name_is_name
     lossy = [PingResult(r.src, r.dst, r.target, r.by, 3, 1, 0.2) if r.src == "n2" and r.by == "address" else r
              for r in results]
     assert names_unknown(lossy) == []
+
+
+async def test_apply_starts_again_the_probe_of_a_node_that_resolves_no_name():
+    from core.model import PingResult
+
+    def ping(src: str, dst: str, by: str) -> PingResult:
+        if src == "docker-node2" and by == "name":
+            return PingResult(src, dst, f"probe-{dst}", by, 0, 0, None, error=f"ping: bad address 'probe-{dst}'")
+        return PingResult(src, dst, f"probe-{dst}", by, 3, 3, 0.2)
+
+    nodes = ["docker-node1", "docker-node2"]
+    target = FakeTarget(matrix=[ping(a, b, by) for a in nodes for b in nodes if a != b for by in ("name", "address")])
+    lines = await apply_probes(_runbook(target))
+    assert target.again == [frozenset({"docker-node2"})]
+    assert ("docker-node2", "probe-docker-node2 started (it resolved none of the other probes' names)") in lines
+    assert ("docker-node1", "probe-docker-node1 kept") in lines
+    healthy = FakeTarget()                      # no probe running yet (a fresh apply): nothing started again
+    await apply_probes(_runbook(healthy))
+    assert healthy.again == [frozenset()]

@@ -135,8 +135,9 @@ class Probes:
             tar, repository=repo, tag=tag, changes=['CMD ["sleep", "1000000"]']))
         return True
 
-    async def start_one(self, node: str, network: str) -> str:
-        """Start probe-<node> on ``network`` unless it already runs there; "started" or "kept"."""
+    async def start_one(self, node: str, network: str, again: bool = False) -> str:
+        """Start probe-<node> on ``network`` unless it already runs there; "started" or "kept". ``again``: a
+        running probe is removed and started anew ("started again")."""
         await self.ensure_image(node)
         name = probe_name(node)
 
@@ -147,8 +148,8 @@ class Probes:
                 c = None
             if c is not None:
                 nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
-                if (c["State"].get("Running") and network in nets and c["Config"].get("Image") == self.image
-                        and c["Config"].get("StopSignal") == STOP_SIGNAL):
+                if (not again and c["State"].get("Running") and network in nets
+                        and c["Config"].get("Image") == self.image and c["Config"].get("StopSignal") == STOP_SIGNAL):
                     return "kept"
                 cl.api.remove_container(name, force=True)
             try:
@@ -164,11 +165,13 @@ class Probes:
                 cl.containers.run(self.image, ["sleep", "1000000"], name=name, hostname=name, network=network,
                                   labels={LABEL: network}, stop_signal=STOP_SIGNAL, detach=True)
                 return "started (its stale endpoint removed)"
-            return "started"
+            return "started again" if again and c is not None else "started"
         return await self.docker.call(node, run)
 
-    async def start(self, network: str, attempts: int = 3, pause: float = 1.0) -> dict[str, str]:
-        """One probe per node on ``network``, concurrently; node -> "started"/"kept".
+    async def start(self, network: str, attempts: int = 3, pause: float = 1.0,
+                    again: frozenset[str] = frozenset()) -> dict[str, str]:
+        """One probe per node on ``network``, concurrently; node -> "started"/"kept" ("started again" for the
+        nodes in ``again``, whose running probe is replaced).
 
         Docker 20.10's classic store was seen refusing an endpoint just after the network was made
         ("failed to get network from store during join: network ... not found" on a node that lists it
@@ -179,7 +182,8 @@ class Probes:
         results: list[str | BaseException] = []
         for attempt in range(attempts):
             todo = [n for n in nodes if n not in done]
-            results = await asyncio.gather(*(self.start_one(n, network) for n in todo), return_exceptions=True)
+            results = await asyncio.gather(*(self.start_one(n, network, n in again) for n in todo),
+                                           return_exceptions=True)
             done.update({n: r for n, r in zip(todo, results) if isinstance(r, str)})
             if len(done) == len(nodes) or attempt == attempts - 1:
                 break

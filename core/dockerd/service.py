@@ -60,10 +60,11 @@ class DockerService:
         await self.overlay_networks.delete(name)
 
     # --- probes -------------------------------------------------------------------------
-    async def start_probes(self, network: str) -> dict[str, str]:
-        """One probe container per node on ``network`` (idempotent): node -> "started"/"kept"."""
+    async def start_probes(self, network: str, again: frozenset[str] = frozenset()) -> dict[str, str]:
+        """One probe container per node on ``network`` (idempotent): node -> "started"/"kept"; the probes of the
+        nodes in ``again`` are replaced even if they run ("started again")."""
         self.guard.require("starting probe containers")
-        return await self.probes.start(network)
+        return await self.probes.start(network, again=again)
 
     async def remove_probes(self, network: str | None = None) -> list[str]:
         """Remove the probe containers (of ``network``, or all); returns them as name@node."""

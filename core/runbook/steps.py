@@ -43,7 +43,7 @@ class RunbookTarget(Protocol):
     async def networks(self) -> list[NetworkInfo]: ...
     async def create_network(self, name: str, subnet: str | None = None, attachable: bool = True,
                              node: str | None = None) -> ConvergeResult: ...
-    async def start_probes(self, network: str) -> dict[str, str]: ...
+    async def start_probes(self, network: str, again: frozenset[str] = frozenset()) -> dict[str, str]: ...
     async def ping_matrix(self) -> list[PingResult]: ...
     def capture(self, nodes: list[str]) -> AsyncIterator[FrameBatch]: ...
 
@@ -259,17 +259,25 @@ async def apply_network(rb: Runbook) -> list[tuple[str, str]]:
 async def apply_probes(rb: Runbook, attempts: int = 3) -> list[tuple[str, str]]:
     """Start the probes (idempotent). Docker 20.10's classic store has been seen refusing one
     endpoint update just after the daemons joined it ("etcd cluster is unavailable ... network
-    is unreachable" while the node itself answered), so a failed start is tried again, twice."""
+    is unreachable" while the node itself answered), so a failed start is tried again, twice.
+
+    A running probe whose node resolves none of the others' names (:func:`names_unknown`) is started again:
+    Docker learns other hosts' container names through a watch of the store that a node sets up when its
+    first container joins the network, and a watch that ended (its store client gave up on it) is not made
+    again while that container stays. When the probe is that node's only container on the network, starting it
+    anew makes the watch anew; otherwise the probe step says to restart Docker there."""
+    again = frozenset(names_unknown(await rb.target.ping_matrix()))
     for attempt in range(1, attempts + 1):
         try:
-            started = await rb.target.start_probes(rb.inventory.cluster.network)
+            started = await rb.target.start_probes(rb.inventory.cluster.network, again)
         except DockerError:
             if attempt == attempts:
                 raise
             await asyncio.sleep(2.0 * rb.settle_interval)
             continue
         note = f" (attempt {attempt})" if attempt > 1 else ""
-        return [(node, f"probe-{node} {how}{note}") for node, how in started.items()]
+        why = " (it resolved none of the other probes' names)"
+        return [(node, f"probe-{node} {how}{note}{why if node in again else ''}") for node, how in started.items()]
     raise ValueError("attempts must be at least 1")
 
 
