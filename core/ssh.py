@@ -25,6 +25,7 @@ STREAM_GRACE = 3.0
 #: seconds a stream's stop waits in all for its process to be gone
 STREAM_STOP_WAIT = 6.0
 
+
 def _known_hosts_path(node: NodeSpec) -> str:
     return node.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
 
