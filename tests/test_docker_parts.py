@@ -334,43 +334,62 @@ def test_gossip_outsiders_names_who_is_out_and_why():
     assert gossip_outsiders({"n1": every, "n2": frozenset({"198.18.1.1", "198.18.1.2", "10.9.9.9"})}, ips) == {}
 
 
+class FakeFleet:
+    """n1..nN configured by a fake apply: every restart is an event; the nodes in ``out`` see ``view_of(node)``
+    as their gossip, the others the running nodes not out. Tests change ``out`` from their fakes."""
+
+    def __init__(self, count: int, out: set[str], view_of) -> None:
+        from types import SimpleNamespace
+
+        self.names = [f"n{i}" for i in range(1, count + 1)]
+        self.ips = {n: f"198.18.1.{n[1:]}" for n in self.names}
+        self.inventory = SimpleNamespace(nodes=[SimpleNamespace(name=n) for n in self.names])
+        self.events: list[str] = []
+        self.running: set[str] = set()
+        self.out, self.view_of = out, view_of
+
+    async def all(self, nodes):                    # the UnderlayAddresses the apply is given
+        return self.ips
+
+    async def apply(self, monkeypatch, wave: int, **fakes):
+        from core.dockerd import store
+
+        async def plan_node(docker, pool, addresses, inv, node):
+            facts = store.NodeDockerFacts(node, "20.10", "", "", False, pid=1)
+            return store.DockerStoreChange(node, "configure", "x", want_store="etcd://s",
+                                           want_advertise=f"{self.ips[node]}:2375", facts=facts)
+
+        async def change_node(docker, pool, node, change, facts):
+            self.events.append(f"restart {node}")
+            self.running.add(node)
+
+        async def gossip_views(pool, nodes):
+            main = frozenset(self.ips[n] for n in nodes if n in self.running and n not in self.out)
+            return {n: (self.view_of(n) if n in self.out else main) for n in nodes}
+
+        for name, fn in {"plan_node": plan_node, "_change_node": change_node, "gossip_views": gossip_views,
+                         **fakes}.items():
+            monkeypatch.setattr(store, name, fn)
+        monkeypatch.setattr(store, "GOSSIP_SETTLE", 0.0)
+        monkeypatch.setattr(store, "FIRST_SETTLE", 0.0)
+        return {c.node: c for c in await store.apply(None, None, self, self.inventory, wave=wave)}
+
+
 async def test_apply_restarts_in_waves_then_rejoins_outsiders_one_at_a_time(monkeypatch):
     """Seed alone, then waves; a wave that leaves nodes out: they all stop, leave the store's node list,
     and start one at a time, each once the previous has joined; the next wave only after that."""
-    from types import SimpleNamespace
-
     from core.dockerd import store
 
-    names = [f"n{i}" for i in range(1, 8)]
-    ips = {n: f"198.18.1.{n[1:]}" for n in names}
-    inventory = SimpleNamespace(nodes=[SimpleNamespace(name=n) for n in names])
-    events: list[str] = []
-    running: set[str] = set()
     partition = {"n2", "n3"}          # the first wave after the seed splits off: n2 and n3 joined each other
-
-    class Addresses:
-        async def all(self, nodes):
-            return ips
-
-    async def plan_node(docker, pool, addresses, inv, node):
-        facts = store.NodeDockerFacts(node, "20.10", "", "", False, pid=1)
-        return store.DockerStoreChange(node, "configure", "x", want_store="etcd://s",
-                                       want_advertise=f"{ips[node]}:2375", facts=facts)
-
-    async def change_node(docker, pool, node, change, facts):
-        events.append(f"restart {node}")
-        running.add(node)
-
-    async def gossip_views(pool, nodes):
-        main = frozenset(ips[n] for n in nodes if n in running and n not in partition)
-        return {n: (frozenset(ips[m] for m in partition) if n in partition else main) for n in nodes}
+    fleet = FakeFleet(7, partition, lambda n: frozenset(fleet.ips[m] for m in partition))
+    events = fleet.events
 
     async def node_facts(docker, pool, node):
         return store.NodeDockerFacts(node, "20.10", "etcd://s", "", False, pid=2)
 
     async def stop_docker(pool, node, facts):
         events.append(f"stop {node}")
-        running.discard(node)
+        fleet.running.discard(node)
 
     async def forget_in_store(pool, inv, ips_, advertise):
         events.append(f"forget {' '.join(advertise)}")
@@ -382,25 +401,19 @@ async def test_apply_restarts_in_waves_then_rejoins_outsiders_one_at_a_time(monk
     async def start_docker(pool, node, facts):
         events.append(f"start {node}")
         partition.discard(node)         # started alone, it joins the main gossip
-        running.add(node)
+        fleet.running.add(node)
         return 9
 
     async def wait_for_store(*a, **kw):
         return None
 
-    for name, fn in [("plan_node", plan_node), ("_change_node", change_node), ("gossip_views", gossip_views),
-                     ("node_facts", node_facts), ("stop_docker", stop_docker), ("forget_in_store", forget_in_store),
-                     ("start_docker", start_docker), ("wait_for_store", wait_for_store),
-                     ("reannounce_in_store", reannounce_in_store)]:
-        monkeypatch.setattr(store, name, fn)
-    monkeypatch.setattr(store, "GOSSIP_SETTLE", 0.0)
-    monkeypatch.setattr(store, "FIRST_SETTLE", 0.0)
-    changes = await store.apply(None, None, Addresses(), inventory, wave=3)
+    by = await fleet.apply(monkeypatch, 3, node_facts=node_facts, stop_docker=stop_docker,
+                           forget_in_store=forget_in_store, start_docker=start_docker, wait_for_store=wait_for_store,
+                           reannounce_in_store=reannounce_in_store)
     assert events == ["restart n7",                                 # the seed: "198.18.1.7:2375" sorts last
                       "restart n1", "restart n2", "restart n3",         # a wave of 3: n2 and n3 end up apart
                       "stop n2", "stop n3", "forget 198.18.1.2:2375 198.18.1.3:2375", "start n2", "start n3",
                       "restart n4", "restart n5", "restart n6"]         # the next wave only once all are in
-    by = {c.node: c for c in changes}
     assert "rejoined the gossip" in by["n2"].reason and "restarted alone" in by["n2"].reason
     assert "rejoin" not in by["n1"].reason
 
@@ -408,103 +421,43 @@ async def test_apply_restarts_in_waves_then_rejoins_outsiders_one_at_a_time(monk
 async def test_a_node_whose_join_failed_comes_in_when_a_node_is_announced_again_without_a_restart(monkeypatch):
     """A wave-mate picked to join was not listening yet: the node is alone. Announcing a node of the whole
     gossip again in the store makes it try again (no restart); the apply says so in its reason."""
-    from types import SimpleNamespace
-
-    from core.dockerd import store
-
-    names = [f"n{i}" for i in range(1, 6)]
-    ips = {n: f"198.18.1.{n[1:]}" for n in names}
-    inventory = SimpleNamespace(nodes=[SimpleNamespace(name=n) for n in names])
-    events: list[str] = []
-    running: set[str] = set()
     alone = {"n2"}
-
-    class Addresses:
-        async def all(self, nodes):
-            return ips
-
-    async def plan_node(docker, pool, addresses, inv, node):
-        facts = store.NodeDockerFacts(node, "20.10", "", "", False, pid=1)
-        return store.DockerStoreChange(node, "configure", "x", want_store="etcd://s",
-                                       want_advertise=f"{ips[node]}:2375", facts=facts)
-
-    async def change_node(docker, pool, node, change, facts):
-        events.append(f"restart {node}")
-        running.add(node)
-
-    async def gossip_views(pool, nodes):
-        main = frozenset(ips[n] for n in nodes if n in running and n not in alone)
-        return {n: (frozenset({ips[n]}) if n in alone else main) for n in nodes}
+    fleet = FakeFleet(5, alone, lambda n: frozenset({fleet.ips[n]}))
 
     async def reannounce_in_store(pool, inv, ips_, advertise):
-        events.append(f"announce {advertise}")
+        fleet.events.append(f"announce {advertise}")
         alone.clear()                                  # its join is tried again, at a listening node
         return f"the store announced {advertise} again"
 
     async def refuse(*a, **kw):
         raise AssertionError("nothing restarts alone when the announce brought every node in")
 
-    for name, fn in [("plan_node", plan_node), ("_change_node", change_node), ("gossip_views", gossip_views),
-                     ("reannounce_in_store", reannounce_in_store), ("rejoin", refuse)]:
-        monkeypatch.setattr(store, name, fn)
-    monkeypatch.setattr(store, "FIRST_SETTLE", 0.0)
-    changes = await store.apply(None, None, Addresses(), inventory, wave=2)
-    assert events == ["restart n5", "restart n1", "restart n2",
-                      "announce 198.18.1.5:2375",       # n2 alone after its wave: n5 (the seed) announced again
-                      "restart n3", "restart n4"]
-    by = {c.node: c for c in changes}
+    by = await fleet.apply(monkeypatch, 2, reannounce_in_store=reannounce_in_store, rejoin=refuse)
+    assert fleet.events == ["restart n5", "restart n1", "restart n2",
+                            "announce 198.18.1.5:2375",       # n2 alone after its wave: n5 (the seed) announced again
+                            "restart n3", "restart n4"]
     assert "out of the overlay's gossip" in by["n2"].reason
     assert "joined the gossip once the store announced 198.18.1.5:2375 again" in by["n2"].reason
     assert "joined" not in by["n1"].reason
 
 
 async def test_a_lonely_node_the_announce_does_not_bring_in_restarts_alone_and_says_both(monkeypatch):
-    from types import SimpleNamespace
-
-    from core.dockerd import store
-
-    names = ["n1", "n2", "n3"]
-    ips = {n: f"198.18.1.{n[1:]}" for n in names}
-    inventory = SimpleNamespace(nodes=[SimpleNamespace(name=n) for n in names])
-    events: list[str] = []
-    running: set[str] = set()
     alone = {"n2"}                                       # its gossip never started: only a restart helps
-
-    class Addresses:
-        async def all(self, nodes):
-            return ips
-
-    async def plan_node(docker, pool, addresses, inv, node):
-        facts = store.NodeDockerFacts(node, "20.10", "", "", False, pid=1)
-        return store.DockerStoreChange(node, "configure", "x", want_store="etcd://s",
-                                       want_advertise=f"{ips[node]}:2375", facts=facts)
-
-    async def change_node(docker, pool, node, change, facts):
-        events.append(f"restart {node}")
-        running.add(node)
-
-    async def gossip_views(pool, nodes):
-        main = frozenset(ips[n] for n in nodes if n in running and n not in alone)
-        return {n: (frozenset() if n in alone else main) for n in nodes}
+    fleet = FakeFleet(3, alone, lambda n: frozenset())
 
     async def reannounce_in_store(pool, inv, ips_, advertise):
-        events.append(f"announce {advertise}")
+        fleet.events.append(f"announce {advertise}")
         return f"the store announced {advertise} again"
 
     async def rejoin(docker, pool, inv, ips_, changes, out, inside):
-        events.append(f"rejoin {' '.join(sorted(out))}")
+        fleet.events.append(f"rejoin {' '.join(sorted(out))}")
         for n in out:
             changes[n].reason += f"; {out[n]}; restarted alone: rejoined the gossip"
         alone.clear()
 
-    for name, fn in [("plan_node", plan_node), ("_change_node", change_node), ("gossip_views", gossip_views),
-                     ("reannounce_in_store", reannounce_in_store), ("rejoin", rejoin)]:
-        monkeypatch.setattr(store, name, fn)
-    monkeypatch.setattr(store, "FIRST_SETTLE", 0.0)
-    monkeypatch.setattr(store, "GOSSIP_SETTLE", 0.0)
-    changes = await store.apply(None, None, Addresses(), inventory, wave=2)
-    assert events == ["restart n3", "restart n1", "restart n2", "announce 198.18.1.3:2375", "rejoin n2"]
-    reason = {c.node: c for c in changes}["n2"].reason
+    by = await fleet.apply(monkeypatch, 2, reannounce_in_store=reannounce_in_store, rejoin=rejoin)
+    assert fleet.events == ["restart n3", "restart n1", "restart n2", "announce 198.18.1.3:2375", "rejoin n2"]
+    reason = by["n2"].reason
     assert "after the store announced 198.18.1.3:2375 again; restarted alone: rejoined the gossip" in reason, reason
 
 
