@@ -261,6 +261,10 @@ async def test_a_node_whose_dockerd_is_down_is_named_not_fatal(classic2, svc2):
         assert "docker-node2" in listing.problems["docker-node2"]
         with pytest.raises(DockerError, match="docker-node2: cannot reach the Docker daemon"):
             await svc2.start_probes("down-test")
+        # node1's probe started; the delete names it and says node2 could not be looked at
+        with pytest.raises(DockerError, match=r"still has containers attached: probe-docker-node1@docker-node1 "
+                                              r"\(docker-node2 did not answer, so"):
+            await svc2.delete_network("down-test")
     finally:
         new = await svc2.pool.start_detached(node, "dockerd", "/var/log/dockerd.log")
         await wait_for_store(svc2.docker, svc2.pool, node.name, f"etcd://{node.address}:2379", False, new)

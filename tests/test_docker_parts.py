@@ -496,3 +496,52 @@ async def test_a_configured_node_out_of_the_gossip_is_planned_to_rejoin():
     assert changes["n3"].action == "rejoin"
     assert changes["n3"].reason == "out of the overlay's gossip: n1, n2 do not know it (it knows 1 of 3 node(s))"
     assert "one at a time" in changes["n3"].command
+
+
+class _Networks:
+    """Stands in for DockerNodes for OverlayNetworks: one overlay network with a container on each node; the
+    first inspect on ``flaky`` answers "not found" (as Docker 20.10's classic store has, for a network it
+    had just listed)."""
+
+    executor = None
+
+    def __init__(self, flaky: str, gone: bool = False) -> None:
+        self.flaky, self.gone, self.inspects = flaky, gone, {}
+
+    async def call(self, node, fn, *args):
+        import docker.errors
+        fake = self
+
+        class Api:
+            def networks(self):
+                return [{"Id": "n" * 64, "Name": "demo", "Driver": "overlay", "Scope": "global"}]
+
+            def inspect_network(self, net_id):
+                fake.inspects[node] = fake.inspects.get(node, 0) + 1
+                if node == fake.flaky and (fake.gone or fake.inspects[node] == 1):
+                    raise docker.errors.NotFound("network not found")
+                return {"Id": net_id, "Name": "demo", "Driver": "overlay", "Scope": "global",
+                        "Containers": {node * 8: {"Name": f"probe-{node}", "IPv4Address": "198.19.1.2/24"}}}
+
+        class Client:
+            api = Api()
+
+            def info(self):
+                return {"ClusterStore": ""}
+        return fn(Client(), *args)
+
+
+@pytest.mark.parametrize("gone", [False, True])
+async def test_a_network_the_store_said_not_found_once_is_asked_again(gone):
+    from core.dockerd.networks import OverlayNetworks
+    from core.model import ClusterSpec, Inventory, NodeSpec
+
+    inv = Inventory(path="x.toml", nodes=(NodeSpec("n1", "198.18.9.1"), NodeSpec("n2", "198.18.9.2")),
+                    cluster=ClusterSpec())
+    engine = _Networks("n2", gone=gone)
+    [net] = (await OverlayNetworks(engine, None, inv).listing()).networks   # type: ignore[arg-type]
+    if gone:        # still not found: removed between the list and the inspect, as far as n2 knows
+        assert (net.nodes, [c.name for c in net.containers], engine.inspects["n2"]) == (["n1"], ["probe-n1"], 2)
+    else:
+        assert net.nodes == ["n1", "n2"] and [c.name for c in net.containers] == ["probe-n1", "probe-n2"]
+    assert engine.inspects["n1"] == 1

@@ -52,6 +52,11 @@ def _subnet(attrs: dict) -> str | None:
     return next((c["Subnet"] for c in configs if c.get("Subnet")), None)
 
 
+def _named(nets: list[NetworkInfo], name: str) -> list[NetworkInfo]:
+    """The networks whose name (or full/short ID, 12 characters at least) is ``name``."""
+    return [n for n in nets if n.name == name] or [n for n in nets if len(name) >= 12 and n.id.startswith(name)]
+
+
 def merge_networks(per_node: dict[str, list[dict]], vnis: dict[str, int]) -> list[NetworkInfo]:
     """One NetworkInfo per network ID, nodes in inventory order (the order of ``per_node``)."""
     merged: dict[str, NetworkInfo] = {}
@@ -97,6 +102,11 @@ class OverlayNetworks:
         overlay = [n["Id"] for n in summaries if n.get("Driver") == "overlay"]
         inspected = await asyncio.gather(*(self.docker.call(node, _inspect, i) for i in overlay))
         full = {a["Id"]: a for a in inspected if a}
+        if len(full) < len(overlay):
+            # Docker 20.10's classic store has answered "not found" for a network it had just listed (see
+            # Probes.start): ask once more before taking it as removed between the list and the inspect
+            again = await asyncio.gather(*(self.docker.call(node, _inspect, i) for i in overlay if i not in full))
+            full.update({a["Id"]: a for a in again if a})
         return store, [full.get(n["Id"], n) for n in summaries if n["Id"] in full or n["Id"] not in overlay]
 
     async def _node_within_budget(self, node: str) -> tuple[str, list[dict]]:
@@ -144,8 +154,7 @@ class OverlayNetworks:
 
     async def find(self, name: str) -> list[NetworkInfo]:
         """Networks whose name (or full/short ID) is ``name``."""
-        nets = await self.every()
-        return [n for n in nets if n.name == name] or [n for n in nets if len(name) >= 12 and n.id.startswith(name)]
+        return _named(await self.every(), name)
 
     def _check_node(self, node: str | None) -> str:
         return self.inventory.nodes[0].name if node is None else checks.node(self.inventory, node).name
@@ -213,15 +222,19 @@ class OverlayNetworks:
 
     async def delete(self, name: str, timeout: float = 30.0) -> float:
         """Remove an overlay network (refused while containers are attached); wait until it is gone everywhere."""
-        found = [n for n in await self.find(name) if n.driver == "overlay"]
+        listing = await self.listing()
+        silent = [n.name for n in self.inventory.nodes if n.name in listing.problems]
+        unchecked = (f" ({', '.join(silent)} did not answer, so what runs there is not listed)"
+                     if silent else "")
+        found = [n for n in _named(listing.networks, name) if n.driver == "overlay"]
         if not found:
-            raise DockerError(f"no overlay network named {name!r} on any node")
+            raise DockerError(f"no overlay network named {name!r} on any node{unchecked}")
         net = found[0]
         if net.containers:
             who = ", ".join(f"{c.name}@{c.node}" for c in net.containers)
-            raise DockerError(f"network {net.name} still has containers attached: {who}; remove them first "
-                              "(`overlay-tui network delete NAME --remove-probes` removes overlay-tui's probes; "
-                              "other containers: `docker rm -f CONTAINER` on their node)")
+            raise DockerError(f"network {net.name} still has containers attached: {who}{unchecked}; remove them "
+                              "first (`overlay-tui network delete NAME --remove-probes` removes overlay-tui's "
+                              "probes; other containers: `docker rm -f CONTAINER` on their node)")
         await self.docker.call(net.nodes[0], lambda cl: cl.api.remove_network(net.id))
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
