@@ -81,8 +81,8 @@ class LiveService:
         self.etcd_reader = EtcdReader(self.pool, credentials=self.pki.operator)
         self.node_part = NodeService(inventory, self.pool, self.docker, self.guard)
         self.etcd = EtcdService(inventory, self.pool, self.addresses, self.etcd_reader, self.guard, self.pki)
-        self.dockerd = DockerService(inventory, self.pool, self.docker, self.addresses,
-                                     OverlayNetworks(self.docker, self.pool, inventory),
+        networks = OverlayNetworks(self.docker, self.pool, inventory)
+        self.dockerd = DockerService(inventory, self.pool, self.docker, self.addresses, networks,
                                      Probes(self.docker, inventory), self.guard)
         self.capture_part = CaptureService(inventory, self.pool, self.dockerd.networks, self.saves)
         self.runbook = Runbook(self, self.guard, lock=ApplyLock(self.pool, inventory))
@@ -94,7 +94,7 @@ class LiveService:
         self.removal = NodeRemoval(inventory, self.pool, self.docker, self.etcd, self.guard, self.addresses)
         self.removed: set[str] = set()   # nodes removed through this service: its inventory still lists them
         self._closers: list[Callable[[], Awaitable[None]]] = [self.pool.close, self.etcd_reader.close,
-                                                              self.docker.close]
+                                                              self.docker.close, networks.close]
 
     @classmethod
     def open(cls, inventory_path: str | None = None, *, read_only: bool = False,
@@ -106,7 +106,8 @@ class LiveService:
         return self.guard.read_only
 
     async def close(self) -> None:
-        """Close the Docker clients, the etcd reader, then the SSH pool (a failure in one still closes the rest)."""
+        """Stop the network listings in flight, close the Docker clients, the etcd reader, then the SSH pool (a
+        failure in one still closes the rest)."""
         errors: list[BaseException] = []
         while self._closers:
             try:

@@ -1,6 +1,7 @@
 """The Docker control plane's pure parts: validation, parsing, merging, restart arguments (no lab)."""
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import tarfile
@@ -545,3 +546,70 @@ async def test_a_network_the_store_said_not_found_once_is_asked_again(gone):
     else:
         assert net.nodes == ["n1", "n2"] and [c.name for c in net.containers] == ["probe-n1", "probe-n2"]
     assert engine.inspects["n1"] == 1
+
+
+class _SilentNode(_Networks):
+    """n3's Docker refuses every call while ``down`` (fast), then hangs until ``back`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(flaky="")
+        self.down, self.back = True, asyncio.Event()
+
+    async def call(self, node, fn, *args):
+        if node == "n3":
+            if self.down:
+                raise DockerError("n3: cannot reach the Docker daemon")
+            await self.back.wait()
+        return await super().call(node, fn, *args)
+
+
+async def test_a_silent_node_costs_later_listings_its_patience_and_its_asking_goes_on(monkeypatch):
+    """After a node failed a listing, the next waits SILENT_PATIENCE for it (not NODE_BUDGET) and leaves its
+    asking running; the listing after that takes the answer it brought, without asking again."""
+    import time
+
+    from core.dockerd import networks as mod
+    from core.model import ClusterSpec, Inventory, NodeSpec
+
+    monkeypatch.setattr(mod, "NODE_BUDGET", 60.0)
+    monkeypatch.setattr(mod, "SILENT_PATIENCE", 0.05)
+    inv = Inventory(path="x.toml", nodes=tuple(NodeSpec(f"n{i}", f"198.18.9.{i}") for i in (1, 2, 3)),
+                    cluster=ClusterSpec())
+    engine = _SilentNode()
+    nets = mod.OverlayNetworks(engine, None, inv)   # type: ignore[arg-type]
+    asks: list[str] = []
+    node = nets._node
+
+    async def counted(name: str):
+        asks.append(name)
+        return await node(name)
+    monkeypatch.setattr(nets, "_node", counted)
+    first = await nets.listing()
+    assert "cannot reach" in first.problems["n3"] and first.networks[0].nodes == ["n1", "n2"]
+    engine.down = False
+    t0 = time.monotonic()
+    second = await nets.listing()
+    assert time.monotonic() - t0 < 30          # SILENT_PATIENCE, not the 60 s budget
+    assert "has not listed its networks yet" in second.problems["n3"] and second.networks[0].nodes == ["n1", "n2"]
+    engine.back.set()
+    third = await nets.listing()
+    assert third.problems == {} and third.networks[0].nodes == ["n1", "n2", "n3"]
+    assert asks.count("n3") == 2               # the asking of the second listing brought the third its answer
+    assert "n3" not in nets._silent and nets._asking == {}
+
+
+async def test_closing_stops_the_listings_in_flight(monkeypatch):
+    from core.dockerd import networks as mod
+    from core.model import ClusterSpec, Inventory, NodeSpec
+
+    monkeypatch.setattr(mod, "SILENT_PATIENCE", 0.01)
+    inv = Inventory(path="x.toml", nodes=(NodeSpec("n1", "198.18.9.1"), NodeSpec("n3", "198.18.9.3")),
+                    cluster=ClusterSpec())
+    engine = _SilentNode()
+    nets = mod.OverlayNetworks(engine, None, inv)   # type: ignore[arg-type]
+    await nets.listing()
+    engine.down = False
+    await nets.listing()                        # n3's asking hangs, left running
+    [asking] = nets._asking.values()
+    await nets.close()
+    assert asking.cancelled() and nets._asking == {}

@@ -27,6 +27,9 @@ from core.pki.cluster import context_for
 
 POLL_INTERVAL = 0.05
 NODE_BUDGET = 8.0          # seconds one node may take to list its networks before it is reported missing
+#: seconds a listing waits on a node that did not answer the listing before (its asking goes on, up to
+#: NODE_BUDGET: one silent node costs the refreshes after its first timeout this much, not the whole budget)
+SILENT_PATIENCE = 1.0
 
 
 def _inspect(cl, net_id: str) -> dict | None:
@@ -80,6 +83,8 @@ class OverlayNetworks:
         self.docker, self.pool, self.inventory = docker, pool, inventory
         self.vni_reader = ClassicVniReader(pool, context_for(inventory), docker.executor)  # https when etcd runs TLS
         self._stores: dict[str, str] = {}      # node -> its etcd:// ClusterStore, once seen
+        self._asking: dict[str, asyncio.Future[tuple[str, list[dict]]]] = {}  # node -> its listing in flight
+        self._silent: set[str] = set()         # nodes that did not answer the last listing in time
 
     def forget_stores(self) -> None:
         self._stores.clear()
@@ -120,10 +125,51 @@ class OverlayNetworks:
         """Every network of every reachable node, merged; raise only when no node answers."""
         return (await self.listing()).networks
 
+    def _ask(self, node: str) -> asyncio.Future[tuple[str, list[dict]]]:
+        """The node's listing left running by the last listing (it runs on, within NODE_BUDGET, when a listing
+        stops waiting for it), unless it has failed since; else a new one."""
+        asking = self._asking.get(node)
+        if asking is None or (asking.done() and (asking.cancelled() or asking.exception() is not None)):
+            asking = self._asking[node] = asyncio.ensure_future(self._node_within_budget(node))
+            asking.add_done_callback(lambda f: f.cancelled() or f.exception())   # read, even if never used
+        return asking
+
+    async def _answers(self, names: list[str]) -> list[tuple[str, list[dict]] | BaseException]:
+        """Each node's answer (or why not). A node that answered the last listing in time is waited for up to
+        NODE_BUDGET; one that did not, SILENT_PATIENCE (its asking goes on for the next listing)."""
+        asks = {n: self._ask(n) for n in names}
+        patient = [f for n, f in asks.items() if n not in self._silent]
+        if patient:
+            await asyncio.wait(patient)                   # each ends within NODE_BUDGET by itself
+        late = [f for f in asks.values() if not f.done()]
+        if late:
+            await asyncio.wait(late, timeout=SILENT_PATIENCE)
+        out: list[tuple[str, list[dict]] | BaseException] = []
+        for n, f in asks.items():
+            if not f.done():
+                out.append(DockerError(f"{n}: Docker has not listed its networks yet (it did not answer the last "
+                                       f"listing either; it is given {NODE_BUDGET:g} s a time)"))
+            else:
+                if self._asking.get(n) is f:        # (a listing at the same time may have taken it already)
+                    del self._asking[n]
+                out.append(f.exception() or f.result())
+            if isinstance(out[-1], BaseException):
+                self._silent.add(n)
+            else:
+                self._silent.discard(n)
+        return out
+
+    async def close(self) -> None:
+        """Stop the listings still in flight."""
+        for f in list(self._asking.values()):
+            f.cancel()
+        await asyncio.gather(*self._asking.values(), return_exceptions=True)
+        self._asking.clear()
+
     async def listing(self) -> NetworkListing:
         """:meth:`every`, with why a node's networks (or the VNIs) are missing (node or "vni" -> sentence)."""
         names = [n.name for n in self.inventory.nodes]
-        answers = await asyncio.gather(*(self._node_within_budget(n) for n in names), return_exceptions=True)
+        answers = await self._answers(names)
         per_node: dict[str, list[dict]] = {}
         stores: list[tuple[str, str]] = []      # (node, its etcd:// cluster store): where VNIs can be read
         problems: dict[str, str] = {}
