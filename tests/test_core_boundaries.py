@@ -275,3 +275,64 @@ async def test_a_failed_producer_ends_the_stream_with_its_exception():
     q.fail(ZeroDivisionError("bug in a producer"))
     with pytest.raises(ZeroDivisionError):
         await waiter
+
+
+# --- etcd reads: a node whose SSH connect failed costs a read CONNECT_PATIENCE, not its connect timeout -------
+
+class _SilentPool:
+    """SSHPool.connection for n1: refused while ``down``, then hanging until ``back`` is set."""
+
+    def __init__(self) -> None:
+        self.pool = _fake_pool(FakeConn())
+        self.conn = self.pool.connection
+        self.down, self.back, self.connects = True, asyncio.Event(), 0
+
+        async def connection(node):
+            self.connects += 1
+            if self.down:
+                raise NodeUnreachable("n1", "refused the connection")
+            await self.back.wait()
+            return await self.conn(node)
+        self.pool.connection = connection  # type: ignore[method-assign]
+
+
+async def test_a_read_waits_briefly_on_a_node_whose_connect_failed_and_its_connect_goes_on(monkeypatch):
+    import time
+
+    import core.etcd.read as read
+
+    monkeypatch.setattr(read, "CONNECT_PATIENCE", 0.05)
+    node = _SilentPool()
+    r = EtcdReader(node.pool, threads=1)
+    with pytest.raises(NodeUnreachable, match="refused"):
+        await r.local_address(EP)
+    node.down = False
+    t0 = time.monotonic()
+    with pytest.raises(NodeUnreachable, match="no SSH connection within 0.05 s"):
+        await r.local_address(EP)                   # the connect hangs: not waited for beyond the patience
+    assert time.monotonic() - t0 < 5 and node.connects == 2
+    with pytest.raises(NodeUnreachable, match="no SSH connection within"):
+        await r.local_address(EP)                   # the same connect, still going: not started again
+    assert node.connects == 2
+    node.back.set()
+    assert (await r.local_address(EP))[0] == "127.0.0.1"
+    node.back.clear()                               # connected again: a later connect is waited for in full
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(r._connection("n1"), 0.5)
+    await r.close()
+
+
+async def test_closing_the_reader_stops_a_connect_still_going(monkeypatch):
+    import core.etcd.read as read
+
+    monkeypatch.setattr(read, "CONNECT_PATIENCE", 0.01)
+    node = _SilentPool()
+    r = EtcdReader(node.pool, threads=1)
+    with pytest.raises(NodeUnreachable):
+        await r.local_address(EP)
+    node.down = False
+    with pytest.raises(NodeUnreachable):
+        await r.local_address(EP)
+    [connecting] = r._connecting.values()
+    await r.close()
+    assert connecting.cancelled()

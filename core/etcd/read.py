@@ -33,7 +33,7 @@ import etcd3.exceptions
 import grpc
 from etcd3 import etcdrpc
 
-from core.errors import EtcdError, OverlayError
+from core.errors import EtcdError, NodeUnreachable, OverlayError
 from core.model import EtcdCluster, EtcdMember, KeyEntry
 from core.pki.cluster import OperatorCerts, ssl_context
 
@@ -42,6 +42,9 @@ Credentials = Callable[[], OperatorCerts | None]
 RPC_ERRORS = (grpc.RpcError, etcd3.exceptions.Etcd3Exception)
 #: threads for blocking etcd calls (a probe per endpoint at once, plus a key read and the watch's cancel)
 THREADS = 8
+#: seconds a read waits for the SSH connection of a node whose last connect failed; the connect goes on (within
+#: the node's connect_timeout) for the next read, so a silent node costs each refresh this, not its timeout
+CONNECT_PATIENCE = 1.0
 T = TypeVar("T")
 
 
@@ -159,6 +162,8 @@ class EtcdReader:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="overlay-tui-etcd")
         self._forwards: dict[Endpoint, tuple[object, int]] = {}   # endpoint -> (ssh conn, local port)
         self._clients: dict[Endpoint, _Held] = {}
+        self._connecting: dict[str, asyncio.Future[Any]] = {}       # node -> its SSH connect, maybe still going
+        self._unreachable: set[str] = set()                          # nodes whose last SSH connect failed
 
     async def thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call in one of the reader's threads."""
@@ -173,7 +178,7 @@ class EtcdReader:
         """Where this machine connects to reach ``ep`` (a forwarded 127.0.0.1 port, or the endpoint)."""
         if not self.via_ssh:
             return ep.host, ep.port
-        conn = await self.pool.connection(ep.via)
+        conn = await self._connection(ep.via)
         cached = self._forwards.get(ep)
         if cached is None or cached[0] is not conn:
             if cached is not None:
@@ -181,6 +186,26 @@ class EtcdReader:
             port = await self.pool.forward_tcp(ep.via, ep.host, ep.port)
             self._forwards[ep] = (conn, port)
         return "127.0.0.1", self._forwards[ep][1]
+
+    async def _connection(self, node: str) -> object:
+        """The node's SSH connection. One whose last connect failed is waited for CONNECT_PATIENCE only: then
+        the read goes on without it (another node's forward, or an error) and the connect, for the next read."""
+        connecting = self._connecting.get(node)
+        if connecting is None or connecting.done():
+            connecting = self._connecting[node] = asyncio.ensure_future(self.pool.connection(node))
+            connecting.add_done_callback(lambda f: f.cancelled() or f.exception())   # read, even if never used
+        if node in self._unreachable:
+            await asyncio.wait({connecting}, timeout=CONNECT_PATIENCE)
+            if not connecting.done():
+                raise NodeUnreachable(node, f"no SSH connection within {CONNECT_PATIENCE:g} s (its last connect "
+                                            "failed too; still trying)")
+        try:
+            conn = await asyncio.shield(connecting)     # a read given up on leaves the connect going
+        except OverlayError:
+            self._unreachable.add(node)
+            raise
+        self._unreachable.discard(node)
+        return conn
 
     async def _held(self, ep: Endpoint) -> _Held:
         host, port = await self.local_address(ep)
@@ -347,6 +372,10 @@ class EtcdReader:
         for _, port in self._forwards.values():
             self.pool.close_forward(port)
         self._forwards.clear()
+        for connecting in self._connecting.values():
+            connecting.cancel()
+        await asyncio.gather(*self._connecting.values(), return_exceptions=True)
+        self._connecting.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
