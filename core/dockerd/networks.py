@@ -27,8 +27,9 @@ from core.pki.cluster import context_for
 
 POLL_INTERVAL = 0.05
 NODE_BUDGET = 8.0          # seconds one node may take to list its networks before it is reported missing
-#: seconds a listing waits on a node that did not answer the listing before (its asking goes on, up to
-#: NODE_BUDGET: one silent node costs the refreshes after its first timeout this much, not the whole budget)
+#: seconds a listing waits on a silent node: one whose last asking failed after at least this long, or still
+#: goes on (it goes on, within NODE_BUDGET, for the next listing): a silent node costs the refreshes after its
+#: first timeout this much, not the whole budget. A node that failed at once (its Docker down) is waited for in full.
 SILENT_PATIENCE = 1.0
 
 
@@ -84,7 +85,7 @@ class OverlayNetworks:
         self.vni_reader = ClassicVniReader(pool, context_for(inventory), docker.executor)  # https when etcd runs TLS
         self._stores: dict[str, str] = {}      # node -> its etcd:// ClusterStore, once seen
         self._asking: dict[str, asyncio.Future[tuple[str, list[dict]]]] = {}  # node -> its listing in flight
-        self._silent: set[str] = set()         # nodes that did not answer the last listing in time
+        self._silent: set[str] = set()         # nodes whose last asking took SILENT_PATIENCE or more and failed
 
     def forget_stores(self) -> None:
         self._stores.clear()
@@ -115,11 +116,21 @@ class OverlayNetworks:
         return store, [full.get(n["Id"], n) for n in summaries if n["Id"] in full or n["Id"] not in overlay]
 
     async def _node_within_budget(self, node: str) -> tuple[str, list[dict]]:
+        t0 = time.monotonic()
         try:
-            return await asyncio.wait_for(self._node(node), NODE_BUDGET)
+            answer = await asyncio.wait_for(self._node(node), NODE_BUDGET)
         except TimeoutError:
+            self._silent.add(node)
             raise DockerError(f"{node}: Docker did not list its networks within {NODE_BUDGET:g} s (in classic "
                               "mode every network call waits on the cluster store: has etcd lost its quorum?)") from None
+        except OverlayError:
+            if time.monotonic() - t0 >= SILENT_PATIENCE:
+                self._silent.add(node)
+            else:
+                self._silent.discard(node)
+            raise
+        self._silent.discard(node)
+        return answer
 
     async def every(self) -> list[NetworkInfo]:
         """Every network of every reachable node, merged; raise only when no node answers."""
@@ -135,8 +146,8 @@ class OverlayNetworks:
         return asking
 
     async def _answers(self, names: list[str]) -> list[tuple[str, list[dict]] | BaseException]:
-        """Each node's answer (or why not). A node that answered the last listing in time is waited for up to
-        NODE_BUDGET; one that did not, SILENT_PATIENCE (its asking goes on for the next listing)."""
+        """Each node's answer (or why not). A silent node is waited for SILENT_PATIENCE (its asking goes on for
+        the next listing); the others up to NODE_BUDGET."""
         asks = {n: self._ask(n) for n in names}
         patient = [f for n, f in asks.items() if n not in self._silent]
         if patient:
@@ -153,10 +164,6 @@ class OverlayNetworks:
                 if self._asking.get(n) is f:        # (a listing at the same time may have taken it already)
                     del self._asking[n]
                 out.append(f.exception() or f.result())
-            if isinstance(out[-1], BaseException):
-                self._silent.add(n)
-            else:
-                self._silent.discard(n)
         return out
 
     async def close(self) -> None:

@@ -42,8 +42,9 @@ Credentials = Callable[[], OperatorCerts | None]
 RPC_ERRORS = (grpc.RpcError, etcd3.exceptions.Etcd3Exception)
 #: threads for blocking etcd calls (a probe per endpoint at once, plus a key read and the watch's cancel)
 THREADS = 8
-#: seconds a read waits for the SSH connection of a node whose last connect failed; the connect goes on (within
-#: the node's connect_timeout) for the next read, so a silent node costs each refresh this, not its timeout
+#: seconds a read waits for the SSH connection of a silent node (its last connect failed after at least this
+#: long); the connect goes on (within the node's connect_timeout) for the next read, so a silent node costs each
+#: refresh this, not its timeout. A node that refused at once is waited for in full.
 CONNECT_PATIENCE = 1.0
 T = TypeVar("T")
 
@@ -163,7 +164,7 @@ class EtcdReader:
         self._forwards: dict[Endpoint, tuple[object, int]] = {}   # endpoint -> (ssh conn, local port)
         self._clients: dict[Endpoint, _Held] = {}
         self._connecting: dict[str, asyncio.Future[Any]] = {}       # node -> its SSH connect, maybe still going
-        self._unreachable: set[str] = set()                          # nodes whose last SSH connect failed
+        self._unreachable: set[str] = set()      # nodes whose last SSH connect took CONNECT_PATIENCE or more and failed
 
     async def thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call in one of the reader's threads."""
@@ -188,21 +189,28 @@ class EtcdReader:
         return "127.0.0.1", self._forwards[ep][1]
 
     async def _connection(self, node: str) -> object:
-        """The node's SSH connection. One whose last connect failed is waited for CONNECT_PATIENCE only: then
-        the read goes on without it (another node's forward, or an error) and the connect, for the next read."""
+        """The node's SSH connection. A silent node is waited for CONNECT_PATIENCE only: then the read goes on
+        without it (another node's forward, or an error) and the connect, for the next read."""
         connecting = self._connecting.get(node)
         if connecting is None or connecting.done():
-            connecting = self._connecting[node] = asyncio.ensure_future(self.pool.connection(node))
+            connecting = self._connecting[node] = asyncio.ensure_future(self._connect(node))
             connecting.add_done_callback(lambda f: f.cancelled() or f.exception())   # read, even if never used
         if node in self._unreachable:
             await asyncio.wait({connecting}, timeout=CONNECT_PATIENCE)
             if not connecting.done():
                 raise NodeUnreachable(node, f"no SSH connection within {CONNECT_PATIENCE:g} s (its last connect "
                                             "failed too; still trying)")
+        return await asyncio.shield(connecting)     # a read given up on leaves the connect going
+
+    async def _connect(self, node: str) -> object:
+        t0 = time.monotonic()
         try:
-            conn = await asyncio.shield(connecting)     # a read given up on leaves the connect going
+            conn = await self.pool.connection(node)
         except OverlayError:
-            self._unreachable.add(node)
+            if time.monotonic() - t0 >= CONNECT_PATIENCE:
+                self._unreachable.add(node)
+            else:
+                self._unreachable.discard(node)
             raise
         self._unreachable.discard(node)
         return conn
