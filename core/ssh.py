@@ -8,6 +8,7 @@ error, and every wait has a timeout.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shlex
 import tempfile
@@ -19,6 +20,8 @@ import asyncssh
 
 from core.errors import AuthError, CommandFailed, CommandTimeout, HostKeyError, NodeUnreachable, SSHError
 from core.model import CommandResult, NodeSpec
+
+log = logging.getLogger(__name__)
 
 #: seconds a stopped stream's process gets to end on SIGTERM before it and its process group get SIGKILL
 STREAM_GRACE = 3.0
@@ -84,8 +87,8 @@ class RemoteStream:
         ``STREAM_GRACE`` s SIGKILL to it and its process group, so nothing it started outlives the stop."""
         try:
             await self.pool.kill(self.node, self.pid, wait=STREAM_STOP_WAIT, escalate=STREAM_GRACE)
-        except SSHError:
-            pass
+        except SSHError as e:            # closing the channel below is what is left
+            log.warning("%s: could not kill pid %s: %s", self.node.name, self.pid, e)
         self.process.close()
 
 

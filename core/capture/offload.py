@@ -88,7 +88,8 @@ class WorkerCapture:
             text = line.decode(errors="replace").rstrip()
             self.stderr.append(text)
             if text.strip():
-                log.info("capture worker %s: %s", self.proc.pid, text)     # into this process's log file
+                # into this process's log file (the worker writes warnings and worse only)
+                log.warning("capture worker %s: %s", self.proc.pid, text)
 
     async def send(self, header: dict[str, Any], body: bytes = b"") -> None:
         assert self.proc is not None and self.proc.stdin is not None
@@ -163,6 +164,8 @@ class WorkerCapture:
             try:
                 await asyncio.wait_for(proc.wait(), STOP_WAIT)
             except TimeoutError:
+                log.warning("capture worker %s did not stop within %g s: killed (its nodes' tcpdumps end with "
+                            "their SSH channels)", proc.pid, STOP_WAIT)
                 proc.kill()
                 await proc.wait()
             except BaseException:           # cancelled while it stops: it must not outlive us (its nodes'

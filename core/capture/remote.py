@@ -237,7 +237,10 @@ class NodeCapture:
         elif self.stream is not None:
             try:
                 await asyncio.wait_for(self.stream.stop(), STOP_TIMEOUT)
-            except (TimeoutError, OverlayError, OSError, asyncssh.Error):
+            except (TimeoutError, OverlayError, OSError, asyncssh.Error) as e:
+                log.warning("%s: stopping tcpdump (pid %s) failed: %s; its channel is closed instead (the "
+                            "watchdog stops tcpdump when its stdin ends)", self.node.name, self.stream.pid,
+                            str(e) or type(e).__name__)
                 self.stream.process.close()
         if self.task is not None and not self.task.done():
             try:
