@@ -72,6 +72,16 @@ async def _tcpdumps(svc) -> dict[str, str]:
     return out
 
 
+async def _tcpdumps_left(svc, within: float = 5.0) -> dict[str, str]:
+    """:func:`_tcpdumps` once none runs, or after ``within`` s. A stop kills tcpdump and waits until it is gone;
+    only when that kill fails (logged as a warning) does it close the channel, and the node's watchdog then
+    stops tcpdump a moment later."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (left := await _tcpdumps(svc)) and any(left.values()) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+    return left
+
+
 async def test_lab_traffic_is_decoded_with_the_networks_vni_and_the_probes_and_nodes_addresses(svc):
     net, probes = await _demo(svc)
     nodes = {n.advertise: n.name for n in svc.inventory.nodes}
@@ -109,7 +119,7 @@ async def test_stopping_the_capture_leaves_no_tcpdump_on_any_node(svc):
             running = await _tcpdumps(svc)
             assert all("tcpdump -U --immediate-mode" in v for v in running.values()), running
             break
-    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+    assert await _tcpdumps_left(svc) == {"docker-node1": "", "docker-node2": ""}
 
     # 2: the consumer's task is cancelled while it waits for frames
     started = asyncio.Event()
@@ -125,7 +135,7 @@ async def test_stopping_the_capture_leaves_no_tcpdump_on_any_node(svc):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+    assert await _tcpdumps_left(svc) == {"docker-node1": "", "docker-node2": ""}
 
 
 async def test_a_node_whose_tcpdump_dies_ends_with_a_notice_the_other_goes_on_and_it_resumes(svc):
@@ -166,7 +176,7 @@ async def test_a_node_whose_tcpdump_dies_ends_with_a_notice_the_other_goes_on_an
     between = [f for b in batches[mark:resumed - 1] for f in b.frames]
     assert {f.node for f in between} <= {"docker-node1"}
     assert any(f.node == "docker-node2" for b in batches[resumed:] for f in b.frames), "node2 did not resume"
-    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+    assert await _tcpdumps_left(svc) == {"docker-node1": "", "docker-node2": ""}
 
 
 async def test_a_node_whose_ssh_connection_breaks_ends_with_a_notice_while_the_other_goes_on(svc, overlay2):
@@ -198,7 +208,7 @@ async def test_a_node_whose_ssh_connection_breaks_ends_with_a_notice_while_the_o
         await asyncio.gather(task, return_exceptions=True)
         await other.close()
     assert "docker-node2: capture ended: connection lost (Connection lost) (retrying)" in [n for b in batches for n in b.notices]
-    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}     # the pool reconnects
+    assert await _tcpdumps_left(svc) == {"docker-node1": "", "docker-node2": ""}     # the pool reconnects
 
 
 async def test_runbook_step8_sees_demos_vni_between_the_right_addresses(svc):
@@ -231,7 +241,7 @@ async def test_cli_capture_json_lines_and_a_pcap_tcpdump_reads(svc, overlay2, tm
     assert "6 frames captured" in stderr.decode()
     text = subprocess.run(["tcpdump", "-nn", "-r", str(out)], capture_output=True, text=True, check=True).stdout
     assert text.count(f"vni {net.vni}") == 6, text
-    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+    assert await _tcpdumps_left(svc) == {"docker-node1": "", "docker-node2": ""}
 
 
 def test_cli_capture_unknown_node_exits_2(overlay2):
@@ -251,7 +261,7 @@ async def test_a_node_without_tcpdump_is_a_clear_error_and_leaves_nothing_runnin
                     break
     finally:
         await svc.pool.run("docker-node2", "umount /usr/bin/tcpdump", check=True)
-    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+    assert await _tcpdumps_left(svc) == {"docker-node1": "", "docker-node2": ""}
 
 
 async def test_cli_capture_stops_cleanly_on_ctrl_c(overlay2, svc):
@@ -267,7 +277,7 @@ async def test_cli_capture_stops_cleanly_on_ctrl_c(overlay2, svc):
     lines = stdout.decode().splitlines()
     assert len(lines) >= 8 and all(" vni " in line for line in lines)
     assert f"# {len(lines)} frames captured" in stderr.decode()
-    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+    assert await _tcpdumps_left(svc) == {"docker-node1": "", "docker-node2": ""}
 
 
 async def test_a_node_whose_link_goes_down_ends_with_a_notice_while_the_other_goes_on(svc, overlay2):
@@ -306,7 +316,7 @@ async def test_a_node_whose_link_goes_down_ends_with_a_notice_while_the_other_go
         if await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}:
             break
         await asyncio.sleep(0.5)
-    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+    assert await _tcpdumps_left(svc) == {"docker-node1": "", "docker-node2": ""}
     # leave the shared lab as we found it: the overlay carries the probes' pings again
     for _ in range(30):
         results = await svc.ping_matrix()
@@ -327,7 +337,7 @@ async def test_three_nodes_merge_in_time_order_and_step8_sees_every_pair(lab3):
         frames, _ = await collect_frames(svc, [], svc.ping_matrix())
         assert {f.node for f in frames} == {"docker-node1", "docker-node2", "docker-node3"}
         assert _disorder(frames) == []
-        assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": "", "docker-node3": ""}
+        assert await _tcpdumps_left(svc) == {"docker-node1": "", "docker-node2": "", "docker-node3": ""}
     finally:
         await svc.close()
 
@@ -387,7 +397,7 @@ async def test_a_live_capture_decodes_names_and_counts_flows_in_a_worker_process
                 break
     await pinged
     assert worker.proc.returncode == 0                      # stopped in order when the generator closed
-    assert await _tcpdumps(svc) == {"docker-node1": "", "docker-node2": ""}
+    assert await _tcpdumps_left(svc) == {"docker-node1": "", "docker-node2": ""}
     nodes = {n.advertise: n.name for n in svc.inventory.nodes}
     icmp = [f for f in frames if f.proto == "ICMP"]
     for f in icmp:
