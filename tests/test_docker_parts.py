@@ -626,3 +626,38 @@ async def test_closing_stops_the_listings_in_flight(monkeypatch):
     [asking] = nets._asking.values()
     await nets.close()
     assert asking.cancelled() and nets._asking == {}
+
+
+class _Changing(_Networks):
+    """The network's ID as of the moment the list was asked (``net_id``); n1 hangs until ``back`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(flaky="")
+        self.net_id, self.back = "a" * 64, asyncio.Event()
+
+    async def call(self, node, fn, *args):
+        net_id = self.net_id
+        if node == "n1":
+            await self.back.wait()
+        answer = await super().call(node, fn, *args)
+        if isinstance(answer, list):                   # the list: inspects then follow the ID it gave
+            answer = [{**n, "Id": net_id} for n in answer]
+        return answer
+
+
+async def test_an_asking_left_by_a_listing_given_up_on_never_answers_a_later_listing():
+    """A listing cancelled while a (not silent) node was slow leaves that node's asking to end by itself; its
+    answer predates whatever changed since, so the next listing asks again."""
+    from core.dockerd.networks import OverlayNetworks
+    from core.model import ClusterSpec, Inventory, NodeSpec
+
+    inv = Inventory(path="x.toml", nodes=(NodeSpec("n1", "198.18.9.1"),), cluster=ClusterSpec())
+    engine = _Changing()
+    nets = OverlayNetworks(engine, None, inv)   # type: ignore[arg-type]
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(nets.listing(), 0.1)       # the caller gives up (a names refresh's timeout)
+    left = nets._asking["n1"]
+    engine.net_id = "b" * 64                               # the network was made again meanwhile
+    engine.back.set()
+    assert [n["Id"] for n in (await left)[1]] == ["a" * 64]   # what that asking brought: from before the change
+    assert [n.id for n in (await nets.listing()).networks] == ["b" * 64]

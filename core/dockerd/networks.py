@@ -137,10 +137,10 @@ class OverlayNetworks:
         return (await self.listing()).networks
 
     def _ask(self, node: str) -> asyncio.Future[tuple[str, list[dict]]]:
-        """The node's listing left running by the last listing (it runs on, within NODE_BUDGET, when a listing
-        stops waiting for it), unless it has failed since; else a new one."""
+        """A silent node's asking still in flight (a new one would hang as it does), else a new asking: an
+        answer is never taken from an asking that ended before this listing (it may predate a change)."""
         asking = self._asking.get(node)
-        if asking is None or (asking.done() and (asking.cancelled() or asking.exception() is not None)):
+        if asking is None or asking.done() or node not in self._silent:
             asking = self._asking[node] = asyncio.ensure_future(self._node_within_budget(node))
             asking.add_done_callback(lambda f: f.cancelled() or f.exception())   # read, even if never used
         return asking
