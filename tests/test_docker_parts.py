@@ -661,3 +661,38 @@ async def test_an_asking_left_by_a_listing_given_up_on_never_answers_a_later_lis
     engine.back.set()
     assert [n["Id"] for n in (await left)[1]] == ["a" * 64]   # what that asking brought: from before the change
     assert [n.id for n in (await nets.listing()).networks] == ["b" * 64]
+
+
+@pytest.mark.parametrize("address, outcome", [("198.19.1.2", "kept"), ("", "started")])
+async def test_a_running_probe_without_an_address_on_its_network_is_started_again(address, outcome):
+    """A probe that runs with `demo` in its networks but no address there (seen in CI: the ping matrix then
+    says "probe on docker-node1 has no address on demo" on every apply) is replaced, not kept."""
+    from core.dockerd.probes import LABEL, STOP_SIGNAL, Probes
+
+    calls: list[str] = []
+
+    class Engine:
+        async def call(self, node, fn, *args):
+            class Api:
+                def inspect_container(self, name):
+                    return {"State": {"Running": True}, "Config": {"Image": probes.image, "StopSignal": STOP_SIGNAL},
+                            "NetworkSettings": {"Networks": {"demo": {"IPAddress": address}}}}
+
+                def remove_container(self, name, force=False):
+                    calls.append(f"rm {name}")
+
+            class Containers:
+                def run(self, image, cmd, **kw):
+                    calls.append(f"run {kw['name']} on {kw['network']} ({kw['labels'][LABEL]})")
+
+            class Client:
+                api, containers = Api(), Containers()
+            return fn(Client(), *args)
+
+    probes = Probes(Engine(), _inv())   # type: ignore[arg-type]
+
+    async def no_image(node):
+        return False
+    probes.ensure_image = no_image       # type: ignore[method-assign]
+    assert await probes.start_one("n1", "demo") == outcome
+    assert calls == ([] if outcome == "kept" else ["rm probe-n1", "run probe-n1 on demo (demo)"])

@@ -148,7 +148,8 @@ class Probes:
                 c = None
             if c is not None:
                 nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
-                if (not again and c["State"].get("Running") and network in nets
+                # kept only with an address on the network: one without cannot be pinged by address
+                if (not again and c["State"].get("Running") and (nets.get(network) or {}).get("IPAddress")
                         and c["Config"].get("Image") == self.image and c["Config"].get("StopSignal") == STOP_SIGNAL):
                     return "kept"
                 cl.api.remove_container(name, force=True)
