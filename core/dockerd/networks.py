@@ -27,9 +27,10 @@ from core.pki.cluster import context_for
 
 POLL_INTERVAL = 0.05
 NODE_BUDGET = 8.0          # seconds one node may take to list its networks before it is reported missing
-#: seconds a listing waits on a silent node: one whose last asking failed after at least this long, or still
-#: goes on (it goes on, within NODE_BUDGET, for the next listing): a silent node costs the refreshes after its
-#: first timeout this much, not the whole budget. A node that failed at once (its Docker down) is waited for in full.
+#: seconds a listing waits on a silent node (its last asking failed after at least this long); an asking not
+#: answered by then goes on, within NODE_BUDGET, and the next listing shares it. So a silent node costs the
+#: refreshes after its first timeout this much, not the whole budget. A node that failed at once (its Docker
+#: down: refused) is not silent: it is waited for in full.
 SILENT_PATIENCE = 1.0
 
 
@@ -167,7 +168,7 @@ class OverlayNetworks:
         return out
 
     async def close(self) -> None:
-        """Stop the listings still in flight."""
+        """Stop the askings still in flight (one replaced by a newer asking ends by itself, within NODE_BUDGET)."""
         for f in list(self._asking.values()):
             f.cancel()
         await asyncio.gather(*self._asking.values(), return_exceptions=True)
