@@ -296,16 +296,24 @@ class _SilentPool:
         self.pool.connection = connection  # type: ignore[method-assign]
 
 
-async def test_a_read_waits_briefly_on_a_node_whose_connect_failed_and_its_connect_goes_on(monkeypatch):
-    """CONNECT_PATIENCE 0 makes any failed connect a slow one (silence)."""
+async def _refused_once(monkeypatch, patience: float) -> tuple[_SilentPool, EtcdReader]:
+    """A reader whose first connect to n1 was refused, at the given CONNECT_PATIENCE (0: any failure is slow)."""
     import core.etcd.read as read
 
-    monkeypatch.setattr(read, "CONNECT_PATIENCE", 0.0)
+    monkeypatch.setattr(read, "CONNECT_PATIENCE", patience)
     node = _SilentPool()
     r = EtcdReader(node.pool, threads=1)
     with pytest.raises(NodeUnreachable, match="refused"):
         await r.local_address(EP)
-    assert r._unreachable == {"n1"}
+    return node, r
+
+
+async def test_a_read_waits_briefly_on_a_node_whose_connect_failed_and_its_connect_goes_on(monkeypatch):
+    """CONNECT_PATIENCE 0 makes any failed connect a slow one (silence)."""
+    import core.etcd.read as read
+
+    node, r = await _refused_once(monkeypatch, 0.0)
+    assert r.connects.silent == {"n1"}
     node.down = False
     with pytest.raises(NodeUnreachable, match="no SSH connection within 0 s"):
         await r.local_address(EP)                   # the connect hangs: not waited for beyond the patience
@@ -315,7 +323,7 @@ async def test_a_read_waits_briefly_on_a_node_whose_connect_failed_and_its_conne
     monkeypatch.setattr(read, "CONNECT_PATIENCE", 30.0)
     node.back.set()
     assert (await r.local_address(EP))[0] == "127.0.0.1"
-    assert r._unreachable == set()                  # connected: a later connect is waited for in full again
+    assert r.connects.silent == set()               # connected: a later connect is waited for in full again
     node.back.clear()
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(r._connection("n1"), 0.5)
@@ -323,28 +331,16 @@ async def test_a_read_waits_briefly_on_a_node_whose_connect_failed_and_its_conne
 
 
 async def test_a_node_that_refused_at_once_is_waited_for_in_full_next_time(monkeypatch):
-    import core.etcd.read as read
-
-    monkeypatch.setattr(read, "CONNECT_PATIENCE", 60.0)
-    node = _SilentPool()
-    r = EtcdReader(node.pool, threads=1)
-    with pytest.raises(NodeUnreachable, match="refused"):
-        await r.local_address(EP)
-    assert r._unreachable == set()
+    _, r = await _refused_once(monkeypatch, 60.0)
+    assert r.connects.silent == set()
     await r.close()
 
 
 async def test_closing_the_reader_stops_a_connect_still_going(monkeypatch):
-    import core.etcd.read as read
-
-    monkeypatch.setattr(read, "CONNECT_PATIENCE", 0.0)
-    node = _SilentPool()
-    r = EtcdReader(node.pool, threads=1)
-    with pytest.raises(NodeUnreachable):
-        await r.local_address(EP)
+    node, r = await _refused_once(monkeypatch, 0.0)
     node.down = False
     with pytest.raises(NodeUnreachable):
         await r.local_address(EP)
-    [connecting] = r._connecting.values()
+    [connecting] = r.connects.flight.values()
     await r.close()
     assert connecting.cancelled()

@@ -585,7 +585,7 @@ async def test_a_silent_node_costs_later_listings_its_patience_and_its_asking_go
     monkeypatch.setattr(nets, "_node", counted)
     first = await nets.listing()
     assert "cannot reach" in first.problems["n3"] and first.networks[0].nodes == ["n1", "n2"]
-    assert nets._silent == {"n3"}
+    assert nets.askings.silent == {"n3"}
     engine.down = False
     second = await nets.listing()              # n3 hangs: not waited for beyond its patience (60 s budget)
     assert "has not listed its networks yet" in second.problems["n3"] and second.networks[0].nodes == ["n1", "n2"]
@@ -594,7 +594,7 @@ async def test_a_silent_node_costs_later_listings_its_patience_and_its_asking_go
     third = await nets.listing()
     assert third.problems == {} and third.networks[0].nodes == ["n1", "n2", "n3"]
     assert asks.count("n3") == 2               # the asking of the second listing brought the third its answer
-    assert nets._silent == set() and nets._asking == {}
+    assert nets.askings.silent == set() and nets.askings.flight == {}
 
 
 async def test_a_node_whose_docker_refused_at_once_is_waited_for_in_full_next_time(monkeypatch):
@@ -608,7 +608,7 @@ async def test_a_node_whose_docker_refused_at_once_is_waited_for_in_full_next_ti
                     cluster=ClusterSpec())
     nets = mod.OverlayNetworks(_SilentNode(), None, inv)   # type: ignore[arg-type]
     assert "cannot reach" in (await nets.listing()).problems["n3"]
-    assert nets._silent == set()
+    assert nets.askings.silent == set()
 
 
 async def test_closing_stops_the_listings_in_flight(monkeypatch):
@@ -623,9 +623,9 @@ async def test_closing_stops_the_listings_in_flight(monkeypatch):
     await nets.listing()
     engine.down = False
     await nets.listing()                        # n3's asking hangs, left running
-    [asking] = nets._asking.values()
+    [asking] = nets.askings.flight.values()
     await nets.close()
-    assert asking.cancelled() and nets._asking == {}
+    assert asking.cancelled() and nets.askings.flight == {}
 
 
 class _Changing(_Networks):
@@ -656,7 +656,7 @@ async def test_an_asking_left_by_a_listing_given_up_on_never_answers_a_later_lis
     nets = OverlayNetworks(engine, None, inv)   # type: ignore[arg-type]
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(nets.listing(), 0.1)       # the caller gives up (a names refresh's timeout)
-    left = nets._asking["n1"]
+    left = nets.askings.flight["n1"]
     engine.net_id = "b" * 64                               # the network was made again meanwhile
     engine.back.set()
     assert [n["Id"] for n in (await left)[1]] == ["a" * 64]   # what that asking brought: from before the change

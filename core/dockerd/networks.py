@@ -11,6 +11,7 @@ every node concurrently: the same ID with scope ``global`` everywhere.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import time
 
@@ -18,6 +19,7 @@ import docker.errors
 import docker.types
 
 from core import checks
+from core.askings import NodeAskings
 from core.dockerd.clients import DockerNodes
 from core.dockerd.validation import require_valid
 from core.dockerd.vni import ClassicVniReader, swarm_vni
@@ -85,8 +87,7 @@ class OverlayNetworks:
         self.docker, self.pool, self.inventory = docker, pool, inventory
         self.vni_reader = ClassicVniReader(pool, context_for(inventory), docker.executor)  # https when etcd runs TLS
         self._stores: dict[str, str] = {}      # node -> its etcd:// ClusterStore, once seen
-        self._asking: dict[str, asyncio.Future[tuple[str, list[dict]]]] = {}  # node -> its listing in flight
-        self._silent: set[str] = set()         # nodes whose last asking took SILENT_PATIENCE or more and failed
+        self.askings: NodeAskings[tuple[str, list[dict]]] = NodeAskings(share=False)   # per node, its listing
 
     def forget_stores(self) -> None:
         self._stores.clear()
@@ -117,40 +118,22 @@ class OverlayNetworks:
         return store, [full.get(n["Id"], n) for n in summaries if n["Id"] in full or n["Id"] not in overlay]
 
     async def _node_within_budget(self, node: str) -> tuple[str, list[dict]]:
-        t0 = time.monotonic()
         try:
-            answer = await asyncio.wait_for(self._node(node), NODE_BUDGET)
+            return await asyncio.wait_for(self._node(node), NODE_BUDGET)
         except TimeoutError:
-            self._silent.add(node)
             raise DockerError(f"{node}: Docker did not list its networks within {NODE_BUDGET:g} s (in classic "
                               "mode every network call waits on the cluster store: has etcd lost its quorum?)") from None
-        except OverlayError:
-            if time.monotonic() - t0 >= SILENT_PATIENCE:
-                self._silent.add(node)
-            else:
-                self._silent.discard(node)
-            raise
-        self._silent.discard(node)
-        return answer
 
     async def every(self) -> list[NetworkInfo]:
         """Every network of every reachable node, merged; raise only when no node answers."""
         return (await self.listing()).networks
 
-    def _ask(self, node: str) -> asyncio.Future[tuple[str, list[dict]]]:
-        """A silent node's asking still in flight (a new one would hang as it does), else a new asking: an
-        answer is never taken from an asking that ended before this listing (it may predate a change)."""
-        asking = self._asking.get(node)
-        if asking is None or asking.done() or node not in self._silent:
-            asking = self._asking[node] = asyncio.ensure_future(self._node_within_budget(node))
-            asking.add_done_callback(lambda f: f.cancelled() or f.exception())   # read, even if never used
-        return asking
-
     async def _answers(self, names: list[str]) -> list[tuple[str, list[dict]] | BaseException]:
         """Each node's answer (or why not). A silent node is waited for SILENT_PATIENCE (its asking goes on for
         the next listing); the others up to NODE_BUDGET."""
-        asks = {n: self._ask(n) for n in names}
-        patient = [f for n, f in asks.items() if n not in self._silent]
+        asks = {n: self.askings.ask(n, functools.partial(self._node_within_budget, n), SILENT_PATIENCE)
+                for n in names}
+        patient = [f for n, f in asks.items() if n not in self.askings.silent]
         if patient:
             await asyncio.wait(patient)                   # each ends within NODE_BUDGET by itself
         late = [f for f in asks.values() if not f.done()]
@@ -162,17 +145,12 @@ class OverlayNetworks:
                 out.append(DockerError(f"{n}: Docker has not listed its networks yet (it did not answer the last "
                                        f"listing either; it is given {NODE_BUDGET:g} s a time)"))
             else:
-                if self._asking.get(n) is f:        # (a listing at the same time may have taken it already)
-                    del self._asking[n]
                 out.append(f.exception() or f.result())
         return out
 
     async def close(self) -> None:
-        """Stop the askings still in flight (one replaced by a newer asking ends by itself, within NODE_BUDGET)."""
-        for f in list(self._asking.values()):
-            f.cancel()
-        await asyncio.gather(*self._asking.values(), return_exceptions=True)
-        self._asking.clear()
+        """Stop the listings still in flight (one replaced by a newer one ends by itself, within NODE_BUDGET)."""
+        await self.askings.close()
 
     async def listing(self) -> NetworkListing:
         """:meth:`every`, with why a node's networks (or the VNIs) are missing (node or "vni" -> sentence)."""

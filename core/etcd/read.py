@@ -33,6 +33,7 @@ import etcd3.exceptions
 import grpc
 from etcd3 import etcdrpc
 
+from core.askings import NodeAskings
 from core.errors import EtcdError, NodeUnreachable, OverlayError
 from core.model import EtcdCluster, EtcdMember, KeyEntry
 from core.pki.cluster import OperatorCerts, ssl_context
@@ -163,8 +164,7 @@ class EtcdReader:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="overlay-tui-etcd")
         self._forwards: dict[Endpoint, tuple[object, int]] = {}   # endpoint -> (ssh conn, local port)
         self._clients: dict[Endpoint, _Held] = {}
-        self._connecting: dict[str, asyncio.Future[Any]] = {}       # node -> its SSH connect, maybe still going
-        self._unreachable: set[str] = set()      # nodes whose last SSH connect took CONNECT_PATIENCE or more and failed
+        self.connects: NodeAskings[object] = NodeAskings(share=True)   # per node, its SSH connect, maybe still going
 
     async def thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call in one of the reader's threads."""
@@ -191,29 +191,13 @@ class EtcdReader:
     async def _connection(self, node: str) -> object:
         """The node's SSH connection. A silent node is waited for CONNECT_PATIENCE only: then the read goes on
         without it (another node's forward, or an error) and the connect, for the next read."""
-        connecting = self._connecting.get(node)
-        if connecting is None or connecting.done():
-            connecting = self._connecting[node] = asyncio.ensure_future(self._connect(node))
-            connecting.add_done_callback(lambda f: f.cancelled() or f.exception())   # read, even if never used
-        if node in self._unreachable:
+        connecting = self.connects.ask(node, lambda: self.pool.connection(node), CONNECT_PATIENCE)
+        if node in self.connects.silent:
             await asyncio.wait({connecting}, timeout=CONNECT_PATIENCE)
             if not connecting.done():
                 raise NodeUnreachable(node, f"no SSH connection within {CONNECT_PATIENCE:g} s (its last connect "
                                             "failed too; still trying)")
         return await asyncio.shield(connecting)     # a read given up on leaves the connect going
-
-    async def _connect(self, node: str) -> object:
-        t0 = time.monotonic()
-        try:
-            conn = await self.pool.connection(node)
-        except OverlayError:
-            if time.monotonic() - t0 >= CONNECT_PATIENCE:
-                self._unreachable.add(node)
-            else:
-                self._unreachable.discard(node)
-            raise
-        self._unreachable.discard(node)
-        return conn
 
     async def _held(self, ep: Endpoint) -> _Held:
         host, port = await self.local_address(ep)
@@ -380,10 +364,7 @@ class EtcdReader:
         for _, port in self._forwards.values():
             self.pool.close_forward(port)
         self._forwards.clear()
-        for connecting in self._connecting.values():
-            connecting.cancel()
-        await asyncio.gather(*self._connecting.values(), return_exceptions=True)
-        self._connecting.clear()
+        await self.connects.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
