@@ -271,12 +271,17 @@ def test_lab_up_rebuilds_only_a_node_whose_namespace_is_gone(faults_lab):
     # of the gossip and brings it in: by announcing a node again in the store when its gossip knows nobody
     # (no restart), else by restarting it alone; its probe starts (the endpoint the killed node left is
     # disconnected). What the apply says it did must be what happened.
+    # (Sometimes its etcd member is back while its dockerd still tries the store, and it joins on its own: then the
+    # step has nothing to do, says so, and restarts nothing. Seen once in CI.)
     result = apply_ok(lab)
     store_step = next(s for s in result["steps"] if s["id"] == "docker-store")
-    assert "already done" not in store_step["detail"], store_step
     did = {d["node"]: d["message"] for d in store_step.get("done", [])}
-    assert "out of the overlay's gossip" in did.get("docker-node3", ""), did
     after = in_node(lab, "docker-node3", "grep -c 'msg=\"Starting up\"' /var/log/dockerd.log").stdout.strip()
+    if "already done" in store_step["detail"]:
+        assert did == {} and int(after) == int(starts), (store_step, after, starts)
+        same_as_before(lab, before)
+        return
+    assert "out of the overlay's gossip" in did.get("docker-node3", ""), did
     if "joined the gossip once the store announced" in did["docker-node3"]:
         assert int(after) == int(starts), "brought in by the announce, yet its dockerd was restarted"
     else:
